@@ -20,7 +20,7 @@
  * Fashion-MNIST's directory can be overridden with the environment variable MOPT_FASHION_MNIST
  * (tests use it). Every sample becomes float32: value * scale, then (v - mean[c]) / std[c].
  * The default scale is 1/255 for uint8 sources and 1 otherwise, so fashion-mnist:* batches are
- * pixels/255 in [N,1,28,28] — what the bundled datasets/*.onnx models expect.
+ * pixels/255 in [N,1,28,28] — what the bundled Fashion-MNIST models (datasets/) expect.
  *
  * Streaming: memory does not grow with the number of samples. IDX and .gz files are read
  * incrementally (gzread), .npy by seeking, CSV row by row (the CSV file is scanned once at
