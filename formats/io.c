@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +24,8 @@ typedef bool (*opt_ext_hook_fn)(void *ctx, const opt_tensor *t, void ***kvs, siz
 opt_status opt_onnx__encode_stream(const opt_model *m, ProtobufCBuffer *out, opt_ext_hook_fn hook,
                                    void *hook_ctx, opt_error *err);
 void *opt_onnx__make_kv(const char *key, const char *value);
+opt_status opt_onnx__parse_mapped(const uint8_t *map, size_t len, const char *dir, const char *what,
+                                  const opt_load_opts *opts, opt_model **out, opt_error *err);
 
 static bool is_stdio(const char *path) { return !path || strcmp(path, "-") == 0; }
 
@@ -96,6 +99,26 @@ opt_status opt_onnx_load(const char *path, const opt_load_opts *opts, opt_model 
     uint8_t *buf;
     size_t len;
     *out = NULL;
+    if (!is_stdio(path)) {
+        /* Regular files are mapped, so the parser can release pages it has copied out of. */
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+            size_t n = (size_t)st.st_size;
+            void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+            close(fd);
+            if (map != MAP_FAILED) {
+                char *dir = dir_of(path);
+                opt_status s = dir ? opt_onnx__parse_mapped(map, n, dir, path, opts, out, err)
+                                   : opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+                munmap(map, n);
+                free(dir);
+                return s;
+            }
+        } else if (fd >= 0) {
+            close(fd);
+        }
+    }
     OPT_TRY(opt_read_file(path, &buf, &len, err));
     char *dir = is_stdio(path) ? opt_strdup(".") : dir_of(path);
     if (!dir) {

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 _Static_assert(sizeof(opt_bytes) == sizeof(ProtobufCBinaryData), "opt_bytes layout");
 _Static_assert(offsetof(opt_bytes, len) == offsetof(ProtobufCBinaryData, len), "opt_bytes.len");
@@ -1013,21 +1015,22 @@ static opt_status check_graph(const opt_graph *g, int depth, opt_error *err)
  * public entry points
  * ====================================================================================== */
 
-opt_status opt_onnx_parse(const uint8_t *buf, size_t len, const char *dir, const char *what,
-                          const opt_load_opts *opts, opt_model **out, opt_error *err)
+static opt_status parse_impl(const uint8_t *buf, size_t len, const char *dir, const char *what,
+                             const opt_load_opts *opts, ProtobufCAllocator *alloc, opt_model **out,
+                             opt_error *err)
 {
     static const opt_load_opts defaults = {0};
     if (!opts) opts = &defaults;
     if (!what) what = "model";
     *out = NULL;
     if (len == 0) return opt_error_set(err, OPT_ERR_PARSE, "empty input: not an ONNX model");
-    Onnx__ModelProto *p = onnx__model_proto__unpack(NULL, len, buf);
+    Onnx__ModelProto *p = onnx__model_proto__unpack(alloc, len, buf);
     if (!p)
         return opt_error_set(err, OPT_ERR_PARSE,
                              "not a valid ONNX model (protobuf parse failed; truncated or not ONNX)");
     rd r = {0};
     opt_model *m = take_model(&r, p);
-    onnx__model_proto__free_unpacked(p, NULL);
+    onnx__model_proto__free_unpacked(p, alloc);
     if (r.oom || !m) {
         opt_model_free(m);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory reading model");
@@ -1063,6 +1066,57 @@ opt_status opt_onnx_parse(const uint8_t *buf, size_t len, const char *dir, const
 fail:
     opt_model_free(m);
     return s;
+}
+
+opt_status opt_onnx_parse(const uint8_t *buf, size_t len, const char *dir, const char *what,
+                          const opt_load_opts *opts, opt_model **out, opt_error *err)
+{
+    return parse_impl(buf, len, dir, what, opts, NULL, out, err);
+}
+
+/* An allocator that gives back, page by page, the part of a read-only file mapping protobuf-c
+ * has already copied out of. protobuf-c parses fields in file order and copies each bytes field
+ * right after allocating it, so when a large block is requested, every earlier large block's
+ * source lies below the current position, and the mapping below the sum of their sizes is done
+ * with. MADV_DONTNEED on a private read-only file mapping only drops pages (a later access would
+ * read them again from the file), so a wrong guess costs time, never correctness. This keeps
+ * loading near one copy of the weights instead of two. */
+typedef struct release_alloc {
+    const uint8_t *map;
+    size_t len, released, page;
+    uint64_t copied;
+} release_alloc;
+
+static void *release_alloc_fn(void *ud, size_t size)
+{
+    release_alloc *r = ud;
+    if (size >= (size_t)1 << 18) {
+        uint64_t upto = r->copied < r->len ? r->copied : r->len;
+        size_t lim = (size_t)upto & ~(r->page - 1);
+        if (lim > r->released) {
+            madvise((void *)(r->map + r->released), lim - r->released, MADV_DONTNEED);
+            r->released = lim;
+        }
+        r->copied += size;
+    }
+    return malloc(size);
+}
+
+static void release_free_fn(void *ud, void *p)
+{
+    (void)ud;
+    free(p);
+}
+
+opt_status opt_onnx__parse_mapped(const uint8_t *map, size_t len, const char *dir, const char *what,
+                                  const opt_load_opts *opts, opt_model **out, opt_error *err);
+opt_status opt_onnx__parse_mapped(const uint8_t *map, size_t len, const char *dir, const char *what,
+                                  const opt_load_opts *opts, opt_model **out, opt_error *err)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    release_alloc r = {.map = map, .len = len, .page = pg > 0 ? (size_t)pg : 4096};
+    ProtobufCAllocator a = {release_alloc_fn, release_free_fn, &r};
+    return parse_impl(map, len, dir, what, opts, &a, out, err);
 }
 
 /* A ProtobufCBuffer that appends into a growing malloc'd buffer. */
