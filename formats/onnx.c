@@ -1076,9 +1076,9 @@ opt_status opt_onnx_parse(const uint8_t *buf, size_t len, const char *dir, const
 
 /* An allocator that gives back, page by page, the part of a read-only file mapping protobuf-c
  * has already copied out of. protobuf-c parses fields in file order and copies each bytes field
- * right after allocating it, so when a large block is requested, every earlier large block's
- * source lies below the current position, and the mapping below the sum of their sizes is done
- * with. MADV_DONTNEED on a private read-only file mapping only drops pages (a later access would
+ * right after allocating it, so when a block of 4 KiB or more is requested, the sources of the
+ * earlier such blocks lie below the current position, and the mapping below the sum of their
+ * sizes is done with (small allocations are not counted, so the estimate stays low). MADV_DONTNEED on a private read-only file mapping only drops pages (a later access would
  * read them again from the file), so a wrong guess costs time, never correctness. This keeps
  * loading near one copy of the weights instead of two. */
 typedef struct release_alloc {
@@ -1090,7 +1090,7 @@ typedef struct release_alloc {
 static void *release_alloc_fn(void *ud, size_t size)
 {
     release_alloc *r = ud;
-    if (size >= (size_t)1 << 18) {
+    if (size >= 4096) {
         uint64_t upto = r->copied < r->len ? r->copied : r->len;
         size_t lim = (size_t)upto & ~(r->page - 1);
         if (lim > r->released) {
