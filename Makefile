@@ -187,14 +187,14 @@ FUZZ_SECONDS ?= 60
 fuzz: deps $(GEN)/onnx.pb-c.h
 	FUZZ_SECONDS=$(FUZZ_SECONDS) bash tests/fuzz/run.sh
 
-## install: install mopt, libopt and headers under PREFIX
+## install: install mopt, libopt (with headers and pkg-config file) and man pages under PREFIX
+PUBLIC_HEADERS := $(wildcard libopt/ir/*.h libopt/exec/exec.h libopt/passes/*.h formats/*.h calib/*.h)
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/mopt \
-	  $(DESTDIR)$(PREFIX)/share/man/man1
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 755 bin/mopt $(DESTDIR)$(PREFIX)/bin/mopt
 	install -m 644 lib/libopt.a lib/libopt.so $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 lib/pkgconfig/libopt.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/
-	install -m 644 libopt/ir/*.h formats/*.h $(DESTDIR)$(PREFIX)/include/mopt/
+	for h in $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/mopt/$$h; done
+	sed 's|^prefix=.*|prefix=$(PREFIX)|' lib/pkgconfig/libopt.pc > $(DESTDIR)$(PREFIX)/lib/pkgconfig/libopt.pc
 	install -m 644 docs/man/*.1 $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
