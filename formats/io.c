@@ -182,10 +182,21 @@ int opt_external_open(const char *dir, const char *location, const char *tensor,
                       tensor, location);
         return -1;
     }
-    int fd = open(rfull, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    /* O_NONBLOCK: a FIFO planted in the model's directory must not hang the open; anything but
+     * a regular file is refused here (for regular files the flag changes nothing). */
+    int fd = open(rfull, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
         opt_error_set(err, OPT_ERR_IO, "tensor '%s': external data file '%s': %s", tensor, location,
                       strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        opt_error_set(err, OPT_ERR_INVALID, "tensor '%s': external data '%s' is not a regular file",
+                      tensor, location);
+        return -1;
+    }
     return fd;
 }
 
@@ -274,16 +285,34 @@ static opt_status load_one(opt_tensor *t, const char *dir, opt_error *err)
     return OPT_OK;
 }
 
+static opt_status load_maybe(opt_tensor *t, const char *dir, opt_error *err)
+{
+    return t && opt_tensor_is_external(t) ? load_one(t, dir, err) : OPT_OK;
+}
+
+static opt_status load_sparse(opt_sparse_tensor *s, const char *dir, opt_error *err)
+{
+    if (!s) return OPT_OK;
+    OPT_TRY(load_maybe(s->values, dir, err));
+    return load_maybe(s->indices, dir, err);
+}
+
+/* Every tensor that can carry external data: initializers, sparse initializers and the tensors of
+ * node attributes, recursively through subgraphs (depth is bounded by the reader). */
 static opt_status load_graph(opt_graph *g, const char *dir, opt_error *err)
 {
-    for (size_t i = 0; i < g->n_initializers; i++)
-        if (opt_tensor_is_external(g->initializers[i]))
-            OPT_TRY(load_one(g->initializers[i], dir, err));
+    for (size_t i = 0; i < g->n_initializers; i++) OPT_TRY(load_maybe(g->initializers[i], dir, err));
+    for (size_t i = 0; i < g->n_sparse_initializers; i++)
+        OPT_TRY(load_sparse(g->sparse_initializers[i], dir, err));
     for (size_t i = 0; i < g->n_nodes; i++) {
         opt_node *n = g->nodes[i];
         for (size_t a = 0; a < n->n_attrs; a++) {
             opt_attr *at = &n->attrs[a];
-            if (at->t && opt_tensor_is_external(at->t)) OPT_TRY(load_one(at->t, dir, err));
+            OPT_TRY(load_maybe(at->t, dir, err));
+            for (size_t k = 0; k < at->n_tensors; k++) OPT_TRY(load_maybe(at->tensors[k], dir, err));
+            OPT_TRY(load_sparse(at->sparse_tensor, dir, err));
+            for (size_t k = 0; k < at->n_sparse_tensors; k++)
+                OPT_TRY(load_sparse(at->sparse_tensors[k], dir, err));
             if (at->g) OPT_TRY(load_graph(at->g, dir, err));
             for (size_t k = 0; k < at->n_graphs; k++) OPT_TRY(load_graph(at->graphs[k], dir, err));
         }
@@ -413,6 +442,18 @@ static bool save_hook(void *vctx, const opt_tensor *t, void ***kvs_out, size_t *
     return true;
 }
 
+/* Permission bits for a file the save creates: those of the file it replaces, like `cmd > file`
+ * keeps them; otherwise 0666 minus the umask, like any newly created file. (mkstemp creates 0600,
+ * which would make every rewritten model private to its owner.) */
+static mode_t new_file_mode(const char *path)
+{
+    struct stat st;
+    if (path && stat(path, &st) == 0 && S_ISREG(st.st_mode)) return st.st_mode & 07777;
+    mode_t um = umask(0);
+    umask(um);
+    return 0666 & ~um;
+}
+
 static bool flush_sync(FILE *f)
 {
     return fflush(f) == 0 && fsync(fileno(f)) == 0;
@@ -463,8 +504,7 @@ opt_status opt_onnx_save(const opt_model *m, const char *path, const opt_save_op
         tmp = NULL;
         goto done;
     }
-    fchmod(fd, 0644 & ~(mode_t)0);
-    if (!(f = fdopen(fd, "wb"))) {
+    if (fchmod(fd, new_file_mode(path)) != 0 || !(f = fdopen(fd, "wb"))) {
         close(fd);
         goto ioerr;
     }
@@ -484,7 +524,8 @@ opt_status opt_onnx_save(const opt_model *m, const char *path, const opt_save_op
         size_t kk = strlen(dir) + strlen(data_name) + 2;
         if (!(data_final = malloc(kk))) goto oom;
         snprintf(data_final, kk, "%s/%s", dir, data_name);
-        if (rename(c.data_tmp, data_final) != 0) goto ioerr;
+        if (chmod(c.data_tmp, new_file_mode(data_final)) != 0 || rename(c.data_tmp, data_final) != 0)
+            goto ioerr;
         free(c.data_tmp);
         c.data_tmp = NULL;
     }

@@ -1012,6 +1012,72 @@ static opt_status check_graph(const opt_graph *g, int depth, opt_error *err)
 }
 
 /* ======================================================================================
+ * nesting limit on the wire
+ * ====================================================================================== */
+
+/* protobuf-c unpacks nested messages recursively with no depth limit, so a few hundred KB of
+ * nested TypeProto.sequence_type (or Graph -> Node -> Attribute -> Graph) overflow the stack
+ * before take_graph/take_type could count levels. This pre-pass walks the wire format with the
+ * message descriptors and refuses nesting deeper than MAX_WIRE_DEPTH messages. It only reads
+ * what it can: malformed bytes are left for protobuf-c to reject. Recursion is bounded by the
+ * limit itself, and every byte is visited once. MAX_DEPTH graph-or-type levels need at most three
+ * messages each (Graph -> Node -> Attribute -> Graph) plus a few at the top, so 256 refuses no
+ * model that take_model would accept. */
+#define MAX_WIRE_DEPTH 256
+
+static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
+{
+    uint64_t x = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            *v = x;
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Returns false when nesting exceeds the limit; true otherwise (including on malformed bytes). */
+static bool wire_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+                          int depth)
+{
+    while (p < end) {
+        uint64_t tag, v;
+        if (!wire_varint(&p, end, &tag)) return true;
+        switch (tag & 7) {
+        case 0:
+            if (!wire_varint(&p, end, &v)) return true;
+            break;
+        case 1:
+            if (end - p < 8) return true;
+            p += 8;
+            break;
+        case 5:
+            if (end - p < 4) return true;
+            p += 4;
+            break;
+        case 2: {
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) return true;
+            const ProtobufCFieldDescriptor *f =
+                tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
+                                       : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                if (depth + 1 > MAX_WIRE_DEPTH) return false;
+                if (!wire_depth_ok(f->descriptor, p, p + v, depth + 1)) return false;
+            }
+            p += v;
+            break;
+        }
+        default:
+            return true; /* groups or garbage: protobuf-c decides */
+        }
+    }
+    return true;
+}
+
+/* ======================================================================================
  * public entry points
  * ====================================================================================== */
 
@@ -1024,6 +1090,11 @@ static opt_status parse_impl(const uint8_t *buf, size_t len, const char *dir, co
     if (!what) what = "model";
     *out = NULL;
     if (len == 0) return opt_error_set(err, OPT_ERR_PARSE, "empty input: not an ONNX model");
+    if (!wire_depth_ok(&onnx__model_proto__descriptor, buf, buf + len, 1))
+        return opt_error_set(err, OPT_ERR_LIMIT,
+                             "messages nested deeper than %d levels (subgraphs or types nested "
+                             "too deep; refused)",
+                             MAX_WIRE_DEPTH);
     Onnx__ModelProto *p = onnx__model_proto__unpack(alloc, len, buf);
     if (!p)
         return opt_error_set(err, OPT_ERR_PARSE,
