@@ -169,8 +169,12 @@ test: deps
 	cd tests && MOPT=../$(MOPT) ../$(UNIT) --jobs 2
 
 ## conformance: ONNX backend node tests for every registered op
-conformance: $(MOPT)
-	@if [ -f tests/conformance/run.sh ]; then MOPT=$(MOPT) PY=$(PY) bash tests/conformance/run.sh; \
+CONF := $(B)/bin/conformance
+$(CONF): $(B)/tests/conformance/conformance.o $(B)/libopt.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) $< $(B)/libopt.a $(LDLIBS) -o $@
+conformance: $(MOPT) $(CONF)
+	@if [ -f tests/conformance/run.sh ]; then MOPT=$(MOPT) CONF=$(CONF) PY=$(PY) bash tests/conformance/run.sh; \
 	 else echo "conformance: no executor yet"; fi
 
 ## oracle: compare mopt's executor with ONNX Runtime

@@ -98,6 +98,10 @@ double opt_array_get(const opt_array *a, uint64_t i);
  * and "ai.onnx" are the same. dtype 0 matches only kernels that accept any dtype. */
 const opt_kernel *opt_kernel_find(const char *domain, const char *op_type, int opset, int dtype,
                                   opt_device dev);
+/* The kernel for a node with these input dtypes (in_dt[i] 0 for an omitted input): the first
+ * registered one whose opset range holds opset and that accepts in_dt[k->type_input]. */
+const opt_kernel *opt_kernel_match(const char *domain, const char *op_type, int opset,
+                                   const int *in_dt, size_t n_in, opt_device dev);
 /* Whether any kernel is registered for (domain, op_type) on dev, whatever the opset and dtype. */
 bool opt_kernel_known(const char *domain, const char *op_type, opt_device dev);
 /* Calls fn for every registered kernel (in ops.def order); for `--list`-style output. */
