@@ -1,0 +1,140 @@
+/*
+ * libopt/exec/cpu/nn.h — helpers shared by the heavy CPU kernel families (conv, gemm, pool, norm,
+ * resize, quant), and the math entry points that the unit tests compare with their reference
+ * twins.
+ *
+ * Every "fast" function here has a plain "_ref" twin computing the same thing with the most
+ * obvious loops (accumulating in double where that is cheap); tests/unit/kernels_*.c compare them
+ * with named tolerances. The fast functions take an optional kernel context only for threading:
+ * with k == NULL they run on the calling thread.
+ *
+ * Internal to libopt/exec/cpu; not installed.
+ */
+#ifndef OPT_EXEC_CPU_NN_H
+#define OPT_EXEC_CPU_NN_H
+
+#include "libopt/exec/kernel.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* ---- attributes ------------------------------------------------------------------------------ */
+
+/* Copies the ints attribute `name` into out (at most max values); returns the count, -1 when the
+ * attribute is absent, -2 when it has more than max values. */
+int nn_attr_ints(const opt_node *n, const char *name, int64_t *out, int max);
+/* True when string attribute `name` equals val (an absent attribute reads as def, which may be
+ * NULL: then absent is never equal). Compares with the attribute's stored length. */
+bool nn_attr_is(const opt_node *n, const char *name, const char *val, const char *def);
+/* Copies string attribute `name` (or def when absent) into buf, NUL-terminated, truncated. */
+void nn_attr_str(const opt_node *n, const char *name, const char *def, char *buf, size_t len);
+
+/* ---- float32 views of arrays of any numeric dtype --------------------------------------------- */
+
+/* Returns a's elements as float32: a->data itself when a is float32, otherwise a malloc'd
+ * converted copy that is also stored in *tmp (the caller frees *tmp; it is NULL when no copy was
+ * made). Returns NULL on out-of-memory or for a dtype without a numeric value. */
+const float *nn_f32_in(const opt_array *a, float **tmp);
+/* A float32 buffer to compute output o into: o->data when o is float32, otherwise a malloc'd
+ * buffer stored in *tmp. NULL on out-of-memory. Pair with nn_f32_out_done(). */
+float *nn_f32_out(opt_array *o, float **tmp);
+/* When tmp is not NULL, converts its float32 values into o's dtype (rounding to nearest even;
+ * saturating for integer dtypes) and frees tmp. */
+void nn_f32_out_done(opt_array *o, float *tmp);
+/* Converts n float32 values to dtype (float16/bfloat16/double/integers) at dst. */
+void nn_f32_store(int dtype, void *dst, const float *src, uint64_t n);
+
+/* ---- threads --------------------------------------------------------------------------------- */
+
+/* opt_parallel_for when k is set and has more than one thread; a direct call otherwise. */
+void nn_parallel(opt_kctx *k, size_t n, void (*fn)(void *ctx, size_t begin, size_t end),
+                 void *ctx);
+/* Tells OpenBLAS to use `threads` threads (only when that changes). */
+void nn_blas_threads(int threads);
+/* Thread count of k (1 when k is NULL). */
+static inline int nn_threads(const opt_kctx *k)
+{
+    return k && k->threads > 1 ? k->threads : 1;
+}
+
+/* ---- convolution geometry (conv.c, pool.c, quant.c) ---------------------------------------- */
+
+#define NN_MAX_SP (OPT_MAX_DIMS - 2)
+
+/* The shape of one N-D convolution or pooling window sweep. */
+typedef struct nn_conv_geom {
+    int nsp;                                /* spatial dims, 1..NN_MAX_SP */
+    int64_t N, C, M, group;                 /* batch, input and output channels, groups */
+    int64_t in[NN_MAX_SP], out[NN_MAX_SP];  /* spatial sizes */
+    int64_t k[NN_MAX_SP], stride[NN_MAX_SP], dil[NN_MAX_SP];
+    int64_t pad_b[NN_MAX_SP], pad_e[NN_MAX_SP];
+    bool ceil_mode;                         /* pooling only */
+} nn_conv_geom;
+
+/* Reads kernel_shape (or kshape when the attribute is absent; may be NULL), strides, dilations,
+ * pads and auto_pad of node n for an input of spatial size in[0..nsp) and computes out[], as Conv,
+ * the pools, ConvInteger and QLinearConv define them. `pool` enables ceil_mode. Fails naming the
+ * node on inconsistent attributes or an empty output. */
+opt_status nn_conv_geom_init(nn_conv_geom *g, const opt_node *n, int nsp, const int64_t *in,
+                             const int64_t *kshape, bool pool, opt_error *err);
+
+/* Product of g->out (or in/k) spatial sizes. */
+int64_t nn_geom_out_size(const nn_conv_geom *g);
+int64_t nn_geom_in_size(const nn_conv_geom *g);
+int64_t nn_geom_k_size(const nn_conv_geom *g);
+
+/* Unfolds one image's channels [C_g x in...] into col [(C_g * ksize) x outsize] (zero padding).
+ * Parallel over rows when k is set. */
+void nn_im2col_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, int64_t cg, float *col);
+
+/* ---- float convolution (conv.c) ------------------------------------------------------------- */
+
+/* Conv on float32: x [N, C, in...], w [M, C/group, k...], b [M] or NULL, y [N, M, out...].
+ * The fast version picks im2col + sgemm, the 1x1 path or the direct depthwise path. */
+void nn_conv_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                 const float *b, float *y);
+void nn_conv_f32_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                     float *y);
+/* ConvTranspose on float32: x [N, C, in...], w [C, M/group, k...], y [N, M, out...] where g->out
+ * holds the output size and g->pad_b the begin pads (possibly negative). */
+void nn_convtr_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                   const float *b, float *y);
+void nn_convtr_f32_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                       float *y);
+
+/* ---- numpy matmul shapes (gemm.c, quant.c) ------------------------------------------------- */
+
+/* The shapes of a numpy matmul: batch dims broadcast, M, K, N, and whether each operand's
+ * unit dim was added (so the output drops it). */
+typedef struct mm_shape {
+    int nb;                        /* batch rank of the output */
+    int64_t batch[OPT_MAX_DIMS];   /* output batch dims */
+    int64_t astride[OPT_MAX_DIMS]; /* element stride of A's matrices per batch dim (0: broadcast) */
+    int64_t bstride[OPT_MAX_DIMS];
+    int64_t M, K, N;
+    int ndim;                      /* output rank */
+    int64_t dims[OPT_MAX_DIMS];
+    bool b_flat;                   /* B has no batch dims that vary: fold A's batch into M */
+} mm_shape;
+
+/* Fills s from A's and B's shapes (gemm.c); fails naming the node when they do not broadcast. */
+opt_status nn_matmul_shape(opt_kctx *k, const opt_array *A, const opt_array *B, mm_shape *s,
+                           opt_error *err);
+
+/* ---- integer GEMM (quant.c) ----------------------------------------------------------------- */
+
+/* c[M x N] = a[M x K] * b[K x N] with int16 operands (already minus their zero points) and int32
+ * accumulation; lda/ldb/ldc are row strides. */
+void nn_igemm(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda, const int16_t *b,
+              int64_t ldb, int32_t *c, int64_t ldc);
+void nn_igemm_ref(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda,
+                  const int16_t *b, int64_t ldb, int32_t *c, int64_t ldc);
+
+/* Round half to even, as ONNX quantization requires. */
+static inline float nn_round_even(float x)
+{
+    return __builtin_nearbyintf(x);
+}
+
+#endif

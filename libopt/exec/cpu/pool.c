@@ -1,0 +1,292 @@
+/*
+ * libopt/exec/cpu/pool.c — MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool on the CPU.
+ *
+ * Windows follow ONNX exactly: pads or auto_pad, strides, dilations, ceil_mode (a last window
+ * must start inside the input or its leading padding), count_include_pad (padding counts, but
+ * not the extra cells ceil_mode adds), MaxPool's optional Indices output in row-major or
+ * column-major (storage_order 1) flattening. 1-D and 2-D windows take a loop with precomputed
+ * bounds; 3-D and up a generic one. int8/uint8 MaxPool and the float16/bfloat16/double types
+ * compute in float32, which is exact for the integers.
+ */
+#include "libopt/exec/cpu/nn.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct pool_job {
+    const nn_conv_geom *g;
+    const float *x;
+    float *y;
+    int64_t *idx;          /* MaxPool Indices or NULL */
+    bool max, include_pad, col_major;
+    int64_t insz, outsz;
+} pool_job;
+
+/* Window bounds along one dim for output o: first/last (exclusive) valid tap, and the number of
+ * taps inside the padded input (for count_include_pad). */
+static void win(const nn_conv_geom *g, int d, int64_t o, int64_t *j0, int64_t *j1, int64_t *padn)
+{
+    int64_t start = o * g->stride[d] - g->pad_b[d], dl = g->dil[d], K = g->k[d], in = g->in[d];
+    int64_t a = 0, b = K, pn = 0;
+    while (a < K && start + a * dl < 0) a++;
+    while (b > a && start + (b - 1) * dl >= in) b--;
+    for (int64_t j = 0; j < K; j++) {
+        int64_t p = start + j * dl;
+        if (p >= -g->pad_b[d] && p < in + g->pad_e[d]) pn++;
+    }
+    *j0 = a;
+    *j1 = b;
+    *padn = pn;
+}
+
+/* 1-D/2-D planes [begin, end) of N*C. */
+static void pool_planes_2d(void *ctx, size_t begin, size_t end)
+{
+    const pool_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    int sp = g->nsp;
+    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
+    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
+    int64_t sh = sp == 2 ? g->stride[0] : 1, dh = sp == 2 ? g->dil[0] : 1;
+    int64_t ph = sp == 2 ? g->pad_b[0] : 0;
+    int64_t sw = g->stride[sp - 1], dw = g->dil[sp - 1], pw = g->pad_b[sp - 1];
+    int64_t *wj0 = malloc((size_t)OW * 3 * sizeof *wj0);
+    if (!wj0) return;
+    int64_t *wj1 = wj0 + OW, *wpn = wj1 + OW;
+    for (int64_t ow = 0; ow < OW; ow++) win(g, sp - 1, ow, &wj0[ow], &wj1[ow], &wpn[ow]);
+    for (size_t pl = begin; pl < end; pl++) {
+        const float *xp = j->x + (int64_t)pl * H * W;
+        float *yp = j->y + (int64_t)pl * OH * OW;
+        int64_t *ip = j->idx ? j->idx + (int64_t)pl * OH * OW : NULL;
+        for (int64_t oh = 0; oh < OH; oh++) {
+            int64_t h0 = 0, h1 = 1, hpn = 1;
+            if (sp == 2) win(g, 0, oh, &h0, &h1, &hpn);
+            int64_t hs = oh * sh - ph;
+            for (int64_t ow = 0; ow < OW; ow++) {
+                int64_t ws = ow * sw - pw;
+                if (j->max) {
+                    float m = -INFINITY;
+                    int64_t best = -1;
+                    for (int64_t a = h0; a < h1; a++) {
+                        const float *r = xp + (hs + a * dh) * W + ws;
+                        for (int64_t b = wj0[ow]; b < wj1[ow]; b++)
+                            if (r[b * dw] > m || best < 0) {
+                                m = r[b * dw];
+                                best = (hs + a * dh) * W + ws + b * dw;
+                            }
+                    }
+                    yp[oh * OW + ow] = m;
+                    if (ip) {
+                        int64_t bh = best / W, bw = best % W;
+                        ip[oh * OW + ow] = (int64_t)pl * H * W + (j->col_major ? bw * H + bh : best);
+                    }
+                } else {
+                    float s = 0;
+                    for (int64_t a = h0; a < h1; a++) {
+                        const float *r = xp + (hs + a * dh) * W + ws;
+                        for (int64_t b = wj0[ow]; b < wj1[ow]; b++) s += r[b * dw];
+                    }
+                    int64_t cnt = j->include_pad ? hpn * wpn[ow] : (h1 - h0) * (wj1[ow] - wj0[ow]);
+                    yp[oh * OW + ow] = cnt > 0 ? s / (float)cnt : 0.0f;
+                }
+            }
+        }
+    }
+    free(wj0);
+}
+
+/* N-D planes (any rank; used for 3-D and up). */
+static void pool_planes_nd(void *ctx, size_t begin, size_t end)
+{
+    const pool_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    int sp = g->nsp;
+    for (size_t pl = begin; pl < end; pl++) {
+        const float *xp = j->x + (int64_t)pl * j->insz;
+        for (int64_t p = 0; p < j->outsz; p++) {
+            int64_t o[NN_MAX_SP], t = p, j0[NN_MAX_SP], j1[NN_MAX_SP], cnt_pad = 1, cnt = 1;
+            for (int d = sp - 1; d >= 0; d--) {
+                o[d] = t % g->out[d];
+                t /= g->out[d];
+            }
+            bool empty = false;
+            for (int d = 0; d < sp; d++) {
+                int64_t pn;
+                win(g, d, o[d], &j0[d], &j1[d], &pn);
+                cnt_pad *= pn;
+                cnt *= j1[d] - j0[d];
+                if (j1[d] <= j0[d]) empty = true;
+            }
+            float m = -INFINITY, s = 0;
+            int64_t best = -1;
+            if (!empty) {
+                int64_t kk[NN_MAX_SP];
+                memcpy(kk, j0, sizeof kk);
+                for (;;) {
+                    int64_t idx = 0;
+                    for (int d = 0; d < sp; d++)
+                        idx = idx * g->in[d] + o[d] * g->stride[d] - g->pad_b[d] + kk[d] * g->dil[d];
+                    float v = xp[idx];
+                    if (v > m || best < 0) m = v, best = idx;
+                    s += v;
+                    int d = sp - 1;
+                    for (; d >= 0; d--) {
+                        if (++kk[d] < j1[d]) break;
+                        kk[d] = j0[d];
+                    }
+                    if (d < 0) break;
+                }
+            }
+            if (j->max) {
+                j->y[(int64_t)pl * j->outsz + p] = m;
+                if (j->idx) {
+                    int64_t v = best < 0 ? 0 : best;
+                    if (j->col_major) {
+                        int64_t c[NN_MAX_SP], r = v, cm = 0;
+                        for (int d = sp - 1; d >= 0; d--) c[d] = r % g->in[d], r /= g->in[d];
+                        for (int d = sp - 1; d >= 0; d--) cm = cm * g->in[d] + c[d];
+                        v = cm;
+                    }
+                    j->idx[(int64_t)pl * j->outsz + p] = (int64_t)pl * j->insz + v;
+                }
+            } else {
+                int64_t c = j->include_pad ? cnt_pad : cnt;
+                j->y[(int64_t)pl * j->outsz + p] = c > 0 ? s / (float)c : 0.0f;
+            }
+        }
+    }
+}
+
+static opt_status pool_run(opt_kctx *k, opt_error *err, bool max)
+{
+    const opt_array *X = k->in[0];
+    if (X->ndim < 3) return opt_kerr(k, err, OPT_ERR_INVALID, "X has rank %d (need >= 3)", X->ndim);
+    nn_conv_geom g;
+    OPT_TRY(nn_conv_geom_init(&g, k->node, X->ndim - 2, X->dims + 2, NULL, true, err));
+    g.N = X->dims[0];
+    g.C = g.M = X->dims[1];
+    g.group = 1;
+    int64_t dims[OPT_MAX_DIMS] = {g.N, g.C};
+    for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
+    OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, dims, err));
+    bool want_idx = max && k->n_out > 1 && k->node->n_outputs > 1 && k->node->outputs[1] &&
+                    k->node->outputs[1][0];
+    if (want_idx) OPT_TRY(opt_kctx_output(k, 1, OPT_DT_INT64, X->ndim, dims, err));
+    if (!opt_array_numel(&k->out[0])) return OPT_OK;
+    float *tx, *ty;
+    const float *x = nn_f32_in(X, &tx);
+    float *y = nn_f32_out(&k->out[0], &ty);
+    if (!x || !y) {
+        free(tx);
+        free(ty);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    pool_job j = {&g, x, y, want_idx ? (int64_t *)k->out[1].data : NULL, max,
+                  opt_node_attr_int(k->node, "count_include_pad", 0) != 0,
+                  opt_node_attr_int(k->node, "storage_order", 0) == 1, nn_geom_in_size(&g),
+                  nn_geom_out_size(&g)};
+    nn_parallel(k, (size_t)(g.N * g.C), g.nsp <= 2 ? pool_planes_2d : pool_planes_nd, &j);
+    nn_f32_out_done(&k->out[0], ty);
+    free(tx);
+    return OPT_OK;
+}
+
+static opt_status maxpool_run(opt_kctx *k, opt_error *err)
+{
+    return pool_run(k, err, true);
+}
+
+static opt_status avgpool_run(opt_kctx *k, opt_error *err)
+{
+    return pool_run(k, err, false);
+}
+
+static opt_status maxpool_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                                int *out_dt, size_t n_out, opt_error *err)
+{
+    if (n_out > 0) out_dt[0] = in_dt[0];
+    if (n_out > 1) out_dt[1] = OPT_DT_INT64;
+    return OPT_OK;
+}
+
+/* ---- global pools ---------------------------------------------------------------------------- */
+
+typedef struct gpool_job {
+    const float *x;
+    float *y;
+    int64_t sz;
+    bool max;
+} gpool_job;
+
+static void gpool_planes(void *ctx, size_t begin, size_t end)
+{
+    const gpool_job *j = ctx;
+    for (size_t pl = begin; pl < end; pl++) {
+        const float *p = j->x + (int64_t)pl * j->sz;
+        if (j->max) {
+            float m = j->sz ? p[0] : -INFINITY;
+            for (int64_t i = 1; i < j->sz; i++)
+                if (p[i] > m) m = p[i];
+            j->y[pl] = m;
+        } else {
+            /* Four partial sums keep the loop vectorisable and the error small. */
+            float s[4] = {0, 0, 0, 0};
+            int64_t i = 0;
+            for (; i + 4 <= j->sz; i += 4)
+                for (int q = 0; q < 4; q++) s[q] += p[i + q];
+            for (; i < j->sz; i++) s[0] += p[i];
+            j->y[pl] = ((s[0] + s[1]) + (s[2] + s[3])) / (float)j->sz;
+        }
+    }
+}
+
+static opt_status gpool_run(opt_kctx *k, opt_error *err, bool max)
+{
+    const opt_array *X = k->in[0];
+    if (X->ndim < 2) return opt_kerr(k, err, OPT_ERR_INVALID, "X has rank %d (need >= 2)", X->ndim);
+    int64_t dims[OPT_MAX_DIMS], sz = 1;
+    for (int i = 0; i < X->ndim; i++) dims[i] = i < 2 ? X->dims[i] : 1;
+    for (int i = 2; i < X->ndim; i++) sz *= X->dims[i];
+    OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, dims, err));
+    if (!opt_array_numel(&k->out[0])) return OPT_OK;
+    float *tx, *ty;
+    const float *x = nn_f32_in(X, &tx);
+    float *y = nn_f32_out(&k->out[0], &ty);
+    if (!x || !y) {
+        free(tx);
+        free(ty);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    gpool_job j = {x, y, sz, max};
+    nn_parallel(X->dims[0] * X->dims[1] * sz >= 65536 ? k : NULL, (size_t)(X->dims[0] * X->dims[1]),
+                gpool_planes, &j);
+    nn_f32_out_done(&k->out[0], ty);
+    free(tx);
+    return OPT_OK;
+}
+
+static opt_status gmax_run(opt_kctx *k, opt_error *err)
+{
+    return gpool_run(k, err, true);
+}
+
+static opt_status gavg_run(opt_kctx *k, opt_error *err)
+{
+    return gpool_run(k, err, false);
+}
+
+#define POOL_MAX_DTS (OPT_DTS_FLOATS | OPT_DT_BIT(OPT_DT_INT8) | OPT_DT_BIT(OPT_DT_UINT8))
+
+const opt_kernel opt_kernels_pool[] = {
+    {"", "MaxPool", 1, INT_MAX, POOL_MAX_DTS, 0, OPT_DEVICE_CPU, maxpool_infer, NULL,
+     maxpool_run, NULL},
+    {"", "AveragePool", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, NULL,
+     avgpool_run, NULL},
+    {"", "GlobalAveragePool", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, NULL, gavg_run,
+     NULL},
+    {"", "GlobalMaxPool", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, NULL, gmax_run,
+     NULL},
+    {0},
+};

@@ -1,0 +1,572 @@
+/*
+ * libopt/exec/cpu/quant.c — quantization ops on the CPU: QuantizeLinear, DequantizeLinear,
+ * DynamicQuantizeLinear, QLinearConv, QLinearMatMul, MatMulInteger and ConvInteger.
+ *
+ * The integer ops compute with integers: operands minus their zero points as int16, products
+ * accumulated in int32 (nn_igemm), exactly as the ONNX reference does. Requantisation multiplies
+ * the int32 sum by the float32 multiplier (x_scale * w_scale / y_scale) in double, rounds half to
+ * even, adds the output zero point and saturates. Scales and zero points are per tensor or per
+ * axis (QuantizeLinear/DequantizeLinear `axis`; per output channel for weights; per row of A and
+ * per column of B for the matmuls). Quantized types: uint8, int8, uint16, int16, int32
+ * (DequantizeLinear input) and the float8 types.
+ */
+#include "libopt/exec/cpu/nn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- integer GEMM ---------------------------------------------------------------------------- */
+
+void nn_igemm_ref(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda,
+                  const int16_t *b, int64_t ldb, int32_t *c, int64_t ldc)
+{
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            int64_t s = 0;
+            for (int64_t q = 0; q < K; q++) s += (int64_t)a[i * lda + q] * b[q * ldb + j];
+            c[i * ldc + j] = (int32_t)s;
+        }
+}
+
+void nn_igemm(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda, const int16_t *b,
+              int64_t ldb, int32_t *c, int64_t ldc)
+{
+    /* Column blocks of 256 keep a strip of c and the rows of b in L1/L2; the inner loop over j
+     * is a plain int16 x int16 -> int32 multiply-add that the compiler vectorises. */
+    enum { NB = 256 };
+    for (int64_t j0 = 0; j0 < N; j0 += NB) {
+        int64_t nb = N - j0 < NB ? N - j0 : NB;
+        for (int64_t i = 0; i < M; i++) {
+            int32_t *ci = c + i * ldc + j0;
+            for (int64_t j = 0; j < nb; j++) ci[j] = 0;
+            const int16_t *ai = a + i * lda;
+            for (int64_t q = 0; q < K; q++) {
+                int32_t av = ai[q];
+                if (!av) continue;
+                const int16_t *bq = b + q * ldb + j0;
+                for (int64_t j = 0; j < nb; j++) ci[j] += av * (int32_t)bq[j];
+            }
+        }
+    }
+}
+
+/* ---- scalar helpers -------------------------------------------------------------------------- */
+
+static bool is_f8(int dt)
+{
+    return dt >= OPT_DT_FLOAT8E4M3FN && dt <= OPT_DT_FLOAT8E5M2FNUZ;
+}
+
+static bool q_range(int dt, double *lo, double *hi)
+{
+    switch (dt) {
+    case OPT_DT_UINT8: *lo = 0, *hi = 255; return true;
+    case OPT_DT_INT8: *lo = -128, *hi = 127; return true;
+    case OPT_DT_UINT16: *lo = 0, *hi = 65535; return true;
+    case OPT_DT_INT16: *lo = -32768, *hi = 32767; return true;
+    case OPT_DT_INT32: *lo = -2147483648.0, *hi = 2147483647.0; return true;
+    default: return false;
+    }
+}
+
+/* Element i of an integer array (uint8/int8/uint16/int16/int32) as int32. */
+static int32_t iget(const opt_array *a, uint64_t i)
+{
+    switch (a->dtype) {
+    case OPT_DT_UINT8: return ((const uint8_t *)a->data)[i];
+    case OPT_DT_INT8: return ((const int8_t *)a->data)[i];
+    case OPT_DT_UINT16: return ((const uint16_t *)a->data)[i];
+    case OPT_DT_INT16: return ((const int16_t *)a->data)[i];
+    case OPT_DT_INT32: return ((const int32_t *)a->data)[i];
+    default: return (int32_t)opt_array_get(a, i);
+    }
+}
+
+/* Stores v (already rounded) saturated into element i of a uint8/int8/uint16/int16 array. */
+static void iset(opt_array *a, uint64_t i, double v)
+{
+    double lo = 0, hi = 0;
+    q_range(a->dtype, &lo, &hi);
+    v = v < lo ? lo : v > hi ? hi : v;
+    switch (a->dtype) {
+    case OPT_DT_UINT8: ((uint8_t *)a->data)[i] = (uint8_t)v; break;
+    case OPT_DT_INT8: ((int8_t *)a->data)[i] = (int8_t)v; break;
+    case OPT_DT_UINT16: ((uint16_t *)a->data)[i] = (uint16_t)v; break;
+    case OPT_DT_INT16: ((int16_t *)a->data)[i] = (int16_t)v; break;
+    case OPT_DT_INT32: ((int32_t *)a->data)[i] = (int32_t)v; break;
+    default: break;
+    }
+}
+
+/* Scale/zero-point layout: per tensor (1 value) or per `axis` (dims[axis] values). On success
+ * *len and *inner describe how element e maps to parameter (e / inner) % len. */
+static opt_status qparam_layout(opt_kctx *k, const opt_array *x, const opt_array *scale,
+                                int64_t *len, int64_t *inner, opt_error *err)
+{
+    uint64_t ns = opt_array_numel(scale);
+    *len = 1;
+    *inner = 1;
+    if (ns == 1 && scale->ndim <= 1) return OPT_OK;
+    if (opt_node_attr_int(k->node, "block_size", 0) != 0)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "blocked quantization (block_size)");
+    int64_t axis = opt_node_attr_int(k->node, "axis", 1);
+    if (axis < 0) axis += x->ndim;
+    if (axis < 0 || axis >= x->ndim || scale->ndim != 1 || (int64_t)ns != x->dims[axis])
+        return opt_kerr(k, err, OPT_ERR_INVALID,
+                        "scale has %llu values; per-axis needs one per dim %lld of the input",
+                        (unsigned long long)ns, (long long)axis);
+    *len = x->dims[axis];
+    for (int i = (int)axis + 1; i < x->ndim; i++) *inner *= x->dims[i];
+    return OPT_OK;
+}
+
+/* ---- QuantizeLinear / DequantizeLinear ------------------------------------------------------- */
+
+static opt_status ql_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                           int *out_dt, size_t n_out, opt_error *err)
+{
+    int dt = n_in > 2 && in_dt[2] ? in_dt[2] : OPT_DT_UINT8;
+    int od = (int)opt_node_attr_int(n, "output_dtype", 0);
+    if (od) dt = od;
+    double lo, hi;
+    if (dt == OPT_DT_INT32 || (!q_range(dt, &lo, &hi) && !is_f8(dt)))
+        return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "quantizing to %s", opt_dtype_name(dt));
+    out_dt[0] = dt;
+    return OPT_OK;
+}
+
+static opt_status quantize_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *X = k->in[0], *S = k->in[1];
+    const opt_array *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
+    int dt = Z ? Z->dtype : OPT_DT_UINT8;
+    int od = (int)opt_node_attr_int(k->node, "output_dtype", 0);
+    if (od) dt = od;
+    int64_t len, inner;
+    OPT_TRY(qparam_layout(k, X, S, &len, &inner, err));
+    if (Z && opt_array_numel(Z) != opt_array_numel(S))
+        return opt_kerr(k, err, OPT_ERR_INVALID, "y_scale and y_zero_point differ in size");
+    OPT_TRY(opt_kctx_output(k, 0, dt, X->ndim, X->dims, err));
+    float *t[3] = {0};
+    const float *x = nn_f32_in(X, &t[0]), *s = nn_f32_in(S, &t[1]);
+    const float *zf = Z && is_f8(dt) ? nn_f32_in(Z, &t[2]) : NULL;
+    if (!x || !s || (Z && is_f8(dt) && !zf)) {
+        for (int i = 0; i < 3; i++) free(t[i]);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    bool saturate = opt_node_attr_int(k->node, "saturate", 1) != 0;
+    uint64_t n = opt_array_numel(X);
+    for (uint64_t e = 0; e < n; e++) {
+        int64_t p = ((int64_t)e / inner) % len;
+        if (is_f8(dt)) {
+            float v = x[e] / s[p] + (zf ? zf[p] : 0.0f);
+            ((uint8_t *)k->out[0].data)[e] = opt_f32_to_f8(v, dt, saturate);
+        } else {
+            double v = (double)nn_round_even(x[e] / s[p]) + (Z ? iget(Z, (uint64_t)p) : 0);
+            iset(&k->out[0], e, v);
+        }
+    }
+    for (int i = 0; i < 3; i++) free(t[i]);
+    return OPT_OK;
+}
+
+static opt_status dql_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                            int *out_dt, size_t n_out, opt_error *err)
+{
+    double lo, hi;
+    if (!q_range(in_dt[0], &lo, &hi) && !is_f8(in_dt[0]))
+        return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "dequantizing %s",
+                            opt_dtype_name(in_dt[0]));
+    out_dt[0] = opset >= 19 && n_in > 1 && in_dt[1] ? in_dt[1] : OPT_DT_FLOAT;
+    int od = (int)opt_node_attr_int(n, "output_dtype", 0);
+    if (od) out_dt[0] = od;
+    return OPT_OK;
+}
+
+static opt_status dequantize_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *X = k->in[0], *S = k->in[1];
+    const opt_array *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
+    int64_t len, inner;
+    OPT_TRY(qparam_layout(k, X, S, &len, &inner, err));
+    if (Z && opt_array_numel(Z) != opt_array_numel(S))
+        return opt_kerr(k, err, OPT_ERR_INVALID, "x_scale and x_zero_point differ in size");
+    int odt = k->opset >= 19 ? S->dtype : OPT_DT_FLOAT;
+    int od = (int)opt_node_attr_int(k->node, "output_dtype", 0);
+    if (od) odt = od;
+    OPT_TRY(opt_kctx_output(k, 0, odt, X->ndim, X->dims, err));
+    float *ts, *ty;
+    const float *s = nn_f32_in(S, &ts);
+    float *y = nn_f32_out(&k->out[0], &ty);
+    if (!s || !y) {
+        free(ts);
+        free(ty);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    uint64_t n = opt_array_numel(X);
+    bool f8 = is_f8(X->dtype);
+    for (uint64_t e = 0; e < n; e++) {
+        int64_t p = ((int64_t)e / inner) % len;
+        if (f8) {
+            float v = opt_f8_to_f32(((const uint8_t *)X->data)[e], X->dtype);
+            float z = Z ? opt_f8_to_f32(((const uint8_t *)Z->data)[p], Z->dtype) : 0.0f;
+            y[e] = (v - z) * s[p];
+        } else {
+            int64_t d = (int64_t)iget(X, e) - (Z ? iget(Z, (uint64_t)p) : 0);
+            y[e] = (float)d * s[p];
+        }
+    }
+    nn_f32_out_done(&k->out[0], ty);
+    free(ts);
+    return OPT_OK;
+}
+
+/* ---- DynamicQuantizeLinear ------------------------------------------------------------------- */
+
+static opt_status dyn_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                            int *out_dt, size_t n_out, opt_error *err)
+{
+    int dts[3] = {OPT_DT_UINT8, OPT_DT_FLOAT, OPT_DT_UINT8};
+    for (size_t i = 0; i < n_out && i < 3; i++) out_dt[i] = dts[i];
+    return OPT_OK;
+}
+
+static opt_status dynq_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *X = k->in[0];
+    int64_t one[1] = {1};
+    OPT_TRY(opt_kctx_output(k, 0, OPT_DT_UINT8, X->ndim, X->dims, err));
+    OPT_TRY(opt_kctx_output(k, 1, OPT_DT_FLOAT, 0, one, err));
+    OPT_TRY(opt_kctx_output(k, 2, OPT_DT_UINT8, 0, one, err));
+    float *tx;
+    const float *x = nn_f32_in(X, &tx);
+    if (!x) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    uint64_t n = opt_array_numel(X);
+    float mn = 0, mx = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        if (x[i] < mn) mn = x[i];
+        if (x[i] > mx) mx = x[i];
+    }
+    float scale = (mx - mn) / 255.0f;
+    float zpf = scale != 0 ? nn_round_even(0.0f - mn / scale) : 0.0f;
+    uint8_t zp = (uint8_t)(zpf < 0 ? 0 : zpf > 255 ? 255 : zpf);
+    uint8_t *y = k->out[0].data;
+    for (uint64_t i = 0; i < n; i++) {
+        float v = scale != 0 ? nn_round_even(x[i] / scale) + zp : zp;
+        y[i] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+    }
+    *(float *)k->out[1].data = scale;
+    *(uint8_t *)k->out[2].data = zp;
+    free(tx);
+    return OPT_OK;
+}
+
+/* ---- integer operands ------------------------------------------------------------------------ */
+
+/* Copies integer array a minus its zero point into int16 (zp: NULL, one value, or one per `group`
+ * of `inner` consecutive elements in blocks: element e uses zp[(e / inner) % nz]). */
+static int16_t *to_i16(const opt_array *a, const opt_array *zp, int64_t inner)
+{
+    uint64_t n = opt_array_numel(a);
+    int16_t *o = malloc((n ? n : 1) * sizeof *o);
+    if (!o) return NULL;
+    int64_t nz = zp ? (int64_t)opt_array_numel(zp) : 0;
+    for (uint64_t e = 0; e < n; e++) {
+        int32_t z = nz == 0 ? 0 : nz == 1 ? iget(zp, 0) : iget(zp, (e / (uint64_t)inner) % (uint64_t)nz);
+        o[e] = (int16_t)(iget(a, e) - z);
+    }
+    return o;
+}
+
+/* int16 operand of a matmul's B minus its per-column zero point (zp: NULL, 1 or N values). */
+static int16_t *b_to_i16(const opt_array *b, const opt_array *zp, int64_t N)
+{
+    uint64_t n = opt_array_numel(b);
+    int16_t *o = malloc((n ? n : 1) * sizeof *o);
+    if (!o) return NULL;
+    int64_t nz = zp ? (int64_t)opt_array_numel(zp) : 0;
+    for (uint64_t e = 0; e < n; e++) {
+        int32_t z = nz == 0 ? 0 : nz == 1 ? iget(zp, 0) : iget(zp, e % (uint64_t)N);
+        o[e] = (int16_t)(iget(b, e) - z);
+    }
+    return o;
+}
+
+/* Integer matmul of A and B (numpy broadcasting) into int32 acc [batch x M x N]. A's zero point
+ * is per tensor or per row (M values), B's per tensor or per column (N values). */
+static opt_status int_matmul(opt_kctx *k, const opt_array *A, const opt_array *azp,
+                             const opt_array *B, const opt_array *bzp, mm_shape *s, int32_t *acc,
+                             opt_error *err)
+{
+    if (azp && opt_array_numel(azp) != 1 && (int64_t)opt_array_numel(azp) != s->M)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "A's zero point must have 1 or M values");
+    if (bzp && opt_array_numel(bzp) != 1 && (int64_t)opt_array_numel(bzp) != s->N)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "B's zero point must have 1 or N values");
+    int16_t *a = to_i16(A, azp, s->K), *b = b_to_i16(B, bzp, s->N);
+    if (!a || !b) {
+        free(a);
+        free(b);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    int64_t nbatch = 1;
+    for (int i = 0; i < s->nb; i++) nbatch *= s->batch[i];
+    int64_t idx[OPT_MAX_DIMS] = {0};
+    for (int64_t t = 0; t < nbatch; t++) {
+        int64_t ao = 0, bo = 0;
+        for (int i = 0; i < s->nb; i++) ao += idx[i] * s->astride[i], bo += idx[i] * s->bstride[i];
+        nn_igemm(s->M, s->N, s->K, a + ao, s->K, b + bo, s->N, acc + t * s->M * s->N, s->N);
+        for (int i = s->nb - 1; i >= 0; i--) {
+            if (++idx[i] < s->batch[i]) break;
+            idx[i] = 0;
+        }
+    }
+    free(a);
+    free(b);
+    return OPT_OK;
+}
+
+static opt_status mmint_run(opt_kctx *k, opt_error *err)
+{
+    mm_shape s;
+    OPT_TRY(nn_matmul_shape(k, k->in[0], k->in[1], &s, err));
+    OPT_TRY(opt_kctx_output(k, 0, OPT_DT_INT32, s.ndim, s.dims, err));
+    if (!opt_array_numel(&k->out[0]) || !s.K) {
+        memset(k->out[0].data, 0, k->out[0].nbytes);
+        return OPT_OK;
+    }
+    return int_matmul(k, k->in[0], opt_kctx_has(k, 2) ? k->in[2] : NULL, k->in[1],
+                      opt_kctx_has(k, 3) ? k->in[3] : NULL, &s, k->out[0].data, err);
+}
+
+static opt_status qlmm_run(opt_kctx *k, opt_error *err)
+{
+    /* a, a_scale, a_zp, b, b_scale, b_zp, y_scale, y_zp */
+    for (size_t i = 0; i < 8; i++)
+        if (i != 2 && i != 5 && i != 7 && !opt_kctx_has(k, i))
+            return opt_kerr(k, err, OPT_ERR_INVALID, "missing input %zu", i);
+    mm_shape s;
+    OPT_TRY(nn_matmul_shape(k, k->in[0], k->in[3], &s, err));
+    const opt_array *yzp = opt_kctx_has(k, 7) ? k->in[7] : NULL;
+    int odt = yzp ? yzp->dtype : k->in[0]->dtype;
+    OPT_TRY(opt_kctx_output(k, 0, odt, s.ndim, s.dims, err));
+    uint64_t total = opt_array_numel(&k->out[0]);
+    if (!total) return OPT_OK;
+    uint64_t nas = opt_array_numel(k->in[1]), nbs = opt_array_numel(k->in[4]);
+    if ((nas != 1 && (int64_t)nas != s.M) || (nbs != 1 && (int64_t)nbs != s.N) ||
+        opt_array_numel(k->in[6]) != 1)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "scales must be per tensor, per row of A or per "
+                                                 "column of B");
+    int32_t *acc = malloc(total * sizeof *acc);
+    if (!acc) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    if (!s.K) memset(acc, 0, total * sizeof *acc);
+    opt_status st = s.K ? int_matmul(k, k->in[0], opt_kctx_has(k, 2) ? k->in[2] : NULL, k->in[3],
+                                     opt_kctx_has(k, 5) ? k->in[5] : NULL, &s, acc, err)
+                        : OPT_OK;
+    if (st == OPT_OK) {
+        float ys = (float)opt_array_get(k->in[6], 0);
+        double z = yzp ? iget(yzp, 0) : 0;
+        for (uint64_t e = 0; e < total; e++) {
+            int64_t i = ((int64_t)e / s.N) % s.M, j = (int64_t)e % s.N;
+            float as = (float)opt_array_get(k->in[1], nas == 1 ? 0 : (uint64_t)i);
+            float bs = (float)opt_array_get(k->in[4], nbs == 1 ? 0 : (uint64_t)j);
+            float m = as * bs / ys;
+            iset(&k->out[0], e, nearbyint((double)acc[e] * m + z));
+        }
+    }
+    free(acc);
+    return st;
+}
+
+/* ---- ConvInteger and QLinearConv ------------------------------------------------------------- */
+
+typedef struct qconv_state {
+    int16_t *w; /* W minus its zero point, [M x Cg*ks], when W is a constant */
+} qconv_state;
+
+static void qconv_release(void *state)
+{
+    qconv_state *s = state;
+    if (!s) return;
+    free(s->w);
+    free(s);
+}
+
+/* Which inputs hold x, w and w's zero point for ConvInteger (x, w, x_zp, w_zp) and QLinearConv
+ * (x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp, B). */
+static void qconv_slots(const opt_node *n, int *xi, int *xz, int *wi, int *wz)
+{
+    bool ql = strcmp(n->op_type, "QLinearConv") == 0;
+    *xi = 0;
+    *xz = ql ? 2 : 2;
+    *wi = ql ? 3 : 1;
+    *wz = ql ? 5 : 3;
+}
+
+static opt_status qconv_prepare(const opt_node *n, int opset, const opt_array *const *consts,
+                                size_t n_in, void **state, opt_error *err)
+{
+    int xi, xz, wi, wz;
+    qconv_slots(n, &xi, &xz, &wi, &wz);
+    if ((size_t)wi >= n_in || !consts[wi]) return OPT_OK;
+    if ((size_t)wz < n_in && n->inputs[wz][0] && !consts[wz]) return OPT_OK;
+    const opt_array *w = consts[wi], *z = (size_t)wz < n_in ? consts[wz] : NULL;
+    if (w->ndim < 1 || !w->dims[0]) return OPT_OK;
+    qconv_state *s = calloc(1, sizeof *s);
+    if (!s) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+    *state = s;
+    if (z && opt_array_numel(z) != 1 && (int64_t)opt_array_numel(z) != w->dims[0])
+        return opt_node_err(n, err, OPT_ERR_INVALID, "w_zero_point must have 1 or M values");
+    s->w = to_i16(w, z, (int64_t)(opt_array_numel(w) / (uint64_t)w->dims[0]));
+    if (!s->w) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+    return OPT_OK;
+}
+
+/* The int32 convolution sums of a quantized conv into acc [N, M, out...]. */
+static opt_status qconv_acc(opt_kctx *k, nn_conv_geom *g, int32_t *acc, opt_error *err)
+{
+    int xi, xz, wi, wz;
+    qconv_slots(k->node, &xi, &xz, &wi, &wz);
+    const opt_array *X = k->in[xi], *W = k->in[wi];
+    const opt_array *XZ = opt_kctx_has(k, (size_t)xz) ? k->in[xz] : NULL;
+    const opt_array *WZ = opt_kctx_has(k, (size_t)wz) ? k->in[wz] : NULL;
+    if (XZ && opt_array_numel(XZ) != 1)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "x_zero_point must be a scalar");
+    if (WZ && opt_array_numel(WZ) != 1 && (int64_t)opt_array_numel(WZ) != g->M)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "w_zero_point must have 1 or M values");
+    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
+    int64_t insz = nn_geom_in_size(g), outsz = nn_geom_out_size(g), ks = nn_geom_k_size(g);
+    int64_t K = Cg * ks;
+    const qconv_state *s = k->state;
+    int16_t *wt = NULL, *colq = NULL;
+    float *xf = NULL, *colf = NULL;
+    const int16_t *w = s && s->w ? s->w : (wt = to_i16(W, WZ, K));
+    int32_t xzp = XZ ? iget(XZ, 0) : 0;
+    opt_status st = OPT_OK;
+    xf = malloc((size_t)(Cg * insz) * sizeof *xf);
+    colf = malloc((size_t)(K * outsz) * sizeof *colf);
+    colq = malloc((size_t)(K * outsz) * sizeof *colq);
+    if (!w || !xf || !colf || !colq) {
+        st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t n = 0; n < g->N; n++)
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            /* x - x_zp is exact in float32; unfolding pads it with zeros, i.e. with x_zp. */
+            uint64_t base = (uint64_t)((n * g->C + gi * Cg) * insz);
+            for (int64_t e = 0; e < Cg * insz; e++) xf[e] = (float)(iget(X, base + (uint64_t)e) - xzp);
+            nn_im2col_f32(k, g, xf, Cg, colf);
+            for (int64_t e = 0; e < K * outsz; e++) colq[e] = (int16_t)colf[e];
+            nn_igemm(Mg, outsz, K, w + gi * Mg * K, K, colq, outsz,
+                     acc + (n * g->M + gi * Mg) * outsz, outsz);
+        }
+done:
+    free(wt);
+    free(xf);
+    free(colf);
+    free(colq);
+    return st;
+}
+
+static opt_status qconv_geom(opt_kctx *k, nn_conv_geom *g, int xi, int wi, opt_error *err)
+{
+    const opt_array *X = k->in[xi], *W = k->in[wi];
+    if (X->ndim < 3 || W->ndim != X->ndim)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "x has rank %d and w rank %d", X->ndim, W->ndim);
+    OPT_TRY(nn_conv_geom_init(g, k->node, X->ndim - 2, X->dims + 2, W->dims + 2, false, err));
+    g->N = X->dims[0];
+    g->C = X->dims[1];
+    g->M = W->dims[0];
+    g->group = opt_node_attr_int(k->node, "group", 1);
+    if (g->group < 1 || g->C % g->group || g->M % g->group || W->dims[1] * g->group != g->C)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "channels of x and w disagree with group");
+    for (int i = 0; i < g->nsp; i++)
+        if (g->k[i] != W->dims[2 + i])
+            return opt_kerr(k, err, OPT_ERR_INVALID, "kernel_shape disagrees with w's shape");
+    return OPT_OK;
+}
+
+static opt_status convint_run(opt_kctx *k, opt_error *err)
+{
+    nn_conv_geom g;
+    OPT_TRY(qconv_geom(k, &g, 0, 1, err));
+    int64_t dims[OPT_MAX_DIMS] = {g.N, g.M};
+    for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
+    OPT_TRY(opt_kctx_output(k, 0, OPT_DT_INT32, k->in[0]->ndim, dims, err));
+    if (!opt_array_numel(&k->out[0])) return OPT_OK;
+    return qconv_acc(k, &g, k->out[0].data, err);
+}
+
+static opt_status qlconv_run(opt_kctx *k, opt_error *err)
+{
+    for (size_t i = 0; i < 8; i++)
+        if (i != 2 && i != 5 && i != 7 && !opt_kctx_has(k, i))
+            return opt_kerr(k, err, OPT_ERR_INVALID, "missing input %zu", i);
+    nn_conv_geom g;
+    OPT_TRY(qconv_geom(k, &g, 0, 3, err));
+    const opt_array *yzp = opt_kctx_has(k, 7) ? k->in[7] : NULL;
+    const opt_array *B = opt_kctx_has(k, 8) ? k->in[8] : NULL;
+    if (B && (int64_t)opt_array_numel(B) != g.M)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "B must have M values");
+    uint64_t nws = opt_array_numel(k->in[4]);
+    if ((nws != 1 && (int64_t)nws != g.M) || opt_array_numel(k->in[1]) != 1 ||
+        opt_array_numel(k->in[6]) != 1)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "w_scale must have 1 or M values, x_scale and "
+                                                 "y_scale one");
+    int64_t dims[OPT_MAX_DIMS] = {g.N, g.M};
+    for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
+    OPT_TRY(opt_kctx_output(k, 0, yzp ? yzp->dtype : k->in[0]->dtype, k->in[0]->ndim, dims, err));
+    uint64_t total = opt_array_numel(&k->out[0]);
+    if (!total) return OPT_OK;
+    int32_t *acc = malloc(total * sizeof *acc);
+    if (!acc) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    opt_status st = qconv_acc(k, &g, acc, err);
+    if (st == OPT_OK) {
+        float xs = (float)opt_array_get(k->in[1], 0), ys = (float)opt_array_get(k->in[6], 0);
+        double z = yzp ? iget(yzp, 0) : 0;
+        int64_t outsz = nn_geom_out_size(&g);
+        for (uint64_t e = 0; e < total; e++) {
+            int64_t m = ((int64_t)e / outsz) % g.M;
+            float m_ = xs * (float)opt_array_get(k->in[4], nws == 1 ? 0 : (uint64_t)m) / ys;
+            int64_t a = (int64_t)acc[e] + (B ? iget(B, (uint64_t)m) : 0);
+            iset(&k->out[0], e, nearbyint((double)a * m_ + z));
+        }
+    }
+    free(acc);
+    return st;
+}
+
+static opt_status int32_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                              int *out_dt, size_t n_out, opt_error *err)
+{
+    out_dt[0] = OPT_DT_INT32;
+    return OPT_OK;
+}
+
+static opt_status qlinear_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
+                                int *out_dt, size_t n_out, opt_error *err)
+{
+    out_dt[0] = n_in > 7 && in_dt[7] ? in_dt[7] : in_dt[0];
+    return OPT_OK;
+}
+
+#define Q8 (OPT_DT_BIT(OPT_DT_INT8) | OPT_DT_BIT(OPT_DT_UINT8))
+#define QIN (Q8 | OPT_DT_BIT(OPT_DT_INT16) | OPT_DT_BIT(OPT_DT_UINT16) | OPT_DT_BIT(OPT_DT_INT32) | \
+             OPT_DT_BIT(OPT_DT_FLOAT8E4M3FN) | OPT_DT_BIT(OPT_DT_FLOAT8E4M3FNUZ) |                \
+             OPT_DT_BIT(OPT_DT_FLOAT8E5M2) | OPT_DT_BIT(OPT_DT_FLOAT8E5M2FNUZ))
+
+const opt_kernel opt_kernels_quant[] = {
+    {"", "QuantizeLinear", 10, INT_MAX, OPT_DTS_FLOATS | OPT_DT_BIT(OPT_DT_INT32), 0,
+     OPT_DEVICE_CPU, ql_infer, NULL, quantize_run, NULL},
+    {"", "DequantizeLinear", 10, INT_MAX, QIN, 0, OPT_DEVICE_CPU, dql_infer, NULL, dequantize_run,
+     NULL},
+    {"", "DynamicQuantizeLinear", 11, INT_MAX, OPT_DT_BIT(OPT_DT_FLOAT), 0, OPT_DEVICE_CPU,
+     dyn_infer, NULL, dynq_run, NULL},
+    {"", "MatMulInteger", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, int32_infer, NULL, mmint_run, NULL},
+    {"", "ConvInteger", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, int32_infer, qconv_prepare,
+     convint_run, qconv_release},
+    {"", "QLinearMatMul", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, NULL, qlmm_run, NULL},
+    {"", "QLinearConv", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, qconv_prepare,
+     qlconv_run, qconv_release},
+    {0},
+};
