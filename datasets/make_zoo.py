@@ -51,7 +51,8 @@ class GraphBuilder:
     """Accumulates nodes and initializers; every node gets a readable unique name.
 
     A node's (single) output tensor has the same name as the node, which keeps
-    the graphs easy to read in Netron and in mopt's error messages.
+    the graphs easy to read in Netron and in mopt's error messages; `out`
+    names it otherwise (the graph outputs), so no Identity node is needed.
     """
 
     def __init__(self, seed):
@@ -79,9 +80,10 @@ class GraphBuilder:
         return self.init(name, np.asarray(array), trainable=False)
 
     # -- nodes ------------------------------------------------------------
-    def node(self, op_type, inputs, name, **attrs):
-        self.nodes.append(helper.make_node(op_type, inputs, [name], name=name, **attrs))
-        return name
+    def node(self, op_type, inputs, name, out=None, **attrs):
+        out = out or name
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=name, **attrs))
+        return out
 
     # -- CNN building blocks ---------------------------------------------
     def conv(self, x, name, cin, cout, k, stride=1, pad=0, groups=1,
@@ -111,14 +113,14 @@ class GraphBuilder:
             self.init(name + ".running_var", var, stat=True),
         ], name, epsilon=1e-5, momentum=0.9)
 
-    def gemm(self, x, name, cin, cout):
+    def gemm(self, x, name, cin, cout, out=None):
         """torch.nn.Linear as Gemm(x, W^T) + b, W stored [cout, cin]."""
         bound = 1.0 / np.sqrt(cin)
         w = self.rng.uniform(-bound, bound, (cout, cin)).astype(np.float32)
         b = self.rng.uniform(-bound, bound, cout).astype(np.float32)
         return self.node("Gemm", [x, self.init(name + ".weight", w),
                                   self.init(name + ".bias", b)],
-                         name, alpha=1.0, beta=1.0, transB=1)
+                         name, out=out, alpha=1.0, beta=1.0, transB=1)
 
     # -- model ------------------------------------------------------------
     def model(self, name, inputs, outputs, doc):
@@ -174,8 +176,7 @@ def make_resnet50(seed=50):
 
     x = g.node("GlobalAveragePool", [x], "avgpool")
     x = g.node("Flatten", [x], "flatten", axis=1)
-    g.gemm(x, "fc", 2048, 1000)
-    g.node("Identity", ["fc"], "output")
+    g.gemm(x, "fc", 2048, 1000, out="output")
     inp, out = image_io()
     return g.model("resnet50", [inp], [out],
                    "torchvision ResNet-50 v1.5 structure, seeded random weights"), g
@@ -222,8 +223,8 @@ def make_mobilenetv2(seed=2):
     x = conv_bn(x, f"features.{idx}", cin, 1280, 1)
     x = g.node("GlobalAveragePool", [x], "avgpool")
     x = g.node("Flatten", [x], "flatten", axis=1)
-    g.gemm(x, "classifier.1", 1280, 1000)  # classifier.0 is Dropout (no-op at inference)
-    g.node("Identity", ["classifier.1"], "output")
+    # classifier.0 is Dropout, a no-op at inference
+    g.gemm(x, "classifier.1", 1280, 1000, out="output")
     inp, out = image_io()
     return g.model("mobilenetv2", [inp], [out],
                    "torchvision MobileNetV2 structure, seeded random weights"), g
@@ -244,12 +245,12 @@ def make_bert_encoder(seed=768, layers=12, hidden=768, heads=12, ffn=3072,
         y = g.node("MatMul", [x, w], name + ".matmul")
         return g.node("Add", [y, b], name + ".add")
 
-    def layer_norm(x, name):
+    def layer_norm(x, name, out=None):
         gamma = (1.0 + 0.05 * g.rng.standard_normal(hidden)).astype(np.float32)
         beta = (0.02 * g.rng.standard_normal(hidden)).astype(np.float32)
         return g.node("LayerNormalization",
                       [x, g.init(name + ".weight", gamma), g.init(name + ".bias", beta)],
-                      name, axis=-1, epsilon=1e-12)
+                      name, out=out, axis=-1, epsilon=1e-12)
 
     # Constants shared by all layers.
     split_heads = g.const("shape.split_heads", np.array([0, 0, heads, head_dim], np.int64))
@@ -316,9 +317,9 @@ def make_bert_encoder(seed=768, layers=12, hidden=768, heads=12, ffn=3072,
         h = g.node("Mul", [gm, half], p + "intermediate.gelu")
         y = linear(h, p + "output.dense", ffn, hidden)
         y = g.node("Add", [y, x], p + "output.residual")
-        x = layer_norm(y, p + "output.LayerNorm")
+        x = layer_norm(y, p + "output.LayerNorm",
+                       out="last_hidden_state" if li == layers - 1 else None)
 
-    g.node("Identity", [x], "last_hidden_state")
     inputs = [helper.make_tensor_value_info(n, TensorProto.INT64, ["N", "S"])
               for n in ("input_ids", "attention_mask")]
     output = helper.make_tensor_value_info("last_hidden_state", TensorProto.FLOAT,

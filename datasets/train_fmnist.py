@@ -188,7 +188,10 @@ def torch_accuracy(model, x, y):
 # ONNX export, node by node
 # ---------------------------------------------------------------------------
 class OnnxWriter:
-    """Builds a graph from a trained model's state_dict; output tensor = node name."""
+    """Builds a graph from a trained model's state_dict.
+
+    A node's output tensor has the node's name, except the last Gemm's, "logits".
+    """
 
     def __init__(self, state):
         self.state = {k: v.detach().cpu().numpy() for k, v in state.items()}
@@ -199,9 +202,10 @@ class OnnxWriter:
             np.asarray(self.state[key], np.float32, order="C"), key))
         return key
 
-    def node(self, op, inputs, name, **attrs):
-        self.nodes.append(helper.make_node(op, inputs, [name], name=name, **attrs))
-        return name
+    def node(self, op, inputs, name, out=None, **attrs):
+        out = out or name
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
+        return out
 
     def conv(self, x, name, stride=1, pad=0):
         k = self.state[name + ".weight"].shape[-1]
@@ -217,9 +221,9 @@ class OnnxWriter:
                                 ("weight", "bias", "running_mean", "running_var")],
                          name, epsilon=1e-5, momentum=0.9)
 
-    def gemm(self, x, name):
+    def gemm(self, x, name, out=None):
         return self.node("Gemm", [x, self.w(name + ".weight"), self.w(name + ".bias")],
-                         name, alpha=1.0, beta=1.0, transB=1)
+                         name, out=out, alpha=1.0, beta=1.0, transB=1)
 
     def relu(self, x, name):
         return self.node("Relu", [x], name)
@@ -247,7 +251,7 @@ def export_lenet300(model):
     x = g.node("Flatten", ["input"], "flatten", axis=1)
     x = g.relu(g.gemm(x, "fc1"), "relu1")
     x = g.relu(g.gemm(x, "fc2"), "relu2")
-    g.node("Identity", [g.gemm(x, "fc3")], "logits")
+    g.gemm(x, "fc3", out="logits")
     return g.model("lenet300", "LeNet-300-100 trained on Fashion-MNIST")
 
 
@@ -258,7 +262,7 @@ def export_lenet5(model):
     x = g.node("Flatten", [x], "flatten", axis=1)
     x = g.relu(g.gemm(x, "fc1"), "relu3")
     x = g.relu(g.gemm(x, "fc2"), "relu4")
-    g.node("Identity", [g.gemm(x, "fc3")], "logits")
+    g.gemm(x, "fc3", out="logits")
     return g.model("lenet5", "LeNet-5 trained on Fashion-MNIST")
 
 
@@ -278,7 +282,7 @@ def export_rescnn(model):
         x = g.relu(g.node("Add", [y, shortcut], name + ".add"), name + ".relu2")
     x = g.node("GlobalAveragePool", [x], "avgpool")
     x = g.node("Flatten", [x], "flatten", axis=1)
-    g.node("Identity", [g.gemm(x, "fc")], "logits")
+    g.gemm(x, "fc", out="logits")
     return g.model("rescnn", "small residual CNN with BatchNormalization, "
                              "trained on Fashion-MNIST")
 
