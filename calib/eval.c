@@ -41,16 +41,22 @@ static double now_ms(void)
 
 void opt_eval_compare(const float *a, const float *b, size_t n, double *max_abs, double *max_rel)
 {
-    double scale = 0;
+    double ss = 0;
+    size_t finite = 0;
     for (size_t i = 0; i < n; i++)
-        if (fabs((double)b[i]) > scale) scale = fabs((double)b[i]);
-    double floor_ = scale * 1e-3;
-    if (floor_ == 0) floor_ = 1e-30;
+        if (isfinite(b[i])) {
+            ss += (double)b[i] * (double)b[i];
+            finite++;
+        }
+    double rms = finite ? sqrt(ss / (double)finite) : 0;
+    if (rms == 0) rms = 1e-30;
     for (size_t i = 0; i < n; i++) {
-        double d = fabs((double)a[i] - (double)b[i]);
-        if (isnan(d)) d = INFINITY; /* NaN where the baseline has a number (or vice versa) */
-        if (isnan((double)a[i]) && isnan((double)b[i])) d = 0;
-        double den = fabs((double)b[i]) > floor_ ? fabs((double)b[i]) : floor_;
+        double x = a[i], y = b[i], d;
+        if (isnan(x) && isnan(y)) d = 0;
+        else if (x == y) d = 0; /* also equal infinities */
+        else d = fabs(x - y);
+        if (isnan(d)) d = INFINITY; /* NaN on one side only */
+        double den = fabs(y) > rms ? fabs(y) : rms;
         if (d > *max_abs) *max_abs = d;
         if (d / den > *max_rel) *max_rel = d / den;
     }

@@ -11,7 +11,7 @@
  * are an error naming the sample.
  *
  * Relative error (used here and by tests/oracle): for an output pair (a = model, b = baseline)
- *   rel = max_i |a_i - b_i| / max(|b_i|, floor),  floor = 1e-3 * max_j |b_j|   (per batch)
+ *   rel = max_i |a_i - b_i| / max(|b_i|, rms(b))     (rms over the batch's output)
  * so values near zero are judged against the output's own scale, not against themselves.
  */
 #ifndef OPT_CALIB_EVAL_H
