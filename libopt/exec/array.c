@@ -138,6 +138,16 @@ double opt_array_get(const opt_array *a, uint64_t i)
     }
 }
 
+const char *opt_kattr_str(const opt_node *n, const char *name, const char *def, char *buf, size_t len)
+{
+    const opt_attr *a = opt_node_attr(n, name);
+    if (!a || !a->has_s || !len) return def;
+    size_t m = a->s.len < len - 1 ? a->s.len : len - 1;
+    if (m) memcpy(buf, a->s.data, m);
+    buf[m] = 0;
+    return buf;
+}
+
 static opt_status vnode_err(const opt_node *n, opt_error *err, opt_status s, const char *fmt,
                             va_list ap)
 {

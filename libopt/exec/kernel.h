@@ -87,6 +87,10 @@ static inline bool opt_kctx_has(const opt_kctx *k, size_t i)
     return i < k->n_in && k->in[i] != NULL;
 }
 
+/* String attribute `name` copied NUL-terminated into buf (cut to len-1 bytes), or def when
+ * absent. IR strings are length-counted bytes, so use this rather than comparing them raw. */
+const char *opt_kattr_str(const opt_node *n, const char *name, const char *def, char *buf, size_t len);
+
 /* Reads integer element i of an int32/int64 array (shape inputs like Reshape's). */
 int64_t opt_array_int(const opt_array *a, uint64_t i);
 /* Reads element i of any numeric array as double. */

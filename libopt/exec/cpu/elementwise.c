@@ -239,7 +239,8 @@ static opt_status unary_run(opt_kctx *k, opt_error *err)
         j.p.beta = opt_node_attr_float(k->node, "bias", 0.0f);
     }
     if (strcmp(u->op, "Gelu") == 0) {
-        const char *a = opt_node_attr_string(k->node, "approximate", "none");
+        char abuf[32];
+        const char *a = opt_kattr_str(k->node, "approximate", "none", abuf, sizeof abuf);
         if (strcmp(a, "tanh") == 0) j.p.mode = 1;
         else if (strcmp(a, "none") != 0)
             return opt_kerr(k, err, OPT_ERR_INVALID, "approximate='%s' (none or tanh)", a);
