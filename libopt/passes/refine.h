@@ -1,0 +1,50 @@
+/*
+ * libopt/passes/refine.h — data-driven refinement for prune and cluster (--refine data).
+ *
+ * For a layer y = W x + b, the change of its output caused by replacing W by W' over calibration
+ * inputs is sum_o (w_o - w'_o)^T S (w_o - w'_o) + N (mu . (w_o - w'_o))^2, where S is the
+ * covariance of the layer's input (its im2col patches for Conv) and mu their mean. Moving the
+ * bias by mu . (w_o - w'_o) (bias correction) removes the second term, so both passes minimise
+ * the first: prune refits the surviving weights of each output row by least squares (choosing
+ * which to drop by the Optimal Brain Surgeon saliency w^2 / [S^-1]_ii), cluster fits the
+ * codebook by least squares for the given assignment. Only S and mu per layer are needed, so
+ * the calibration data is run through the (unchanged) model once, with the executor's observe
+ * callback.
+ *
+ * Supported: Gemm (any trans flags), MatMul with a 2-D weight as input 1, 2-D Conv (any group,
+ * padding, stride, dilation). Other layers are left as they are (reported as NaN errors).
+ */
+#ifndef OPT_PASSES_REFINE_H
+#define OPT_PASSES_REFINE_H
+
+#include "libopt/passes/compress.h"
+
+typedef struct opt_refine opt_refine;
+
+/* Runs the calibration batches through m and collects the input statistics of each weight in
+ * refs[0..n) (the refs' node pointers must stay valid while rf is used). */
+opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
+                          const opt_calib_batches *cb, opt_refine **out, opt_error *err);
+void opt_refine_free(opt_refine *rf);
+
+/* Whether layer i has statistics (a supported layer). */
+bool opt_refine_has(const opt_refine *rf, size_t i);
+
+/* Least-squares codebook: given idx (numel entries into book[0..nbook)), refits book[fixed..nbook)
+ * (entries below `fixed`, the zero, stay) to minimise the output error, and reports the relative
+ * output error before and after (error energy / output energy). The caller applies bias
+ * correction (opt_refine_bias) once the weight is final. */
+opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, float *book,
+                                int nbook, int fixed, double *before, double *after, opt_error *err);
+
+/* Prune layer i to keep exactly `keep` weights, chosen by OBS saliency, and refit them; w holds
+ * the original weights on entry and the pruned, refitted ones on return. Zeros already in w stay
+ * zero. Applies bias correction. */
+opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, double *before,
+                            double *after, opt_error *err);
+
+/* Bias correction alone: moves the bias of layer i by mu . (w0_o - w_o) (scaled for Gemm's alpha
+ * and beta) when the layer has a bias initializer of its own. */
+opt_status opt_refine_bias(opt_refine *rf, size_t i, const float *w_new, opt_error *err);
+
+#endif
