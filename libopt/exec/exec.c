@@ -752,6 +752,14 @@ size_t opt_exec_profile(const opt_exec *e, const opt_exec_prof **out)
     return e->n_nodes;
 }
 
+void opt_exec_profile_reset(opt_exec *e)
+{
+    for (size_t i = 0; i < e->n_nodes; i++) {
+        e->prof[i].total_ms = 0;
+        e->prof[i].calls = 0;
+    }
+}
+
 size_t opt_exec_peak_bytes(const opt_exec *e) { return e->peak_bytes; }
 
 void opt_exec_explain(const opt_exec *e, char *buf, size_t len)

@@ -86,6 +86,8 @@ typedef struct opt_exec_prof {
     uint64_t calls;
 } opt_exec_prof;
 size_t opt_exec_profile(const opt_exec *e, const opt_exec_prof **out);
+/* Zeroes the profile (e.g. after warm-up runs). */
+void opt_exec_profile_reset(opt_exec *e);
 
 /* Peak bytes held in activation buffers during runs so far. */
 size_t opt_exec_peak_bytes(const opt_exec *e);
