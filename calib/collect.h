@@ -1,0 +1,47 @@
+/*
+ * calib/collect.h — run a model over a dataset and collect activation statistics.
+ *
+ * Used by `mopt calib`, `mopt quant --data` and `mopt amp --data`. The model runs on mopt's own
+ * executor; its observe callback hands every value each node produces to calib/stats.c, and the
+ * graph input is added from the batch itself. One batch is in memory at a time.
+ */
+#ifndef OPT_CALIB_COLLECT_H
+#define OPT_CALIB_COLLECT_H
+
+#include "calib/dataset.h"
+#include "calib/ranges.h"
+#include "calib/stats.h"
+#include "calib/table.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef void (*opt_collect_progress_fn)(void *ctx, size_t done, size_t total);
+
+typedef struct opt_collect_opts {
+    size_t batch;                 /* samples per batch (0: 64) */
+    int threads;                  /* executor threads (0: all cores) */
+    const char *const *only;      /* when non-NULL, collect only these tensors */
+    size_t n_only;
+    opt_collect_progress_fn progress;
+    void *progress_ctx;
+} opt_collect_opts;
+
+/* Runs model m (one float input) over ds from its start and adds the statistics of the graph
+ * input and of every float value the nodes produce to st (histograms per st). Fails with a
+ * one-line message on samples that do not fit the input, a non-float input, NaN/Inf in the data
+ * (from the dataset), or a kernel error. */
+opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o,
+                             opt_calib_stats *st, opt_error *err);
+
+/* Builds a table (appended to t) with one entry per accumulator of st, in st's order, by the
+ * range options ro (scale and zero point for ro->qdtype). Tensors that saw no finite value are
+ * left out. */
+opt_status opt_calib_table_from_stats(const opt_calib_stats *st, const opt_range_opts *ro,
+                                      opt_calib_table *t, opt_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
