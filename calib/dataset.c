@@ -328,6 +328,10 @@ opt_status opt_dataset_open(const char *spec, const opt_dataset_opts *opts, opt_
     uint64_t per = 1;
     for (int i = 0; i < ds->src_rank; i++) per *= (uint64_t)ds->src_dims[i];
     ds->rec_vals = (size_t)per;
+    if (opt_tstream_count(ds->x) == 0) {
+        s = opt_error_set(err, OPT_ERR_DATA, "%s: dataset is empty (no samples)", ds->xpath);
+        goto fail;
+    }
     if (ds->label_last) {
         if (per < 2) {
             s = opt_error_set(err, OPT_ERR_DATA, "%s: labels in the last column need at least 2 columns, the file has %llu",

@@ -350,6 +350,19 @@ opt_status opt_tstream_read(opt_tstream *s, uint64_t n, void *dst, opt_error *er
                     (unsigned long long)s->count);
     if (s->swap) opt_tf_swap(dst, len / s->elem, s->elem);
     s->pos += n;
+    if (s->pos == s->count && !gzdirect(s->gz)) {
+        /* At the end of a compressed file: the gzip stream must end here too, trailer included
+         * (a plain file's size was checked at open). */
+        uint8_t extra;
+        int r = gzread(s->gz, &extra, 1);
+        int zerr = Z_OK;
+        const char *m = gzerror(s->gz, &zerr);
+        if (r < 0 || zerr != Z_OK)
+            return serr(s, err, OPT_ERR_DATA, "truncated or corrupt compressed data at its end (%s)",
+                        m && *m ? m : "gzread failed");
+        if (r > 0) return serr(s, err, OPT_ERR_DATA, "more data than the header's %llu records",
+                               (unsigned long long)s->count);
+    }
     return OPT_OK;
 }
 

@@ -194,10 +194,24 @@ static void print_output(const char *name, const opt_array *a)
     printf("\n");
 }
 
+/* mkdir -p: creates dir and its missing parents. */
+static int mkdir_p(const char *dir)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s", dir);
+    for (char *q = p + 1; *q; q++)
+        if (*q == '/') {
+            *q = 0;
+            if (mkdir(p, 0777) != 0 && errno != EEXIST) return -1;
+            *q = '/';
+        }
+    return mkdir(p, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
 static int write_outputs(const run_opts *o, opt_exec *e, opt_array *outs, size_t n_out)
 {
     opt_error err = {0};
-    if (mkdir(o->t.out, 0777) != 0 && errno != EEXIST) {
+    if (mkdir_p(o->t.out) != 0) {
         opt_error_set(&err, OPT_ERR_IO, "cannot create directory: %s", strerror(errno));
         return tool_fail(&o->t, o->t.out, &err);
     }
