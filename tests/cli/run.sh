@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # tests/cli/run.sh — runs every tests/cli/test_*.sh and sums their results.
 set -u
+# MOPT may be relative to the caller's directory (make passes build/.../bin/mopt): resolve it
+# before changing directory.
+MOPT=$(realpath "${MOPT:?MOPT must name the mopt binary}") || exit 1
+export MOPT
 cd "$(dirname "$0")"
 pass=0 fail=0 failed=()
 for t in test_*.sh; do
