@@ -112,11 +112,11 @@ typedef struct dw_job {
     float *y;
 } dw_job;
 
-/* Planes [begin, end) of N*C, each a direct 2-D depthwise convolution (1-D as height 1). */
-static void dw_planes(void *ctx, size_t begin, size_t end)
+/* One plane of a direct 2-D depthwise convolution (1-D as height 1): per output row, one
+ * multiply-add sweep per kernel tap over the columns whose input lies inside the image. */
+static NN_VEC void dw_plane(const nn_conv_geom *g, const float *restrict xp,
+                            const float *restrict wp, float bias, float *restrict yp)
 {
-    const dw_job *j = ctx;
-    const nn_conv_geom *g = j->g;
     int sp = g->nsp;
     int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
     int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
@@ -124,33 +124,44 @@ static void dw_planes(void *ctx, size_t begin, size_t end)
     int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
     int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
     int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
-    for (size_t pl = begin; pl < end; pl++) {
-        int64_t c = (int64_t)pl % g->C;
-        const float *xp = j->x + (int64_t)pl * H * W;
-        const float *wp = j->w + c * KH * KW;
-        float *yp = j->y + (int64_t)pl * OH * OW;
-        float bias = j->b ? j->b[c] : 0.0f;
-        for (int64_t oh = 0; oh < OH; oh++) {
-            float *d = yp + oh * OW;
-            for (int64_t ow = 0; ow < OW; ow++) d[ow] = bias;
-            for (int64_t kh = 0; kh < KH; kh++) {
-                int64_t ih = oh * sh - ph + kh * dh;
-                if (ih < 0 || ih >= H) continue;
-                const float *xr = xp + ih * W;
-                for (int64_t kw = 0; kw < KW; kw++) {
-                    float wv = wp[kh * KW + kw];
-                    int64_t woff = kw * dw - pw;
-                    int64_t ow0 = woff >= 0 ? 0 : (-woff + sw - 1) / sw;
-                    int64_t ow1 = W - woff <= 0 ? 0 : (W - woff + sw - 1) / sw;
-                    if (ow1 > OW) ow1 = OW;
-                    const float *s = xr + woff;
-                    if (sw == 1)
-                        for (int64_t ow = ow0; ow < ow1; ow++) d[ow] += wv * s[ow];
-                    else
-                        for (int64_t ow = ow0; ow < ow1; ow++) d[ow] += wv * s[ow * sw];
-                }
+    for (int64_t oh = 0; oh < OH; oh++) {
+        float *restrict d = yp + oh * OW;
+        for (int64_t ow = 0; ow < OW; ow++) d[ow] = bias;
+        for (int64_t kh = 0; kh < KH; kh++) {
+            int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) continue;
+            const float *xr = xp + ih * W;
+            for (int64_t kw = 0; kw < KW; kw++) {
+                float wv = wp[kh * KW + kw];
+                int64_t woff = kw * dw - pw;
+                int64_t ow0 = woff >= 0 ? 0 : (-woff + sw - 1) / sw;
+                int64_t ow1 = W - woff <= 0 ? 0 : (W - woff + sw - 1) / sw;
+                if (ow1 > OW) ow1 = OW;
+                const float *restrict s = xr + woff;
+                if (sw == 1)
+                    for (int64_t ow = ow0; ow < ow1; ow++) d[ow] += wv * s[ow];
+                else if (sw == 2)
+                    for (int64_t ow = ow0; ow < ow1; ow++) d[ow] += wv * s[2 * ow];
+                else
+                    for (int64_t ow = ow0; ow < ow1; ow++) d[ow] += wv * s[ow * sw];
             }
         }
+    }
+}
+
+/* Planes [begin, end) of N*C. */
+static void dw_planes(void *ctx, size_t begin, size_t end)
+{
+    const dw_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    int sp = g->nsp;
+    int64_t insz = (sp == 2 ? g->in[0] : 1) * g->in[sp - 1];
+    int64_t outsz = (sp == 2 ? g->out[0] : 1) * g->out[sp - 1];
+    int64_t ks = (sp == 2 ? g->k[0] : 1) * g->k[sp - 1];
+    for (size_t pl = begin; pl < end; pl++) {
+        int64_t c = (int64_t)pl % g->C;
+        dw_plane(g, j->x + (int64_t)pl * insz, j->w + c * ks, j->b ? j->b[c] : 0.0f,
+                 j->y + (int64_t)pl * outsz);
     }
 }
 
@@ -162,12 +173,12 @@ typedef struct bias_job {
     int64_t M, outsz;
 } bias_job;
 
-static void add_bias_rows(void *ctx, size_t begin, size_t end)
+static NN_VEC void add_bias_rows(void *ctx, size_t begin, size_t end)
 {
     const bias_job *j = ctx;
     for (size_t r = begin; r < end; r++) {
         float bv = j->b[r % j->M];
-        float *d = j->y + (int64_t)r * j->outsz;
+        float *restrict d = j->y + (int64_t)r * j->outsz;
         for (int64_t p = 0; p < j->outsz; p++) d[p] += bv;
     }
 }

@@ -19,6 +19,15 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Hot loops are compiled three times (AVX-512, AVX2+FMA, baseline x86-64) at -O3 and picked at
+ * load by the CPU's features, so the default -O2 generic build still runs vector code. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define NN_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                              optimize("O3")))
+#else
+#define NN_VEC
+#endif
+
 /* ---- attributes ------------------------------------------------------------------------------ */
 
 /* Copies the ints attribute `name` into out (at most max values); returns the count, -1 when the

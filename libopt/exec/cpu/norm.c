@@ -85,14 +85,14 @@ typedef struct affine_job {
     int64_t C, sz;
 } affine_job;
 
-static void affine_planes(void *ctx, size_t begin, size_t end)
+static NN_VEC void affine_planes(void *ctx, size_t begin, size_t end)
 {
     const affine_job *j = ctx;
     for (size_t pl = begin; pl < end; pl++) {
         int64_t c = (int64_t)pl % j->C;
         float a = j->a[c], b = j->b[c];
-        const float *x = j->x + (int64_t)pl * j->sz;
-        float *y = j->y + (int64_t)pl * j->sz;
+        const float *restrict x = j->x + (int64_t)pl * j->sz;
+        float *restrict y = j->y + (int64_t)pl * j->sz;
         for (int64_t i = 0; i < j->sz; i++) y[i] = x[i] * a + b;
     }
 }
@@ -182,7 +182,7 @@ typedef struct ln_job {
     float eps;
 } ln_job;
 
-static void ln_rows(void *ctx, size_t begin, size_t end)
+static NN_VEC void ln_rows(void *ctx, size_t begin, size_t end)
 {
     const ln_job *j = ctx;
     for (size_t r = begin; r < end; r++) {

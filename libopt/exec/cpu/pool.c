@@ -66,7 +66,19 @@ static void pool_planes_2d(void *ctx, size_t begin, size_t end)
             int64_t hs = oh * sh - ph;
             for (int64_t ow = 0; ow < OW; ow++) {
                 int64_t ws = ow * sw - pw;
-                if (j->max) {
+                if (j->max && !ip) {
+                    /* No indices wanted: a plain running maximum the compiler can schedule. */
+                    float m = -INFINITY;
+                    int64_t b0 = wj0[ow], b1 = wj1[ow];
+                    for (int64_t a = h0; a < h1; a++) {
+                        const float *r = xp + (hs + a * dh) * W + ws;
+                        for (int64_t b = b0; b < b1; b++) {
+                            float v = r[b * dw];
+                            m = v > m ? v : m;
+                        }
+                    }
+                    yp[oh * OW + ow] = m;
+                } else if (j->max) {
                     float m = -INFINITY;
                     int64_t best = -1;
                     for (int64_t a = h0; a < h1; a++) {

@@ -29,8 +29,8 @@ void nn_igemm_ref(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda
         }
 }
 
-void nn_igemm(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda, const int16_t *b,
-              int64_t ldb, int32_t *c, int64_t ldc)
+NN_VEC void nn_igemm(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda,
+                     const int16_t *b, int64_t ldb, int32_t *c, int64_t ldc)
 {
     /* Column blocks of 256 keep a strip of c and the rows of b in L1/L2; the inner loop over j
      * is a plain int16 x int16 -> int32 multiply-add that the compiler vectorises. */
@@ -38,13 +38,13 @@ void nn_igemm(int64_t M, int64_t N, int64_t K, const int16_t *a, int64_t lda, co
     for (int64_t j0 = 0; j0 < N; j0 += NB) {
         int64_t nb = N - j0 < NB ? N - j0 : NB;
         for (int64_t i = 0; i < M; i++) {
-            int32_t *ci = c + i * ldc + j0;
+            int32_t *restrict ci = c + i * ldc + j0;
             for (int64_t j = 0; j < nb; j++) ci[j] = 0;
             const int16_t *ai = a + i * lda;
             for (int64_t q = 0; q < K; q++) {
                 int32_t av = ai[q];
                 if (!av) continue;
-                const int16_t *bq = b + q * ldb + j0;
+                const int16_t *restrict bq = b + q * ldb + j0;
                 for (int64_t j = 0; j < nb; j++) ci[j] += av * (int32_t)bq[j];
             }
         }
