@@ -162,6 +162,16 @@ void tool_table_row(tool_table *tb, const char *fmt, ...)
     tb->nrows++;
 }
 
+void tool_table_add(tool_table *tb, const char *const *cells)
+{
+    char **all = realloc(tb->cells, (tb->nrows + 1) * tb->ncols * sizeof *all);
+    if (!all) return;
+    tb->cells = all;
+    for (size_t c = 0; c < tb->ncols; c++)
+        all[tb->nrows * tb->ncols + c] = strdup(cells[c] ? cells[c] : "");
+    tb->nrows++;
+}
+
 void tool_table_free(tool_table *tb)
 {
     for (size_t i = 0; i < tb->nrows * tb->ncols; i++) free(tb->cells[i]);
@@ -200,7 +210,7 @@ void tool_table_print(const tool_table *tb, FILE *f)
     }
 }
 
-static void json_str(FILE *f, const char *s)
+void tool_json_str(FILE *f, const char *s)
 {
     fputc('"', f);
     for (; *s; s++) {
@@ -210,6 +220,45 @@ static void json_str(FILE *f, const char *s)
         else fputc(ch, f);
     }
     fputc('"', f);
+}
+
+/* A column is written as JSON numbers when the table says so (tb->numeric bit c), or, when the
+ * table says nothing, when every cell parses as a finite number and the header does not name
+ * things (a tensor called "0" is still a name). */
+static bool col_numeric(const tool_table *tb, size_t c)
+{
+    if (tb->numeric) return c < 32 && (tb->numeric >> c) & 1u;
+    static const char *const names[] = {"name", "tensor", "node", "layer", "model", "op", "op_type",
+                                        "type", "shape", "dtype", "stage", "input", "output",
+                                        "method", "file"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(tb->cols[c], names[i]) == 0) return false;
+    if (!tb->nrows) return false;
+    for (size_t r = 0; r < tb->nrows; r++) {
+        const char *s = tb->cells[r * tb->ncols + c];
+        char *end;
+        double v = strtod(s, &end);
+        if (!*s || *end || v != v || v - v != 0) return false;
+    }
+    return true;
+}
+
+void tool_table_json(FILE *f, const tool_table *tb, const char *indent)
+{
+    fputc('[', f);
+    for (size_t r = 0; r < tb->nrows; r++) {
+        fprintf(f, "%s\n%s  {", r ? "," : "", indent);
+        for (size_t c = 0; c < tb->ncols; c++) {
+            const char *s = tb->cells[r * tb->ncols + c];
+            if (c) fputs(", ", f);
+            tool_json_str(f, tb->cols[c]);
+            fputs(": ", f);
+            if (col_numeric(tb, c)) fputs(s, f);
+            else tool_json_str(f, s);
+        }
+        fputc('}', f);
+    }
+    fprintf(f, "\n%s]", indent);
 }
 
 static void csv_cell(FILE *f, const char *s)
@@ -242,23 +291,9 @@ int tool_report_write(const tool_opts *t, const tool_table *tables, size_t n)
         const tool_table *tb = &tables[i];
         if (kind == 0) {
             fprintf(f, "%s\n  ", i ? "," : "");
-            json_str(f, tb->title ? tb->title : "table");
-            fputs(": [", f);
-            for (size_t r = 0; r < tb->nrows; r++) {
-                fprintf(f, "%s\n    {", r ? "," : "");
-                for (size_t c = 0; c < tb->ncols; c++) {
-                    const char *s = tb->cells[r * tb->ncols + c];
-                    if (c) fputs(", ", f);
-                    json_str(f, tb->cols[c]);
-                    fputs(": ", f);
-                    char *end;
-                    strtod(s, &end);
-                    if (*s && *end == 0 && strcmp(s, "nan") && strcmp(s, "inf")) fputs(s, f);
-                    else json_str(f, s);
-                }
-                fputs("}", f);
-            }
-            fputs("\n  ]", f);
+            tool_json_str(f, tb->title ? tb->title : "table");
+            fputs(": ", f);
+            tool_table_json(f, tb, "  ");
         } else if (kind == 1) {
             if (n > 1) fprintf(f, "%s# %s\n", i ? "\n" : "", tb->title ? tb->title : "");
             for (size_t c = 0; c < tb->ncols; c++) {

@@ -72,14 +72,22 @@ typedef struct tool_table {
     const char **cols;
     size_t nrows;
     char **cells; /* nrows * ncols, owned */
+    uint32_t numeric; /* bit c set: column c holds numbers (JSON); 0: guess from the cells */
 } tool_table;
 
 void tool_table_init(tool_table *tb, const char *title, size_t ncols, const char **cols);
 /* Appends a row from printf-formatted cells separated by '\t'. */
 void tool_table_row(tool_table *tb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Appends a row of ncols cells given as an array (use it when a cell may contain a tab, e.g. a
+ * tensor or node name). */
+void tool_table_add(tool_table *tb, const char *const *cells);
 void tool_table_free(tool_table *tb);
 /* Prints aligned text. */
 void tool_table_print(const tool_table *tb, FILE *f);
+/* Writes s as a JSON string literal (quotes, escapes, control characters as \\u00XX). */
+void tool_json_str(FILE *f, const char *s);
+/* Writes tb as a JSON array of objects (one per row) to f; indent prefixes each row line. */
+void tool_table_json(FILE *f, const tool_table *tb, const char *indent);
 /* Writes tables to path, format by extension (.json .csv .md). Returns 0 or prints and 1. */
 int tool_report_write(const tool_opts *t, const tool_table *tables, size_t n);
 

@@ -177,17 +177,26 @@ int cmd_info(int argc, char **argv)
     tool_table_init(&tops, "ops", 2, op_cols);
     tool_table_init(&tdt, "parameters by dtype", 3, dt_cols);
     tool_table_init(&tinit, "initializers", 5, init_cols);
+    tin.numeric = tout.numeric = 0x80000000u; /* no numeric columns */
+    tops.numeric = 1u << 0;
+    tdt.numeric = (1u << 1) | (1u << 2);
+    tinit.numeric = 1u << 3;
     for (size_t i = 0; i < g->n_inputs; i++) {
         if (opt_graph_initializer(g, g->inputs[i]->name ? g->inputs[i]->name : "")) continue;
         type_str(g->inputs[i]->type, b2, sizeof b2);
-        tool_table_row(&tin, "%s\t%s", g->inputs[i]->name ? g->inputs[i]->name : "", b2);
+        tool_table_add(&tin, (const char *[]){g->inputs[i]->name, b2});
     }
     for (size_t i = 0; i < g->n_outputs; i++) {
         type_str(g->outputs[i]->type, b2, sizeof b2);
-        tool_table_row(&tout, "%s\t%s", g->outputs[i]->name ? g->outputs[i]->name : "", b2);
+        tool_table_add(&tout, (const char *[]){g->outputs[i]->name, b2});
     }
     for (size_t i = 0; i < nops; i++)
-        tool_table_row(&tops, "%zu\t%s%s%s", ops[i].n, ops[i].domain, ops[i].domain[0] ? "." : "", ops[i].op);
+    {
+        char cnt[32], op[512];
+        snprintf(cnt, sizeof cnt, "%zu", ops[i].n);
+        snprintf(op, sizeof op, "%s%s%s", ops[i].domain, ops[i].domain[0] ? "." : "", ops[i].op);
+        tool_table_add(&tops, (const char *[]){cnt, op});
+    }
     for (int d = 0; d < OPT_DT_COUNT; d++)
         if (per_dtype_n[d]) tool_table_row(&tdt, "%s\t%llu\t%llu", opt_dtype_short(d), per_dtype_n[d], per_dtype_b[d]);
     if (tensors) {
@@ -204,8 +213,9 @@ int cmd_info(int argc, char **argv)
             char zs[32];
             if (numeric && n) snprintf(zs, sizeof zs, "%.1f%%", 100.0 * (double)zeros / (double)n);
             else snprintf(zs, sizeof zs, "-");
-            tool_table_row(&tinit, "%s\t%s\t%s\t%llu\t%s", w->name ? w->name : "", b2,
-                           opt_dtype_short(w->data_type), (unsigned long long)bytes, zs);
+            char bs[32];
+            snprintf(bs, sizeof bs, "%llu", (unsigned long long)bytes);
+            tool_table_add(&tinit, (const char *[]){w->name, b2, opt_dtype_short(w->data_type), bs, zs});
         }
     }
     const char *hist = opt_model_meta_get(m, "mopt.history");
@@ -214,60 +224,45 @@ int cmd_info(int argc, char **argv)
     for (int d = 0; d < OPT_DT_COUNT; d++) total_bytes += per_dtype_b[d];
 
     if (json) {
-        printf("{\n  \"file\": \"%s\",\n  \"ir_version\": %lld,\n", tool_in_name(&t), (long long)m->ir_version);
-        printf("  \"producer\": \"%s %s\",\n", m->producer_name ? m->producer_name : "",
-               m->producer_version ? m->producer_version : "");
-        printf("  \"opsets\": {");
-        for (size_t i = 0; i < m->n_opset_import; i++)
-            printf("%s\"%s\": %lld", i ? ", " : "",
-                   m->opset_import[i].domain && m->opset_import[i].domain[0] ? m->opset_import[i].domain : "ai.onnx",
-                   (long long)m->opset_import[i].version);
+        printf("{\n  \"file\": ");
+        tool_json_str(stdout, tool_in_name(&t));
+        printf(",\n  \"ir_version\": %lld,\n  \"producer\": ", (long long)m->ir_version);
+        {
+            char prod[1024];
+            snprintf(prod, sizeof prod, "%s %s", m->producer_name ? m->producer_name : "",
+                     m->producer_version ? m->producer_version : "");
+            tool_json_str(stdout, prod);
+        }
+        printf(",\n  \"producer_name\": ");
+        tool_json_str(stdout, m->producer_name ? m->producer_name : "");
+        printf(",\n  \"producer_version\": ");
+        tool_json_str(stdout, m->producer_version ? m->producer_version : "");
+        printf(",\n  \"opsets\": {");
+        for (size_t i = 0; i < m->n_opset_import; i++) {
+            const char *d = m->opset_import[i].domain;
+            printf("%s", i ? ", " : "");
+            tool_json_str(stdout, d && d[0] ? d : "ai.onnx");
+            printf(": %lld", (long long)m->opset_import[i].version);
+        }
         printf("},\n  \"nodes\": %zu,\n  \"subgraph_nodes\": %zu,\n", g->n_nodes, subn);
         printf("  \"parameters\": %llu,\n  \"batchnorm_statistics\": %llu,\n  \"parameter_bytes\": %llu,\n",
                params, bnstats, total_bytes);
         const tool_table *tabs[] = {&tin, &tout, &tops, &tdt, &tinit};
         const char *keys[] = {"inputs", "outputs", "ops", "dtypes", "initializers"};
         for (size_t k = 0; k < 5; k++) {
-            const tool_table *tb = tabs[k];
-            printf("  \"%s\": [", keys[k]);
-            for (size_t r = 0; r < tb->nrows; r++) {
-                printf("%s\n    {", r ? "," : "");
-                for (size_t cc = 0; cc < tb->ncols; cc++) {
-                    const char *s = tb->cells[r * tb->ncols + cc];
-                    char *end;
-                    strtod(s, &end);
-                    bool num = *s && *end == 0;
-                    printf("%s\"%s\": ", cc ? ", " : "", tb->cols[cc]);
-                    if (num) printf("%s", s);
-                    else {
-                        putchar('"');
-                        for (const char *p = s; *p; p++) {
-                            if (*p == '"' || *p == '\\') putchar('\\');
-                            if ((unsigned char)*p >= 0x20) putchar(*p);
-                        }
-                        putchar('"');
-                    }
-                }
-                printf("}");
-            }
-            printf("\n  ],\n");
+            printf("  \"%s\": ", keys[k]);
+            tool_table_json(stdout, tabs[k], "  ");
+            printf(",\n");
         }
         printf("  \"history\": [");
-        if (hist) {
-            const char *p = hist;
-            int first = 1;
-            while (*p) {
-                const char *nl = strchr(p, '\n');
-                size_t l = nl ? (size_t)(nl - p) : strlen(p);
-                printf("%s\n    \"", first ? "" : ",");
-                for (size_t q = 0; q < l; q++) {
-                    if (p[q] == '"' || p[q] == '\\') putchar('\\');
-                    putchar(p[q]);
-                }
-                putchar('"');
-                first = 0;
-                p += l + (nl ? 1 : 0);
-            }
+        for (const char *p = hist ? hist : ""; *p;) {
+            const char *nl = strchr(p, '\n');
+            size_t l = nl ? (size_t)(nl - p) : strlen(p);
+            char *line = strndup(p, l);
+            printf("%s\n    ", p == hist ? "" : ",");
+            tool_json_str(stdout, line ? line : "");
+            free(line);
+            p += l + (nl ? 1 : 0);
         }
         printf("\n  ]\n}\n");
     } else {
