@@ -163,7 +163,9 @@ opt_status opt_fallback_run(const opt_model *float_model, const char *const *can
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    for (size_t k = 0; k < n_cand; k++) {
+    /* Returning every candidate would give back the float model: that does not count as
+     * meeting the gate, so stop one short. */
+    for (size_t k = 0; k + 1 < n_cand; k++) {
         keep[k] = rk[k].name;
         opt_model *next = NULL;
         if ((s = build(build_ctx, keep, k + 1, NULL, 0, &next, err)) != OPT_OK) goto fail;

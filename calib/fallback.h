@@ -49,8 +49,8 @@ typedef struct opt_fallback_result {
 void opt_fallback_result_free(opt_fallback_result *r);
 
 /* Runs the fallback over `candidates` (node names). float_model is not modified. When the gate
- * cannot be met, r->met is false, r->model is the best model found (all candidates float only
- * if that was needed) and OPT_OK is returned: the caller decides the exit code. */
+ * cannot be met with at least one candidate still converted, r->met is false, r->model is the
+ * last model tried and OPT_OK is returned: the caller decides the exit code. */
 opt_status opt_fallback_run(const opt_model *float_model, const char *const *candidates, size_t n_cand,
                             opt_fallback_build_fn build, void *build_ctx, opt_dataset *cal,
                             opt_dataset *eval, const opt_fallback_opts *o, opt_fallback_result *r,

@@ -86,6 +86,18 @@ static opt_status build(void *ctx, const char *const *keep_float, size_t n_keep,
     return OPT_OK;
 }
 
+/* Why report entry i stayed float32: the fallback's measurement for nodes it returned. */
+static const char *reason_of(const opt_amp_report *rep, const opt_fallback_result *fr, size_t i)
+{
+    static char buf[600];
+    for (size_t k = 0; k < fr->n_float; k++)
+        if (strcmp(fr->float_nodes[k], rep->float_nodes[i]) == 0) {
+            snprintf(buf, sizeof buf, "accuracy: %s", fr->why[k]);
+            return buf;
+        }
+    return rep->float_reasons[i];
+}
+
 static void log_line(void *ctx, const char *line)
 {
     tool_note(ctx, "%s", line);
@@ -230,8 +242,8 @@ int cmd_amp(int argc, char **argv)
         fr.model = NULL;
         if (!fr.met) {
             fprintf(stderr,
-                    "mopt amp: %s: top-1 drop %.2f points exceeds --max-drop %.2f even with every converted node "
-                    "float32; nothing written\n",
+                    "mopt amp: %s: top-1 drop %.2f points exceeds --max-drop %.2f with all but one of the converted nodes returned to float; "
+                    "nothing written\n",
                     tool_in_name(&t), 100 * (fr.top1_float - fr.top1_final), max_drop);
             r = EXIT_GATE;
             goto done;
@@ -292,9 +304,7 @@ int cmd_amp(int argc, char **argv)
         for (size_t i = 0; i < rep.n_ops; i++)
             fprintf(stderr, "  %-24s %zu/%zu\n", rep.ops[i].op_type, rep.ops[i].converted, rep.ops[i].total);
         for (size_t i = 0; i < rep.n_float; i++)
-            fprintf(stderr, "  float32: %s (%s)\n", rep.float_nodes[i], rep.float_reasons[i]);
-        for (size_t i = 0; i < fr.n_float; i++)
-            fprintf(stderr, "  float32: %s (accuracy: %s)\n", fr.float_nodes[i], fr.why[i]);
+            fprintf(stderr, "  float32: %s (%s)\n", rep.float_nodes[i], reason_of(&rep, &fr, i));
     }
     if (has_drop)
         tool_note(&t, "top-1: float32 %.2f%%, %s %.2f%% (drop %.2f points, gate %.2f)", 100 * fr.top1_float, tname,
@@ -308,8 +318,7 @@ int cmd_amp(int argc, char **argv)
         for (size_t i = 0; i < rep.n_ops; i++)
             tool_table_row(&tb[0], "%s\t%zu\t%zu", rep.ops[i].op_type, rep.ops[i].converted, rep.ops[i].total);
         for (size_t i = 0; i < rep.n_float; i++)
-            tool_table_row(&tb[1], "%s\t%s", rep.float_nodes[i], rep.float_reasons[i]);
-        for (size_t i = 0; i < fr.n_float; i++) tool_table_row(&tb[1], "%s\taccuracy: %s", fr.float_nodes[i], fr.why[i]);
+            tool_table_row(&tb[1], "%s\t%s", rep.float_nodes[i], reason_of(&rep, &fr, i));
         r = tool_report_write(&t, tb, 2);
         tool_table_free(&tb[0]);
         tool_table_free(&tb[1]);

@@ -255,12 +255,31 @@ int cmd_quant(int argc, char **argv)
         fr.model = NULL;
         if (!fr.met) {
             fprintf(stderr,
-                    "mopt quant: %s: top-1 drop %.2f points exceeds --max-drop %.2f even with every quantized node "
-                    "float; nothing written\n",
+                    "mopt quant: %s: top-1 drop %.2f points exceeds --max-drop %.2f with all but one of the quantized nodes returned to float; "
+                    "nothing written\n",
                     tool_in_name(&t), 100 * (fr.top1_float - fr.top1_final), max_drop);
             r = EXIT_GATE;
             goto done;
         }
+        /* Recount what the final model holds. */
+        const char **ex = malloc((q.n_exclude + fr.n_float + 1) * sizeof *ex);
+        if (!ex) goto nomem;
+        for (size_t i = 0; i < q.n_exclude; i++) ex[i] = q.exclude[i];
+        for (size_t i = 0; i < fr.n_float; i++) ex[q.n_exclude + i] = fr.float_nodes[i];
+        opt_quant_opts o2 = q.qo;
+        o2.exclude = ex;
+        o2.n_exclude = q.n_exclude + fr.n_float;
+        opt_model *again = NULL;
+        opt_quant_report_free(&rep);
+        opt_status s = opt_onnx_parse(q.bytes, q.len, NULL, tool_in_name(&t), NULL, &again, &e);
+        if (s == OPT_OK) s = opt_quant_int8(again, &o2, &rep, &e);
+        free(ex);
+        if (s != OPT_OK) {
+            opt_model_free(again);
+            goto fail;
+        }
+        opt_model_free(out);
+        out = again;
     } else if (eval) {
         opt_exec *ex[2] = {NULL, NULL};
         opt_exec_opts eo = {.threads = d.threads};
@@ -282,14 +301,17 @@ int cmd_quant(int argc, char **argv)
     }
     if ((r = tool_save(&t, out, NULL, true))) goto done;
 
-    size_t nq = rep.n_quantized - fr.n_float;
+    size_t nq = rep.n_quantized;
     tool_note(&t, "quantized %zu/%zu nodes to int8 (%zu weights, %zu biases, %zu activations; %s activations, %s weights)",
               nq, rep.n_candidates, rep.n_weights, rep.n_biases, rep.n_activations,
               ro.qdtype == OPT_DT_INT8 ? "int8 symmetric" : "uint8 asymmetric",
               q.qo.per_tensor ? "per-tensor" : "per-channel");
-    for (size_t i = 0; i < rep.n_float; i++)
-        tool_note(&t, "  float: %s (%s)", rep.float_nodes[i], rep.float_reasons[i]);
-    for (size_t i = 0; i < fr.n_float; i++) tool_note(&t, "  float: %s (accuracy: %s)", fr.float_nodes[i], fr.why[i]);
+    for (size_t i = 0; i < rep.n_float; i++) {
+        const char *why = rep.float_reasons[i];
+        for (size_t k = 0; k < fr.n_float; k++)
+            if (strcmp(fr.float_nodes[k], rep.float_nodes[i]) == 0) why = fr.why[k];
+        tool_note(&t, "  float: %s (%s%s)", rep.float_nodes[i], why == rep.float_reasons[i] ? "" : "accuracy: ", why);
+    }
     if (has_drop)
         tool_note(&t, "top-1: float32 %.2f%%, int8 %.2f%% (drop %.2f points, gate %.2f)", 100 * fr.top1_float,
                   100 * fr.top1_final, 100 * (fr.top1_float - fr.top1_final), max_drop);
@@ -298,14 +320,13 @@ int cmd_quant(int argc, char **argv)
         static const char *cols[] = {"node", "status", "reason"};
         tool_table tb;
         tool_table_init(&tb, "quantization", 3, cols);
-        for (size_t i = 0; i < rep.n_quantized; i++) {
-            const char *why = NULL;
+        for (size_t i = 0; i < rep.n_quantized; i++) tool_table_row(&tb, "%s\tint8\t", rep.quantized_nodes[i]);
+        for (size_t i = 0; i < rep.n_float; i++) {
+            const char *why = rep.float_reasons[i];
             for (size_t k = 0; k < fr.n_float; k++)
-                if (strcmp(fr.float_nodes[k], rep.quantized_nodes[i]) == 0) why = fr.why[k];
-            tool_table_row(&tb, "%s\t%s\t%s", rep.quantized_nodes[i], why ? "float" : "int8", why ? why : "");
+                if (strcmp(fr.float_nodes[k], rep.float_nodes[i]) == 0) why = fr.why[k];
+            tool_table_row(&tb, "%s\tfloat\t%s", rep.float_nodes[i], why);
         }
-        for (size_t i = 0; i < rep.n_float; i++)
-            tool_table_row(&tb, "%s\tfloat\t%s", rep.float_nodes[i], rep.float_reasons[i]);
         r = tool_report_write(&t, &tb, 1);
         tool_table_free(&tb);
     }
