@@ -141,8 +141,9 @@ void opt_tf_swap(void *p, uint64_t n, size_t size)
         }
 }
 
-/* Fills a's dtype and dims and allocates nbytes for them (zeroed). */
-static opt_status array_make(opt_array *a, int dtype, int ndim, const int64_t *dims, opt_error *err)
+/* Fills a's dtype, dims and nbytes (checking for overflow) without allocating, so that callers can
+ * compare the size with what the file holds before trusting it. */
+static opt_status array_shape(opt_array *a, int dtype, int ndim, const int64_t *dims, opt_error *err)
 {
     memset(a, 0, sizeof *a);
     uint64_t n;
@@ -156,9 +157,21 @@ static opt_status array_make(opt_array *a, int dtype, int ndim, const int64_t *d
     a->ndim = ndim;
     for (int i = 0; i < ndim; i++) a->dims[i] = dims[i];
     a->nbytes = bytes;
-    a->data = calloc(1, bytes ? bytes : 1);
-    if (!a->data) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory (%zu bytes)", bytes);
     return OPT_OK;
+}
+
+/* Allocates a->nbytes (zeroed). */
+static opt_status array_data(opt_array *a, opt_error *err)
+{
+    a->data = calloc(1, a->nbytes ? a->nbytes : 1);
+    if (!a->data) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory (%zu bytes)", a->nbytes);
+    return OPT_OK;
+}
+
+static opt_status array_make(opt_array *a, int dtype, int ndim, const int64_t *dims, opt_error *err)
+{
+    OPT_TRY(array_shape(a, dtype, ndim, dims, err));
+    return array_data(a, err);
 }
 
 double opt_tf_get(const opt_array *a, uint64_t i)
@@ -380,16 +393,26 @@ static opt_status pb_parse(const uint8_t *buf, size_t len, opt_array *a, char **
     }
     int64_t dims[OPT_MAX_DIMS];
     for (size_t i = 0; i < p->n_dims; i++) dims[i] = p->dims[i];
-    if ((s = array_make(a, p->data_type, (int)p->n_dims, dims, err)) != OPT_OK) goto done;
+    if ((s = array_shape(a, p->data_type, (int)p->n_dims, dims, err)) != OPT_OK) goto done;
     uint64_t n;
     opt_tf_numel(a->ndim, a->dims, &n);
+    /* A typed field spends at least one byte per value (two 4-bit values share one), so dims
+     * calling for more values than that are a lie: refuse them before allocating. */
+    if (!p->has_raw_data && n > 2 * (uint64_t)len + 2) {
+        s = opt_error_set(err, OPT_ERR_DATA, "TensorProto '%s': dims call for %llu values, the message has %zu bytes",
+                          nm, (unsigned long long)n, len);
+        memset(a, 0, sizeof *a);
+        goto done;
+    }
+    if (p->has_raw_data && p->raw_data.len != a->nbytes) {
+        s = opt_error_set(err, OPT_ERR_DATA, "TensorProto '%s': raw_data has %zu bytes, %s dims call for %zu",
+                          nm, p->raw_data.len, opt_dtype_short(a->dtype), a->nbytes);
+        memset(a, 0, sizeof *a);
+        goto done;
+    }
+    if ((s = array_data(a, err)) != OPT_OK) goto done;
     if (p->has_raw_data) {
-        if (p->raw_data.len != a->nbytes) {
-            s = opt_error_set(err, OPT_ERR_DATA, "TensorProto '%s': raw_data has %zu bytes, %s dims call for %zu",
-                              nm, p->raw_data.len, opt_dtype_short(a->dtype), a->nbytes);
-        } else if (a->nbytes) {
-            memcpy(a->data, p->raw_data.data, a->nbytes);
-        }
+        if (a->nbytes) memcpy(a->data, p->raw_data.data, a->nbytes);
     } else {
         s = pb_typed(p, a, n, err);
     }
@@ -593,14 +616,14 @@ static opt_status npy_parse(const uint8_t *buf, size_t len, opt_array *a, opt_er
     if (total > len)
         return opt_error_set(err, OPT_ERR_DATA, ".npy header says %zu bytes, file has %zu", total, len);
     OPT_TRY(opt_tf_npy_header(buf, total, &dtype, &swap, &ndim, dims, err));
-    OPT_TRY(array_make(a, dtype, ndim, dims, err));
+    OPT_TRY(array_shape(a, dtype, ndim, dims, err));
     if (len - total != a->nbytes) {
         opt_error_set(err, OPT_ERR_DATA, ".npy header says %zu bytes of %s data, file has %zu",
                       a->nbytes, opt_dtype_short(dtype), len - total);
-        free(a->data);
         memset(a, 0, sizeof *a);
         return OPT_ERR_DATA;
     }
+    OPT_TRY(array_data(a, err));
     if (a->nbytes) memcpy(a->data, buf + total, a->nbytes);
     if (swap) {
         uint64_t n;
@@ -692,14 +715,14 @@ static opt_status idx_parse(const uint8_t *buf, size_t len, opt_array *a, opt_er
     OPT_TRY(opt_tf_idx_header(buf, len, &hl, &dtype, &ndim, dims, err));
     if (len < hl) return opt_error_set(err, OPT_ERR_DATA, "IDX header is truncated");
     OPT_TRY(opt_tf_idx_header(buf, len, &hl, &dtype, &ndim, dims, err));
-    OPT_TRY(array_make(a, dtype, ndim, dims, err));
+    OPT_TRY(array_shape(a, dtype, ndim, dims, err));
     if (len - hl != a->nbytes) {
         opt_error_set(err, OPT_ERR_DATA, "IDX header says %zu bytes of %s data, file has %zu",
                       a->nbytes, opt_dtype_short(dtype), len - hl);
-        free(a->data);
         memset(a, 0, sizeof *a);
         return OPT_ERR_DATA;
     }
+    OPT_TRY(array_data(a, err));
     if (a->nbytes) memcpy(a->data, buf + hl, a->nbytes);
     uint64_t n;
     opt_tf_numel(ndim, dims, &n);
