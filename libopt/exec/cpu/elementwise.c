@@ -271,6 +271,18 @@ static opt_status unary_run(opt_kctx *k, opt_error *err)
 #define B_MIN(T) (a != a ? a : a < b || b != b ? (a < b ? a : b) : b)
 #define B_PRELU(T) ((T)(a < 0 ? a * b : a))
 #define B_FMOD(T) (fmod(a, b))
+/* numpy.mod for floats (fmod=0, opset 10+ allows it): the result takes the divisor's sign. */
+#define B_PYMOD(T) (pymod_##T(a, b))
+static inline float pymod_float(float a, float b)
+{
+    float r = fmodf(a, b);
+    return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+static inline double pymod_double(double a, double b)
+{
+    double r = fmod(a, b);
+    return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
 /* Integer division: C truncates (as ONNX Runtime does); x/0 gives 0 instead of a trap. */
 #define BI_DIV(T) ((T)(b == 0 ? 0 : ((T)-1 < 0 && b == (T)-1) ? (T)(0 - a) : a / b))
 #define BI_MAX(T) (a > b ? a : b)
@@ -356,6 +368,7 @@ DEF_BFLOAT(b_min, B_MIN, float, double) DEF_BINT(b_min, BI_MIN, SAME)
 DEF_BFLOAT(b_prelu, B_PRELU, float, double) DEF_BINT(b_prelu, B_PRELU, SAME)
 DEF_BFLOAT(b_fmod, B_FMOD, float, double) DEF_BINT(b_fmod, BI_FMOD, SAME)
 DEF_BINT(b_mod, BI_MOD, SAME)
+DEF_BFLOAT(b_pymod, B_PYMOD, float, double)
 DEF_BFLOAT(c_eq, C_EQ, uint8_t, uint8_t) DEF_BINT(c_eq, C_EQ, BOOLOUT)
 DEF_BFLOAT(c_lt, C_LT, uint8_t, uint8_t) DEF_BINT(c_lt, C_LT, BOOLOUT)
 DEF_BFLOAT(c_gt, C_GT, uint8_t, uint8_t) DEF_BINT(c_gt, C_GT, BOOLOUT)
@@ -473,7 +486,7 @@ static opt_status binary_run(opt_kctx *k, opt_error *err)
     if (strcmp(op->op, "Mod") == 0 && s >= 2 && opt_node_attr_int(k->node, "fmod", 0))
         f = (bloop_fn[]){BI(b_fmod)}[s - 2];
     if (strcmp(op->op, "Mod") == 0 && s < 2 && !opt_node_attr_int(k->node, "fmod", 0))
-        return opt_kerr(k, err, OPT_ERR_INVALID, "fmod must be 1 for floating-point inputs");
+        f = s == 0 ? b_pymod_f32 : b_pymod_f64;
     if (!f) return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "dtype %s", opt_dtype_short(a->dtype));
     if (strcmp(op->op, "PRelu") == 0) {
         /* The slope broadcasts to X (unidirectionally). */
@@ -629,7 +642,8 @@ typedef struct cjob {
         T lo = (T)j->lo, hi = (T)j->hi;                                            \
         for (size_t i = b; i < e; i++) {                                           \
             T v = x[i];                                                            \
-            y[i] = v < lo ? lo : v > hi ? hi : v;                                  \
+            v = v < lo ? lo : v;                                                   \
+            y[i] = v > hi ? hi : v; /* min > max gives max, as the spec says */    \
         }                                                                          \
     } while (0)
 
@@ -650,7 +664,8 @@ static void clip_part(void *ctx, size_t b, size_t e)
     default: /* float16/bfloat16 */
         for (size_t i = b; i < e; i++) {
             float v = opt_load_f32(j->x, j->dt, i);
-            v = v < (float)j->lo ? (float)j->lo : v > (float)j->hi ? (float)j->hi : v;
+            v = v < (float)j->lo ? (float)j->lo : v;
+            v = v > (float)j->hi ? (float)j->hi : v;
             opt_store_f32(j->y, j->dt, i, v);
         }
     }
