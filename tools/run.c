@@ -43,6 +43,7 @@ static const char help[] =
     "      --rtol X, --atol X   tolerances for --test-data: |a-b| <= atol + rtol*|b|\n"
     "                           (defaults 1e-3 and 1e-7, as ONNX's backend tests)\n"
     "      --threads N          CPU threads (default: all cores)\n"
+    "      --report FILE        with --test-data: the comparison table as .json, .csv or .md\n"
     "  -q, --quiet              no summary on stderr\n"
     "  -h, --help               this help\n";
 
