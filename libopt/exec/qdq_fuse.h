@@ -1,0 +1,60 @@
+/*
+ * libopt/exec/qdq_fuse.h — run QDQ models on real int8 arithmetic.
+ *
+ * A QDQ model (what `mopt quant --int8` and ONNX Runtime's quantize_static write) describes int8
+ * computation as float ops between DequantizeLinear and QuantizeLinear nodes. Executed literally,
+ * every quantized Conv or MatMul would run in float on dequantized values. This rewrite, for the
+ * planner, replaces each such island by the integer op that computes the same thing:
+ *
+ *   DQ(x) , DQ(w) [, DQ(b int32)] -> Conv [-> Relu] -> Q      =>  QLinearConv
+ *   DQ(a) , DQ(b)                 -> MatMul [-> Relu] -> Q    =>  QLinearMatMul
+ *   DQ(x) , DQ(w) [, DQ(b int32)] -> Gemm [-> Relu] -> Q      =>  Reshape -> QLinearConv (1x1)
+ *                                                                  -> Reshape
+ *   DQ(x) -> MaxPool|Flatten|Reshape|Transpose|Squeeze|Unsqueeze|Identity -> Q (same scale and
+ *   zero point)                                                   =>  the same op on the int8 data
+ *
+ * Conditions (otherwise the nodes are left as they are and run in float): scales and zero points
+ * are constant initializers, activation scales are scalars, weights are constant int8/uint8
+ * (per tensor, or per output channel), the bias is int32 with scale x_scale * w_scale and zero
+ * point 0, every intermediate value has exactly one consumer and is not a graph output, Gemm has
+ * transA = 0 and alpha = beta = 1, and a Relu is only absorbed when the output zero point is the
+ * type's minimum (then the saturating requantization is the Relu, exactly). DequantizeLinear
+ * nodes left without consumers are dropped.
+ *
+ * The result is a view: a model that shares the original's nodes, initializers and metadata
+ * (nothing is deep-copied, so a 100 MB model is not duplicated) and owns only what the rewrite
+ * made. The original must outlive the view and stay unchanged.
+ *
+ * For the planner (libopt/exec/exec.c): in opt_exec_new, call opt_qdq_fuse(m, &view, err); when
+ * *view is non-NULL, plan &view->model instead of m and free the view in opt_exec_free.
+ */
+#ifndef OPT_EXEC_QDQ_FUSE_H
+#define OPT_EXEC_QDQ_FUSE_H
+
+#include "libopt/ir/ir.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct opt_qdq_view {
+    opt_model model;      /* shallow copy of the original; model.graph = &graph */
+    opt_graph graph;      /* node and initializer arrays owned; elements mostly borrowed */
+    opt_node **own_nodes; /* nodes the rewrite made (owned) */
+    size_t n_own_nodes;
+    opt_tensor **own_inits; /* initializers the rewrite made (owned) */
+    size_t n_own_inits;
+    size_t n_conv, n_matmul, n_gemm, n_passthrough; /* islands rewritten, by kind */
+} opt_qdq_view;
+
+/* Rewrites m's QDQ islands into integer ops. *out receives a view the caller frees with
+ * opt_qdq_view_free, or NULL when nothing matched (plan m itself then). m is not modified. */
+opt_status opt_qdq_fuse(const opt_model *m, opt_qdq_view **out, opt_error *err);
+
+/* Frees what the view owns (never the original's objects); accepts NULL. */
+void opt_qdq_view_free(opt_qdq_view *v);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
