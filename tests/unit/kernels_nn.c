@@ -1,0 +1,251 @@
+/*
+ * tests/unit/kernels_nn.c — Gemm/MatMul, pools, normalisations and Resize through the executor,
+ * against naive loops written here (KT_F32_REL) or exact expectations.
+ */
+#include "libopt/exec/cpu/nn.h"
+#include "tests/unit/kernels_util.h"
+
+/* MatMul with numpy broadcasting: A [2,1,3,4] x B [3,4,5] -> [2,3,3,5]; also 1-D operands. */
+Test(matmul, batch_broadcasting_and_1d_operands_match_naive_loops)
+{
+    kt_rng r = {11};
+    float *a = kt_randf(&r, 2 * 3 * 4), *b = kt_randf(&r, 3 * 4 * 5);
+    kt_operand in[2] = {
+        {"a", OPT_DT_FLOAT, 4, {2, 1, 3, 4}, a, false},
+        {"b", OPT_DT_FLOAT, 3, {3, 4, 5}, b, false},
+    };
+    int odt = OPT_DT_FLOAT;
+    opt_model *m = kt_model("MatMul", 13, in, 2, &odt, 1);
+    opt_array y = {0};
+    kt_run(m, 2, in, 2, &y, 1);
+    cr_assert_eq(y.ndim, 4);
+    cr_assert(y.dims[0] == 2 && y.dims[1] == 3 && y.dims[2] == 3 && y.dims[3] == 5);
+    float want[2 * 3 * 3 * 5];
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 3; j++)
+            for (int p = 0; p < 3; p++)
+                for (int q = 0; q < 5; q++) {
+                    double s = 0;
+                    for (int t = 0; t < 4; t++) s += (double)a[(i * 3 + p) * 4 + t] * b[(j * 4 + t) * 5 + q];
+                    want[((i * 3 + j) * 3 + p) * 5 + q] = (float)s;
+                }
+    cr_assert_leq(kt_max_rel(y.data, want, sizeof want / 4), KT_F32_REL);
+    opt_array_free(&y);
+    opt_model_free(m);
+
+    /* [4] x [3, 4, 5] -> [3, 5] */
+    kt_operand in1[2] = {
+        {"a", OPT_DT_FLOAT, 1, {4}, a, false},
+        {"b", OPT_DT_FLOAT, 3, {3, 4, 5}, b, false},
+    };
+    m = kt_model("MatMul", 13, in1, 2, &odt, 1);
+    kt_run(m, 1, in1, 2, &y, 1);
+    cr_assert(y.ndim == 2 && y.dims[0] == 3 && y.dims[1] == 5);
+    for (int j = 0; j < 3; j++)
+        for (int q = 0; q < 5; q++) {
+            double s = 0;
+            for (int t = 0; t < 4; t++) s += (double)a[t] * b[(j * 4 + t) * 5 + q];
+            cr_assert_float_eq(((float *)y.data)[j * 5 + q], (float)s, 1e-5);
+        }
+    opt_array_free(&y);
+    opt_model_free(m);
+    free(a), free(b);
+}
+
+Test(gemm, transposes_alpha_beta_and_column_bias_match_naive_loops)
+{
+    kt_rng r = {12};
+    float *a = kt_randf(&r, 4 * 3), *b = kt_randf(&r, 5 * 4), *c = kt_randf(&r, 3);
+    /* A stored [K=4, M=3] (transA), B stored [N=5, K=4] (transB), C [M=3, 1]. */
+    kt_operand in[3] = {
+        {"a", OPT_DT_FLOAT, 2, {4, 3}, a, false},
+        {"b", OPT_DT_FLOAT, 2, {5, 4}, b, true},
+        {"c", OPT_DT_FLOAT, 2, {3, 1}, c, true},
+    };
+    int odt = OPT_DT_FLOAT;
+    opt_model *m = kt_model("Gemm", 13, in, 3, &odt, 1);
+    kt_attr_int(m, "transA", 1);
+    kt_attr_int(m, "transB", 1);
+    kt_attr_float(m, "alpha", 0.5f);
+    kt_attr_float(m, "beta", 2.0f);
+    opt_array y = {0};
+    kt_run(m, 1, in, 3, &y, 1);
+    cr_assert(y.ndim == 2 && y.dims[0] == 3 && y.dims[1] == 5);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < 5; j++) {
+            double s = 0;
+            for (int t = 0; t < 4; t++) s += (double)a[t * 3 + i] * b[j * 4 + t];
+            cr_assert_float_eq(((float *)y.data)[i * 5 + j], (float)(0.5 * s + 2.0 * c[i]), 1e-5);
+        }
+    opt_array_free(&y);
+    opt_model_free(m);
+    free(a), free(b), free(c);
+}
+
+/* The 2-D pooling loop and the N-D one agree: the same pooling as 2-D and as 3-D with a unit
+ * leading spatial dim. */
+static void pool_2d_vs_3d(const char *op, bool include_pad)
+{
+    kt_rng r = {13};
+    float *x = kt_randf(&r, 2 * 3 * 9 * 8);
+    int odt = OPT_DT_FLOAT;
+    kt_operand in2 = {"x", OPT_DT_FLOAT, 4, {2, 3, 9, 8}, x, false};
+    kt_operand in3 = {"x", OPT_DT_FLOAT, 5, {2, 3, 1, 9, 8}, x, false};
+    opt_model *m2 = kt_model(op, 19, &in2, 1, &odt, 1);
+    opt_model *m3 = kt_model(op, 19, &in3, 1, &odt, 1);
+    kt_attr_ints(m2, "kernel_shape", (int64_t[]){3, 2}, 2);
+    kt_attr_ints(m3, "kernel_shape", (int64_t[]){1, 3, 2}, 3);
+    kt_attr_ints(m2, "strides", (int64_t[]){2, 3}, 2);
+    kt_attr_ints(m3, "strides", (int64_t[]){1, 2, 3}, 3);
+    kt_attr_ints(m2, "pads", (int64_t[]){1, 0, 1, 1}, 4);
+    kt_attr_ints(m3, "pads", (int64_t[]){0, 1, 0, 0, 1, 1}, 6);
+    kt_attr_ints(m2, "dilations", (int64_t[]){2, 1}, 2);
+    kt_attr_ints(m3, "dilations", (int64_t[]){1, 2, 1}, 3);
+    kt_attr_int(m2, "ceil_mode", 1);
+    kt_attr_int(m3, "ceil_mode", 1);
+    if (include_pad) {
+        kt_attr_int(m2, "count_include_pad", 1);
+        kt_attr_int(m3, "count_include_pad", 1);
+    }
+    opt_array y2 = {0}, y3 = {0};
+    kt_run(m2, 1, &in2, 1, &y2, 1);
+    kt_run(m3, 2, &in3, 1, &y3, 1);
+    cr_assert_eq(opt_array_numel(&y2), opt_array_numel(&y3));
+    cr_assert_eq(y3.dims[2], 1);
+    cr_assert_leq(kt_max_rel(y2.data, y3.data, opt_array_numel(&y2)), 1e-6, "%s", op);
+    opt_array_free(&y2), opt_array_free(&y3);
+    opt_model_free(m2), opt_model_free(m3);
+    free(x);
+}
+
+Test(pool, two_d_and_n_d_loops_agree_with_ceil_mode_dilations_and_pads)
+{
+    pool_2d_vs_3d("MaxPool", false);
+    pool_2d_vs_3d("AveragePool", false);
+    pool_2d_vs_3d("AveragePool", true);
+}
+
+Test(maxpool, indices_point_at_the_maximum_in_both_storage_orders)
+{
+    kt_rng r = {14};
+    enum { N = 2, C = 2, H = 6, W = 5 };
+    float *x = kt_randf(&r, N * C * H * W);
+    kt_operand in = {"x", OPT_DT_FLOAT, 4, {N, C, H, W}, x, false};
+    int odt[2] = {OPT_DT_FLOAT, OPT_DT_INT64};
+    for (int order = 0; order < 2; order++) {
+        opt_model *m = kt_model("MaxPool", 12, &in, 1, odt, 2);
+        kt_attr_ints(m, "kernel_shape", (int64_t[]){2, 2}, 2);
+        kt_attr_ints(m, "pads", (int64_t[]){1, 1, 1, 1}, 4);
+        kt_attr_int(m, "storage_order", order);
+        opt_array y[2] = {{0}};
+        kt_run(m, 1, &in, 1, y, 2);
+        cr_assert_eq(y[1].dtype, OPT_DT_INT64);
+        const float *yv = y[0].data;
+        const int64_t *iv = y[1].data;
+        for (uint64_t i = 0; i < opt_array_numel(&y[0]); i++) {
+            int64_t idx = iv[i], plane = idx / (H * W), rest = idx % (H * W);
+            int64_t h = order ? rest % H : rest / W, w = order ? rest / H : rest % W;
+            cr_assert_eq(x[plane * H * W + h * W + w], yv[i], "order %d, output %llu", order,
+                         (unsigned long long)i);
+        }
+        opt_array_free(&y[0]), opt_array_free(&y[1]);
+        opt_model_free(m);
+    }
+    free(x);
+}
+
+Test(softmax, opset_13_normalises_one_axis_and_opset_11_the_flattened_tail)
+{
+    kt_rng r = {15};
+    float *x = kt_randf(&r, 2 * 3 * 4);
+    kt_operand in = {"x", OPT_DT_FLOAT, 3, {2, 3, 4}, x, false};
+    int odt = OPT_DT_FLOAT;
+    for (int opset = 11; opset <= 13; opset += 2) {
+        opt_model *m = kt_model("Softmax", opset, &in, 1, &odt, 1);
+        kt_attr_int(m, "axis", 1);
+        opt_array y = {0};
+        kt_run(m, 1, &in, 1, &y, 1);
+        const float *v = y.data;
+        if (opset == 13) /* each (i, :, k) column sums to 1 */
+            for (int i = 0; i < 2; i++)
+                for (int k = 0; k < 4; k++) {
+                    double s = 0;
+                    for (int j = 0; j < 3; j++) s += v[(i * 3 + j) * 4 + k];
+                    cr_assert_float_eq(s, 1.0, 1e-5);
+                }
+        else /* each batch row of 12 sums to 1 */
+            for (int i = 0; i < 2; i++) {
+                double s = 0;
+                for (int t = 0; t < 12; t++) s += v[i * 12 + t];
+                cr_assert_float_eq(s, 1.0, 1e-5);
+            }
+        opt_array_free(&y);
+        opt_model_free(m);
+    }
+    free(x);
+}
+
+Test(layer_normalization, mean_and_inv_std_outputs_describe_each_row)
+{
+    kt_rng r = {16};
+    float *x = kt_randf(&r, 3 * 8), sc[8], bi[8];
+    for (int i = 0; i < 8; i++) sc[i] = 1, bi[i] = 0;
+    kt_operand in[3] = {
+        {"x", OPT_DT_FLOAT, 2, {3, 8}, x, false},
+        {"s", OPT_DT_FLOAT, 1, {8}, sc, true},
+        {"b", OPT_DT_FLOAT, 1, {8}, bi, true},
+    };
+    int odt[3] = {OPT_DT_FLOAT, OPT_DT_FLOAT, OPT_DT_FLOAT};
+    opt_model *m = kt_model("LayerNormalization", 17, in, 3, odt, 3);
+    opt_array y[3] = {{0}};
+    kt_run(m, 1, in, 3, y, 3);
+    cr_assert(y[1].ndim == 2 && y[1].dims[0] == 3 && y[1].dims[1] == 1);
+    for (int rr = 0; rr < 3; rr++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < 8; i++) mean += x[rr * 8 + i] / 8.0;
+        for (int i = 0; i < 8; i++) var += (x[rr * 8 + i] - mean) * (x[rr * 8 + i] - mean) / 8.0;
+        cr_assert_float_eq(((float *)y[1].data)[rr], mean, 1e-6);
+        cr_assert_float_eq(((float *)y[2].data)[rr], 1 / sqrt(var + 1e-5), 1e-4);
+        for (int i = 0; i < 8; i++)
+            cr_assert_float_eq(((float *)y[0].data)[rr * 8 + i],
+                               (x[rr * 8 + i] - mean) / sqrt(var + 1e-5), 1e-4);
+    }
+    for (int i = 0; i < 3; i++) opt_array_free(&y[i]);
+    opt_model_free(m);
+    free(x);
+}
+
+Test(resize, nearest_asymmetric_upsampling_by_two_repeats_pixels_and_linear_keeps_corners)
+{
+    float x[6] = {1, 2, 3, 4, 5, 6};
+    float sc[4] = {1, 1, 2, 2};
+    kt_operand in[3] = {
+        {"x", OPT_DT_FLOAT, 4, {1, 1, 2, 3}, x, false},
+        {"", 0, 0, {0}, NULL, false},
+        {"s", OPT_DT_FLOAT, 1, {4}, sc, true},
+    };
+    int odt = OPT_DT_FLOAT;
+    opt_model *m = kt_model("Resize", 13, in, 3, &odt, 1);
+    kt_attr_str(m, "coordinate_transformation_mode", "asymmetric");
+    kt_attr_str(m, "nearest_mode", "floor");
+    opt_array y = {0};
+    kt_run(m, 1, in, 3, &y, 1);
+    cr_assert(y.dims[2] == 4 && y.dims[3] == 6);
+    for (int h = 0; h < 4; h++)
+        for (int w = 0; w < 6; w++)
+            cr_assert_eq(((float *)y.data)[h * 6 + w], x[(h / 2) * 3 + w / 2]);
+    opt_array_free(&y);
+    opt_model_free(m);
+
+    m = kt_model("Resize", 13, in, 3, &odt, 1);
+    kt_attr_str(m, "mode", "linear");
+    kt_attr_str(m, "coordinate_transformation_mode", "align_corners");
+    kt_run(m, 1, in, 3, &y, 1);
+    const float *v = y.data;
+    cr_assert_float_eq(v[0], 1, 1e-6);
+    cr_assert_float_eq(v[5], 3, 1e-6);
+    cr_assert_float_eq(v[18], 4, 1e-6);
+    cr_assert_float_eq(v[23], 6, 1e-6);
+    opt_array_free(&y);
+    opt_model_free(m);
+}
