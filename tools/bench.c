@@ -35,6 +35,8 @@ static const char help[] =
     "  --seed S           seed of the random inputs (default 0)\n"
     "  --profile          time every node; add per-op-type and per-node tables\n"
     "  --top N            rows of the per-node table (default 25; 0 for all)\n"
+    "  --explain          print the executor's plan (device per node, partitions, buffers) on\n"
+    "                     stderr after the runs\n"
     "  --json             machine-readable report on stdout\n"
     "  --report FILE      also write the tables to FILE (.json, .csv or .md)\n"
     "  -q, --quiet        no notes on stderr\n"
@@ -50,7 +52,7 @@ typedef struct bench_opts {
     double seconds;
     int threads;
     unsigned long long seed;
-    bool profile, json;
+    bool profile, json, explain;
     dimset dims[32];
     size_t n_dims;
 } bench_opts;
@@ -209,6 +211,7 @@ int cmd_bench(int argc, char **argv)
         {"profile", no_argument, NULL, 'p'},
         {"top", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'J'},
+        {"explain", no_argument, NULL, 'E'},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -256,6 +259,7 @@ int cmd_bench(int argc, char **argv)
             if (!parse_ll(optarg, 0, &o.top)) return tool_usage(&t, "--top wants an integer >= 0");
             break;
         case 'J': o.json = true; break;
+        case 'E': o.explain = true; break;
         default: return tool_usage(&t, "bad option");
         }
     }
@@ -308,6 +312,15 @@ int cmd_bench(int argc, char **argv)
         }
         lat[nlat++] = b - a;
         total += b - a;
+    }
+    if (!rc && o.explain) {
+        size_t cap = 256 + 160 * (m->graph->n_nodes + 1);
+        char *buf = malloc(cap);
+        if (buf) {
+            opt_exec_explain(e, buf, cap);
+            fputs(buf, stderr);
+            free(buf);
+        }
     }
     if (!rc) {
         qsort(lat, nlat, sizeof *lat, cmp_double);

@@ -70,6 +70,7 @@ struct opt_exec {
     enode *nodes;
     size_t n_nodes;
     size_t n_folded;
+    size_t n_inplace;   /* outputs that took over their input's buffer (all runs) */
     size_t *inputs, n_inputs;
     const opt_value_info **input_vi;
     size_t *outputs, n_outputs;
@@ -201,6 +202,30 @@ opt_status opt_kctx_output(opt_kctx *k, size_t i, int dtype, int ndim, const int
     if (!b) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory for output %zu (%zu bytes)", i, o->nbytes);
     e->cur_bufs[i] = b;
     o->data = b->data;
+    return OPT_OK;
+}
+
+opt_status opt_kctx_output_inplace(opt_kctx *k, size_t i, size_t j, int dtype, int ndim,
+                                   const int64_t *dims, opt_error *err)
+{
+    opt_exec *e = k->exec;
+    if (!e || i >= k->n_out || j >= k->n_in || !k->in[j] || ndim < 0 || ndim > OPT_MAX_DIMS)
+        return opt_kctx_output(k, i, dtype, ndim, dims, err);
+    enode *en = &e->nodes[e->cur_node];
+    if (en->in[j] == NO_VALUE) return opt_kctx_output(k, i, dtype, ndim, dims, err);
+    evalue *v = &e->vals[en->in[j]];
+    /* Readers left: this node's own slots reading v count too, so left == 1 means this is the
+     * only remaining read. */
+    opt_array o = {.dtype = dtype, .ndim = ndim};
+    for (int d = 0; d < ndim; d++) o.dims[d] = dims[d];
+    if (v->kind != V_ACT || !v->buf || v->buf->refs != 1 || v->left != 1 || e->cur_bufs[i] ||
+        !array_bytes(&o) || o.nbytes != v->arr.nbytes)
+        return opt_kctx_output(k, i, dtype, ndim, dims, err);
+    o.data = v->arr.data;
+    k->out[i] = o;
+    v->buf->refs++; /* released with v after this node, then owned by the output alone */
+    e->cur_bufs[i] = v->buf;
+    e->n_inplace++;
     return OPT_OK;
 }
 
@@ -785,6 +810,8 @@ void opt_exec_explain(const opt_exec *e, char *buf, size_t len)
          e->n_nodes, e->n_folded, e->threads, e->threads == 1 ? "" : "s",
          e->o.device == OPT_DEVICE_CUDA ? "cuda" : "cpu");
     EMIT("partitions: %zu (%zu nodes on cpu, %zu on cuda)\n", parts, ncpu, e->n_nodes - ncpu);
+    EMIT("buffers: peak %zu bytes of activations; %zu outputs written in place so far\n",
+         e->peak_bytes, e->n_inplace);
     prev = (opt_device)-1;
     for (size_t i = 0; i < e->n_nodes; i++) {
         const enode *en = &e->nodes[i];

@@ -65,6 +65,15 @@ opt_status opt_kctx_output(opt_kctx *k, size_t i, int dtype, int ndim, const int
 opt_status opt_kctx_output_alias(opt_kctx *k, size_t i, size_t j, int ndim, const int64_t *dims,
                                  opt_error *err);
 
+/* Like opt_kctx_output, but output i may take over input j's buffer when that is safe: this
+ * node is the last reader of input j (it is not read again, not a graph output, not aliased by
+ * another value), input j is an activation (not a constant or graph input) and its byte size
+ * equals the output's. The kernel must then be correct when out[i].data == in[j]->data
+ * (elementwise loops that read element k before writing element k are). Otherwise a fresh
+ * buffer, as opt_kctx_output. */
+opt_status opt_kctx_output_inplace(opt_kctx *k, size_t i, size_t j, int dtype, int ndim,
+                                   const int64_t *dims, opt_error *err);
+
 /* A scratch buffer of `bytes` bytes (64-byte aligned, uninitialised) that lives until run()
  * returns; it comes from the executor's pool (or malloc outside an executor) and is released
  * automatically. NULL (with err set) when out of memory. */

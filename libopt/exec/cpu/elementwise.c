@@ -254,7 +254,7 @@ static opt_status unary_run(opt_kctx *k, opt_error *err)
     }
     }
     if (!j.f) return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "dtype %s", opt_dtype_short(x->dtype));
-    OPT_TRY(opt_kctx_output(k, 0, x->dtype, x->ndim, x->dims, err));
+    OPT_TRY(opt_kctx_output_inplace(k, 0, 0, x->dtype, x->ndim, x->dims, err));
     j.y = k->out[0].data;
     par(k, opt_array_numel(x), ujob_run, &j);
     return OPT_OK;
@@ -465,7 +465,13 @@ static opt_status binary_apply(opt_kctx *k, const bop *op, bloop_fn f, const opt
     OPT_TRY(opt_bcast_init(&j.bc, k, ins, 2, err));
     j.odt = op->to_bool ? OPT_DT_BOOL : a->dtype;
     j.oes = dt_size(j.odt);
-    if (alloc) OPT_TRY(opt_kctx_output(k, 0, j.odt, j.bc.out_ndim, j.bc.out_dims, err));
+    if (alloc) {
+        /* Reuse a dying input's buffer when it has the output's size (then its layout too). */
+        size_t src = j.odt != a->dtype ? 2 : opt_array_numel(a) == j.bc.numel ? 0
+                     : opt_array_numel(b) == j.bc.numel ? 1 : 2;
+        if (src < 2) OPT_TRY(opt_kctx_output_inplace(k, 0, src, j.odt, j.bc.out_ndim, j.bc.out_dims, err));
+        else OPT_TRY(opt_kctx_output(k, 0, j.odt, j.bc.out_ndim, j.bc.out_dims, err));
+    }
     j.a = a->data;
     j.b = b->data;
     j.o = k->out[0].data;
@@ -704,7 +710,7 @@ static opt_status clip_run(opt_kctx *k, opt_error *err)
             j.hi = opt_array_get(k->in[2], 0);
         }
     }
-    OPT_TRY(opt_kctx_output(k, 0, x->dtype, x->ndim, x->dims, err));
+    OPT_TRY(opt_kctx_output_inplace(k, 0, 0, x->dtype, x->ndim, x->dims, err));
     j.y = k->out[0].data;
     par(k, opt_array_numel(x), clip_part, &j);
     return OPT_OK;
