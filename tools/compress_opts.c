@@ -118,6 +118,16 @@ int copt_calib_load(const tool_opts *t, const opt_model *m, const char *spec, si
         nb++;
     }
     opt_dataset_free(ds);
+    /* The reference for sequential refinement: a private copy of the model as loaded. */
+    if (e.status == OPT_OK) {
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        opt_model *ref = NULL;
+        if (opt_onnx_serialize(m, &buf, &len, &e) == OPT_OK &&
+            opt_onnx_parse(buf, len, NULL, "reference", NULL, &ref, &e) == OPT_OK)
+            cb->reference = ref;
+        free(buf);
+    }
     cb->arrays = arr;
     cb->n_batches = nb;
     cb->n_inputs = 1;
@@ -134,5 +144,6 @@ void copt_calib_free(opt_calib_batches *cb)
     opt_array *a = (opt_array *)cb->arrays;
     for (size_t i = 0; a && i < cb->n_batches * cb->n_inputs; i++) free(a[i].data);
     free(a);
+    opt_model_free((opt_model *)cb->reference);
     memset(cb, 0, sizeof *cb);
 }

@@ -347,6 +347,8 @@ opt_status opt_cluster(opt_model *m, const opt_cluster_opts *o, opt_layer_stat *
         for (uint64_t j = 0; j < ne; j++)
             idx[j] = w[j] == 0.0f ? 0 : (uint8_t)(zeros + nearest(book + zeros, k, w[j]));
         if (rf) {
+            if ((s = opt_refine_prepare(rf, i, m, err)) != OPT_OK) goto layer_out;
+            if ((s = opt_refine_assign(rf, i, book, nbook, zeros, idx, err)) != OPT_OK) goto layer_out;
             s = opt_refine_centroids(rf, i, idx, book, nbook, zeros, &st[i].out_err_before,
                                      &st[i].out_err_after, err);
             if (s != OPT_OK) goto layer_out;

@@ -89,6 +89,9 @@ typedef struct opt_calib_batches {
     const opt_array *arrays;  /* n_batches * n_inputs */
     size_t n_batches, n_inputs;
     int threads;
+    /* Optional: the uncompressed model. With it, refinement is sequential: each layer is fitted
+     * on the activations of the model compressed so far, towards the reference's outputs. */
+    const opt_model *reference;
 } opt_calib_batches;
 
 /* ---- prune ---------------------------------------------------------------------------------- */

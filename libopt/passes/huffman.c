@@ -162,7 +162,7 @@ opt_status opt_huffman(opt_model *m, const opt_huffman_opts *o, opt_layer_stat *
         free(idx);
         if (s != OPT_OK) {
             char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "tensor '%s': %s", t->name, err->msg);
+            snprintf(msg, sizeof msg, "tensor '%.200s': %.300s", t->name, err->msg);
             opt_error_set(err, s, "%s", msg);
             break;
         }
@@ -251,7 +251,7 @@ static opt_status unpack_decode(opt_graph *g, size_t i, opt_error *err)
     if (s == OPT_OK) s = opt_huf_weight_decode(p, len, out, h.numel, err);
     if (s != OPT_OK) {
         char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "node '%s': %s", nm, err->msg);
+        snprintf(msg, sizeof msg, "node '%.200s': %.300s", nm, err->msg);
         free(out);
         return opt_error_set(err, s, "%s", msg);
     }

@@ -189,7 +189,8 @@ opt_status opt_prune(opt_model *m, const opt_prune_opts *o, opt_layer_stat **sta
             float *w0 = NULL;
             uint64_t cnt;
             if ((s = opt_tensor_to_f32_alloc(L[i].ref.t, &w0, &cnt, err)) != OPT_OK) goto done;
-            s = opt_refine_prune(rf, i, w0, ne - z, &st[i].out_err_before, &st[i].out_err_after, err);
+            s = opt_refine_prepare(rf, i, m, err);
+            if (s == OPT_OK) s = opt_refine_prune(rf, i, w0, ne - z, &st[i].out_err_before, &st[i].out_err_after, err);
             if (s == OPT_OK) memcpy(L[i].w, w0, ne * sizeof *w0);
             free(w0);
             if (s != OPT_OK) goto done;

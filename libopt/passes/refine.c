@@ -20,8 +20,11 @@ typedef struct rlayer {
     bool trans_a;          /* Gemm: A is [D, N] */
     int64_t kh, kw, sh, sw, dh, dw, pads[4]; /* Conv; pads t, l, b, r */
     const char *auto_pad;
-    double *S;             /* G blocks of D x D: sum of x x^T, then the covariance */
-    double *mu;            /* G blocks of D: sum of x, then the mean */
+    double *S;             /* G blocks of D x D: sum of xq xq^T, then the covariance */
+    double *C;             /* sequential only: sum of xq xf^T, then the cross-covariance */
+    double *F;             /* sequential only: sum of xf xf^T (for the reported error) */
+    double *mu;            /* G blocks of D: sum of xq, then the mean */
+    double *muf;           /* sequential only: the same for xf */
     double cnt;            /* rows accumulated (per group) */
     float *w0;             /* the weight as it was */
     uint64_t numel;
@@ -33,17 +36,31 @@ typedef struct rlayer {
 struct opt_refine {
     size_t n;
     rlayer *L;
-    opt_status st;
-    opt_error *err;
+    const opt_calib_batches *cb;
+    opt_exec *ref;         /* sequential: the reference model's executor */
+    /* capture of one activation during a run (sequential mode) */
+    const char *want;
+    float *cap;
+    int64_t cap_dims[OPT_MAX_DIMS];
+    int cap_ndim;
+    size_t cap_len;
+    bool cap_ok;
 };
+
+/* x here: xq is the layer's input in the model being compressed, xf in the reference (float)
+ * model. Without a reference they are the same activations, and C, F, muf alias S and mu. */
+static inline const double *Cm(const rlayer *l) { return l->C ? l->C : l->S; }
+static inline const double *Ff(const rlayer *l) { return l->F ? l->F : l->S; }
+static inline const double *MuF(const rlayer *l) { return l->muf ? l->muf : l->mu; }
 
 static inline uint64_t widx(const rlayer *l, int64_t o, int64_t d)
 {
     return l->row_major ? (uint64_t)(o * l->D + d) : (uint64_t)(d * l->O + o);
 }
 
-/* Adds the rows of X [rows, D] (float, row-major) to block g's sums. */
-static void add_rows(rlayer *l, int64_t g, const float *X, int64_t rows)
+/* Adds the rows of Xq [rows, D] (float, row-major) to block g's sums; with Xf (the reference
+ * model's rows, same shape), also the cross and reference sums. */
+static void add_rows(rlayer *l, int64_t g, const float *X, const float *Xf, int64_t rows)
 {
     int64_t D = l->D;
     float *tmp = calloc((size_t)(D * D), sizeof *tmp);
@@ -54,35 +71,44 @@ static void add_rows(rlayer *l, int64_t g, const float *X, int64_t rows)
         for (int64_t b = a; b < D; b++) S[a * D + b] += tmp[a * D + b];
     for (int64_t r = 0; r < rows; r++)
         for (int64_t a = 0; a < D; a++) mu[a] += X[r * D + a];
+    if (Xf && l->C) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)D, (int)rows, 1.0f, X, (int)D,
+                    Xf, (int)D, 0.0f, tmp, (int)D);
+        double *C = l->C + g * D * D, *F = l->F + g * D * D, *mf = l->muf + g * D;
+        for (int64_t a = 0; a < D * D; a++) C[a] += tmp[a];
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, (int)rows, 1.0f, Xf, (int)D, 0.0f, tmp, (int)D);
+        for (int64_t a = 0; a < D; a++)
+            for (int64_t b = a; b < D; b++) F[a * D + b] += tmp[a * D + b];
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t a = 0; a < D; a++) mf[a] += Xf[r * D + a];
+    }
     if (g == 0) l->cnt += (double)rows;
     free(tmp);
 }
 
-static void accumulate(opt_refine *rf, rlayer *l, const opt_array *a)
+/* Rows of layer l's input patches for activation x (dims/ndim), group g of image n: fills P
+ * (rows x D) and returns rows, or -1 when the activation does not fit the layer. For Gemm there
+ * is one "image" holding the whole batch. */
+static int64_t patch_rows(const rlayer *l, const float *x, int ndim, const int64_t *dims, int64_t n,
+                          int64_t g, float *P)
 {
-    if (a->dtype != OPT_DT_FLOAT) return;
-    const float *x = a->data;
     if (l->kind == K_GEMM) {
-        uint64_t n = opt_array_numel(a);
-        if (!l->D || n % (uint64_t)l->D) return;
-        int64_t rows = (int64_t)(n / (uint64_t)l->D);
-        if (!l->trans_a) {
-            add_rows(l, 0, x, rows);
-            return;
+        uint64_t ne = 1;
+        for (int d = 0; d < ndim; d++) ne *= (uint64_t)dims[d];
+        if (!l->D || ne % (uint64_t)l->D) return -1;
+        int64_t rows = (int64_t)(ne / (uint64_t)l->D);
+        if (P) {
+            if (!l->trans_a) memcpy(P, x, ne * sizeof *P);
+            else
+                for (int64_t r = 0; r < rows; r++)
+                    for (int64_t d = 0; d < l->D; d++) P[r * l->D + d] = x[d * rows + r];
         }
-        float *t = malloc(n * sizeof *t);
-        if (!t) return;
-        for (int64_t r = 0; r < rows; r++)
-            for (int64_t d = 0; d < l->D; d++) t[r * l->D + d] = x[d * rows + r];
-        add_rows(l, 0, t, rows);
-        free(t);
-        return;
+        return rows;
     }
-    /* Conv: im2col of each image and group. */
-    if (a->ndim != 4) return;
-    int64_t N = a->dims[0], C = a->dims[1], H = a->dims[2], W = a->dims[3];
+    if (ndim != 4) return -1;
+    int64_t C = dims[1], H = dims[2], W = dims[3];
     int64_t cg = C / l->G;
-    if (cg * l->kh * l->kw != l->D) return;
+    if (cg * l->kh * l->kw != l->D) return -1;
     int64_t pt = l->pads[0], pl = l->pads[1], pb = l->pads[2], pr = l->pads[3];
     if (l->auto_pad && (strcmp(l->auto_pad, "SAME_UPPER") == 0 || strcmp(l->auto_pad, "SAME_LOWER") == 0)) {
         int64_t oh = (H + l->sh - 1) / l->sh, ow = (W + l->sw - 1) / l->sw;
@@ -99,31 +125,54 @@ static void accumulate(opt_refine *rf, rlayer *l, const opt_array *a)
     }
     int64_t OH = (H + pt + pb - l->dh * (l->kh - 1) - 1) / l->sh + 1;
     int64_t OW = (W + pl + pr - l->dw * (l->kw - 1) - 1) / l->sw + 1;
-    if (OH <= 0 || OW <= 0) return;
-    float *P = malloc((size_t)(OH * OW * l->D) * sizeof *P);
-    if (!P) return;
-    for (int64_t n = 0; n < N; n++)
-        for (int64_t g = 0; g < l->G; g++) {
-            int64_t r = 0;
-            for (int64_t oy = 0; oy < OH; oy++)
-                for (int64_t ox = 0; ox < OW; ox++, r++) {
-                    float *row = P + r * l->D;
-                    int64_t d = 0;
-                    for (int64_t c = 0; c < cg; c++) {
-                        const float *img = x + ((n * C) + g * cg + c) * H * W;
-                        for (int64_t ky = 0; ky < l->kh; ky++) {
-                            int64_t iy = oy * l->sh - pt + ky * l->dh;
-                            for (int64_t kx = 0; kx < l->kw; kx++, d++) {
-                                int64_t ix = ox * l->sw - pl + kx * l->dw;
-                                row[d] = iy >= 0 && iy < H && ix >= 0 && ix < W ? img[iy * W + ix] : 0.0f;
-                            }
-                        }
+    if (OH <= 0 || OW <= 0) return -1;
+    if (!P) return OH * OW;
+    int64_t r = 0;
+    for (int64_t oy = 0; oy < OH; oy++)
+        for (int64_t ox = 0; ox < OW; ox++, r++) {
+            float *row = P + r * l->D;
+            int64_t d = 0;
+            for (int64_t c = 0; c < cg; c++) {
+                const float *img = x + ((n * C) + g * cg + c) * H * W;
+                for (int64_t ky = 0; ky < l->kh; ky++) {
+                    int64_t iy = oy * l->sh - pt + ky * l->dh;
+                    for (int64_t kx = 0; kx < l->kw; kx++, d++) {
+                        int64_t ix = ox * l->sw - pl + kx * l->dw;
+                        row[d] = iy >= 0 && iy < H && ix >= 0 && ix < W ? img[iy * W + ix] : 0.0f;
                     }
                 }
-            add_rows(l, g, P, OH * OW);
+            }
+        }
+    return OH * OW;
+}
+
+/* Accumulates activation xq (and xf, same shape, or NULL) into layer l. */
+static void accumulate2(rlayer *l, const float *xq, const float *xf, int ndim, const int64_t *dims)
+{
+    int64_t rows = patch_rows(l, xq, ndim, dims, 0, 0, NULL);
+    if (rows <= 0) return;
+    int64_t images = l->kind == K_GEMM ? 1 : dims[0], groups = l->kind == K_GEMM ? 1 : l->G;
+    float *P = malloc((size_t)(rows * l->D) * sizeof *P), *Pf = xf ? malloc((size_t)(rows * l->D) * sizeof *Pf) : NULL;
+    if (!P || (xf && !Pf)) {
+        free(P);
+        free(Pf);
+        return;
+    }
+    for (int64_t n = 0; n < images; n++)
+        for (int64_t g = 0; g < groups; g++) {
+            patch_rows(l, xq, ndim, dims, n, g, P);
+            if (xf) patch_rows(l, xf, ndim, dims, n, g, Pf);
+            add_rows(l, g, P, Pf, rows);
         }
     free(P);
+    free(Pf);
+}
+
+static void accumulate(opt_refine *rf, rlayer *l, const opt_array *a)
+{
     (void)rf;
+    if (a->dtype != OPT_DT_FLOAT) return;
+    accumulate2(l, a->data, NULL, a->ndim, a->dims);
 }
 
 static void observe(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
@@ -217,6 +266,99 @@ static opt_status setup_layer(opt_model *m, const opt_weight_ref *r, rlayer *l, 
     return OPT_OK;
 }
 
+/* Divides the sums of layer l by the row count and centres them when the layer has a bias to
+ * absorb the mean. */
+static void finalize(rlayer *l)
+{
+    if (l->cnt == 0) {
+        l->kind = 0;
+        return;
+    }
+    l->centered = l->bias != NULL;
+    int64_t D = l->D;
+    for (int64_t g = 0; g < l->G; g++) {
+        double *S = l->S + g * D * D, *mu = l->mu + g * D;
+        double *C = l->C ? l->C + g * D * D : NULL, *F = l->F ? l->F + g * D * D : NULL,
+               *mf = l->muf ? l->muf + g * D : NULL;
+        for (int64_t a = 0; a < D; a++) {
+            mu[a] /= l->cnt;
+            if (mf) mf[a] /= l->cnt;
+        }
+        for (int64_t a = 0; a < D; a++)
+            for (int64_t b = a; b < D; b++) {
+                double v = S[a * D + b] / l->cnt - (l->centered ? mu[a] * mu[b] : 0);
+                S[a * D + b] = S[b * D + a] = v;
+                if (F) {
+                    v = F[a * D + b] / l->cnt - (l->centered ? mf[a] * mf[b] : 0);
+                    F[a * D + b] = F[b * D + a] = v;
+                }
+            }
+        if (C)
+            for (int64_t a = 0; a < D; a++)
+                for (int64_t b = 0; b < D; b++) C[a * D + b] = C[a * D + b] / l->cnt - (l->centered ? mu[a] * mf[b] : 0);
+    }
+}
+
+/* Runs e over every calibration batch; outs are freed. */
+static opt_status run_all(opt_refine *rf, opt_exec *e, size_t b, opt_error *err)
+{
+    const opt_calib_batches *cb = rf->cb;
+    size_t nout = opt_exec_n_outputs(e);
+    opt_array *outs = calloc(nout + 1, sizeof *outs);
+    if (!outs) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_status s = opt_exec_run(e, cb->arrays + b * cb->n_inputs, cb->n_inputs, outs, nout, err);
+    for (size_t k = 0; k < nout; k++) opt_array_free(&outs[k]);
+    free(outs);
+    return s;
+}
+
+/* Observer that copies the activation named rf->want. */
+static void capture(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
+{
+    opt_refine *rf = ctx;
+    (void)producer;
+    if (rf->cap_ok || strcmp(name, rf->want) != 0 || a->dtype != OPT_DT_FLOAT) return;
+    size_t n = (size_t)opt_array_numel(a);
+    float *p = rf->cap_len >= n ? rf->cap : realloc(rf->cap, (n ? n : 1) * sizeof *p);
+    if (!p) return;
+    rf->cap = p;
+    rf->cap_len = rf->cap_len >= n ? rf->cap_len : n;
+    memcpy(p, a->data, n * sizeof *p);
+    rf->cap_ndim = a->ndim;
+    memcpy(rf->cap_dims, a->dims, sizeof rf->cap_dims);
+    rf->cap_ok = true;
+}
+
+/* The activation `name` of batch b in executor e (a graph input comes from the batch itself):
+ * a malloc'd copy in *x with its shape. */
+static opt_status activation(opt_refine *rf, opt_exec *e, size_t b, const char *name, float **x,
+                             int *ndim, int64_t *dims, opt_error *err)
+{
+    const opt_calib_batches *cb = rf->cb;
+    for (size_t i = 0; i < cb->n_inputs && i < opt_exec_n_inputs(e); i++)
+        if (strcmp(opt_exec_input_name(e, i), name) == 0) {
+            const opt_array *a = &cb->arrays[b * cb->n_inputs + i];
+            size_t n = (size_t)opt_array_numel(a);
+            if (a->dtype != OPT_DT_FLOAT || !(*x = malloc((n ? n : 1) * sizeof **x)))
+                return opt_error_set(err, OPT_ERR_UNSUPPORTED, "calibration input '%s' is not float", name);
+            memcpy(*x, a->data, n * sizeof **x);
+            *ndim = a->ndim;
+            memcpy(dims, a->dims, sizeof(int64_t) * OPT_MAX_DIMS);
+            return OPT_OK;
+        }
+    rf->want = name;
+    rf->cap_ok = false;
+    OPT_TRY(run_all(rf, e, b, err));
+    if (!rf->cap_ok) return opt_error_set(err, OPT_ERR_INVALID, "value '%s' was not computed", name);
+    size_t n = 1;
+    for (int d = 0; d < rf->cap_ndim; d++) n *= (size_t)rf->cap_dims[d];
+    if (!(*x = malloc((n ? n : 1) * sizeof **x))) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    memcpy(*x, rf->cap, n * sizeof **x);
+    *ndim = rf->cap_ndim;
+    memcpy(dims, rf->cap_dims, sizeof rf->cap_dims);
+    return OPT_OK;
+}
+
 opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
                           const opt_calib_batches *cb, opt_refine **out, opt_error *err)
 {
@@ -226,43 +368,36 @@ opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }
     rf->n = n;
+    rf->cb = cb;
     opt_status s = OPT_OK;
     for (size_t i = 0; i < n && s == OPT_OK; i++) s = setup_layer(m, &refs[i], &rf->L[i], err);
-    opt_exec *e = NULL;
-    opt_exec_opts eo = {.threads = cb->threads, .observe = observe, .observe_ctx = rf};
-    if (s == OPT_OK) s = opt_exec_new(m, &eo, &e, err);
-    size_t nout = e ? opt_exec_n_outputs(e) : 0;
-    opt_array *outs = calloc(nout + 1, sizeof *outs);
-    if (s == OPT_OK && !outs) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    for (size_t b = 0; b < cb->n_batches && s == OPT_OK; b++) {
-        const opt_array *in = cb->arrays + b * cb->n_inputs;
-        /* Layers reading a graph input directly are not observed: feed them the batch. */
-        for (size_t i = 0; i < cb->n_inputs && i < opt_exec_n_inputs(e); i++)
-            observe(rf, opt_exec_input_name(e, i), NULL, &in[i]);
-        s = opt_exec_run(e, in, cb->n_inputs, outs, nout, err);
-        for (size_t k = 0; k < nout; k++) opt_array_free(&outs[k]);
-    }
-    free(outs);
-    opt_exec_free(e);
-    /* Means and covariances. */
-    for (size_t i = 0; i < n && s == OPT_OK; i++) {
-        rlayer *l = &rf->L[i];
-        if (!l->kind) continue;
-        if (l->cnt == 0) {
-            l->kind = 0;
-            continue;
+    opt_exec_opts eo = {.threads = cb->threads, .observe = cb->reference ? capture : observe,
+                        .observe_ctx = rf};
+    if (s == OPT_OK && cb->reference) {
+        /* Sequential: statistics are gathered layer by layer (opt_refine_prepare), pairing the
+         * activations of the model as compressed so far with the reference model's. */
+        s = opt_exec_new(cb->reference, &eo, &rf->ref, err);
+        for (size_t i = 0; i < n && s == OPT_OK; i++) {
+            rlayer *l = &rf->L[i];
+            if (!l->kind) continue;
+            size_t dd = (size_t)(l->G * l->D * l->D);
+            if (!(l->C = calloc(dd, sizeof *l->C)) || !(l->F = calloc(dd, sizeof *l->F)) ||
+                !(l->muf = calloc((size_t)(l->G * l->D), sizeof *l->muf)))
+                s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory for input statistics");
         }
-        l->centered = l->bias != NULL;
-        int64_t D = l->D;
-        for (int64_t g = 0; g < l->G; g++) {
-            double *S = l->S + g * D * D, *mu = l->mu + g * D;
-            for (int64_t a = 0; a < D; a++) mu[a] /= l->cnt;
-            for (int64_t a = 0; a < D; a++)
-                for (int64_t b = a; b < D; b++) {
-                    double v = S[a * D + b] / l->cnt - (l->centered ? mu[a] * mu[b] : 0);
-                    S[a * D + b] = S[b * D + a] = v;
-                }
+    } else if (s == OPT_OK) {
+        opt_exec *e = NULL;
+        s = opt_exec_new(m, &eo, &e, err);
+        for (size_t b = 0; b < cb->n_batches && s == OPT_OK; b++) {
+            const opt_array *in = cb->arrays + b * cb->n_inputs;
+            /* Layers reading a graph input directly are not observed: feed them the batch. */
+            for (size_t i = 0; i < cb->n_inputs && i < opt_exec_n_inputs(e); i++)
+                observe(rf, opt_exec_input_name(e, i), NULL, &in[i]);
+            s = run_all(rf, e, b, err);
         }
+        opt_exec_free(e);
+        for (size_t i = 0; i < n && s == OPT_OK; i++)
+            if (rf->L[i].kind) finalize(&rf->L[i]);
     }
     if (s != OPT_OK) {
         opt_refine_free(rf);
@@ -272,15 +407,45 @@ opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
     return OPT_OK;
 }
 
+opt_status opt_refine_prepare(opt_refine *rf, size_t i, const opt_model *cur, opt_error *err)
+{
+    if (!rf || !rf->ref || i >= rf->n || !rf->L[i].kind) return OPT_OK;
+    rlayer *l = &rf->L[i];
+    opt_exec_opts eo = {.threads = rf->cb->threads, .observe = capture, .observe_ctx = rf};
+    opt_exec *e = NULL;
+    OPT_TRY(opt_exec_new(cur, &eo, &e, err));
+    opt_status s = OPT_OK;
+    for (size_t b = 0; b < rf->cb->n_batches && s == OPT_OK; b++) {
+        float *xq = NULL, *xf = NULL;
+        int nq, nf;
+        int64_t dq[OPT_MAX_DIMS], df[OPT_MAX_DIMS];
+        s = activation(rf, e, b, l->in_name, &xq, &nq, dq, err);
+        if (s == OPT_OK) s = activation(rf, rf->ref, b, l->in_name, &xf, &nf, df, err);
+        if (s == OPT_OK && (nq != nf || memcmp(dq, df, sizeof(int64_t) * (size_t)nq) != 0))
+            s = opt_error_set(err, OPT_ERR_INVALID, "value '%s' has different shapes in the two models", l->in_name);
+        if (s == OPT_OK) accumulate2(l, xq, xf, nq, dq);
+        free(xq);
+        free(xf);
+    }
+    opt_exec_free(e);
+    if (s == OPT_OK) finalize(l);
+    return s;
+}
+
 void opt_refine_free(opt_refine *rf)
 {
     if (!rf) return;
     for (size_t i = 0; i < rf->n; i++) {
         free(rf->L[i].in_name);
         free(rf->L[i].S);
+        free(rf->L[i].C);
+        free(rf->L[i].F);
         free(rf->L[i].mu);
+        free(rf->L[i].muf);
         free(rf->L[i].w0);
     }
+    opt_exec_free(rf->ref);
+    free(rf->cap);
     free(rf->L);
     free(rf);
 }
@@ -290,33 +455,35 @@ bool opt_refine_has(const opt_refine *rf, size_t i)
     return rf && i < rf->n && rf->L[i].kind != 0;
 }
 
-/* Output error energy sum_o e_o^T S e_o of replacing w0 by w (both in the weight's layout), and
- * the output energy sum_o w0_o^T S w0_o. */
+/* Output error energy of the layer with weight w (the weight's layout) against the reference:
+ * sum_o w_o^T S w_o - 2 w_o^T C w0_o + w0_o^T F w0_o, and the output energy sum_o w0_o^T F w0_o. */
 static void out_error(const rlayer *l, const float *w, double *e_out, double *energy)
 {
     int64_t D = l->D, per = l->O / l->G;
-    double *e = malloc((size_t)D * sizeof *e), *f = malloc((size_t)D * sizeof *f);
+    double *q = malloc((size_t)D * sizeof *q), *f = malloc((size_t)D * sizeof *f);
     double se = 0, sf = 0;
-    for (int64_t o = 0; e && f && o < l->O; o++) {
-        const double *S = l->S + (o / per) * D * D;
+    for (int64_t o = 0; q && f && o < l->O; o++) {
+        size_t off = (size_t)((o / per) * D * D);
+        const double *S = l->S + off, *C = Cm(l) + off, *F = Ff(l) + off;
         for (int64_t d = 0; d < D; d++) {
             uint64_t k = widx(l, o, d);
             f[d] = l->w0[k];
-            e[d] = (double)l->w0[k] - (w ? w[k] : 0);
+            q[d] = w[k];
         }
         for (int64_t a = 0; a < D; a++) {
-            double ea = 0, fa = 0;
+            double sq = 0, cf = 0, ff = 0;
             for (int64_t b = 0; b < D; b++) {
-                ea += S[a * D + b] * e[b];
-                fa += S[a * D + b] * f[b];
+                sq += S[a * D + b] * q[b];
+                cf += C[a * D + b] * f[b];
+                ff += F[a * D + b] * f[b];
             }
-            se += e[a] * ea;
-            sf += f[a] * fa;
+            se += q[a] * sq - 2 * q[a] * cf + f[a] * ff;
+            sf += f[a] * ff;
         }
     }
-    free(e);
+    free(q);
     free(f);
-    *e_out = se;
+    *e_out = se > 0 ? se : 0;
     *energy = sf;
 }
 
@@ -358,11 +525,11 @@ opt_status opt_refine_bias(opt_refine *rf, size_t i, const float *w, opt_error *
     OPT_TRY(opt_tensor_to_f32_alloc(l->bias, &b, &nb, err));
     int64_t D = l->D, per = l->O / l->G;
     for (int64_t o = 0; o < l->O && (uint64_t)o < nb; o++) {
-        const double *mu = l->mu + (o / per) * D;
+        const double *mu = l->mu + (o / per) * D, *mf = MuF(l) + (o / per) * D;
         double d = 0;
         for (int64_t a = 0; a < D; a++) {
             uint64_t k = widx(l, o, a);
-            d += mu[a] * ((double)l->w0[k] - w[k]);
+            d += mf[a] * (double)l->w0[k] - mu[a] * (double)w[k];
         }
         b[o] = (float)(b[o] + l->bias_scale * d);
     }
@@ -392,15 +559,15 @@ opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, fl
     for (uint64_t k = 0; k < l->numel; k++) w[k] = book[idx[k]];
     out_error(l, w, before, &en);
     for (int64_t o = 0; o < l->O; o++) {
-        const double *S = l->S + (o / per) * D * D;
+        const double *S = l->S + (o / per) * D * D, *C = Cm(l) + (o / per) * D * D;
         for (int64_t d = 0; d < D; d++) ix[d] = (int)idx[widx(l, o, d)] - fixed;
         for (int64_t a = 0; a < D; a++) {
             if (ix[a] < 0) continue;
             double ua = 0;
-            const double *Sa = S + a * D;
+            const double *Sa = S + a * D, *Ca = C + a * D;
             double *Gj = G + (size_t)ix[a] * (size_t)K;
             for (int64_t b = 0; b < D; b++) {
-                ua += Sa[b] * l->w0[widx(l, o, b)];
+                ua += Ca[b] * l->w0[widx(l, o, b)];
                 if (ix[b] >= 0) Gj[ix[b]] += Sa[b];
             }
             bv[ix[a]] += ua;
@@ -454,6 +621,39 @@ static int cmp_salient(const void *a, const void *b)
     return x->k < y->k ? -1 : x->k > y->k;
 }
 
+/* Cholesky factor (lower, in place) of A (n x n); false when not positive definite. */
+static bool cholesky(double *A, int64_t n)
+{
+    for (int64_t j = 0; j < n; j++) {
+        double d = A[j * n + j];
+        for (int64_t k = 0; k < j; k++) d -= A[j * n + k] * A[j * n + k];
+        if (!(d > 0)) return false;
+        d = sqrt(d);
+        A[j * n + j] = d;
+        for (int64_t r = j + 1; r < n; r++) {
+            double v = A[r * n + j];
+            for (int64_t k = 0; k < j; k++) v -= A[r * n + k] * A[j * n + k];
+            A[r * n + j] = v / d;
+        }
+    }
+    return true;
+}
+
+/* Solves L L^T x = b in place given the factor L. */
+static void chol_solve(const double *L, int64_t n, double *b)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double v = b[i];
+        for (int64_t k = 0; k < i; k++) v -= L[i * n + k] * b[k];
+        b[i] = v / L[i * n + i];
+    }
+    for (int64_t i = n - 1; i >= 0; i--) {
+        double v = b[i];
+        for (int64_t k = i + 1; k < n; k++) v -= L[k * n + i] * b[k];
+        b[i] = v / L[i * n + i];
+    }
+}
+
 opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, double *before,
                             double *after, opt_error *err)
 {
@@ -462,40 +662,28 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
     if (!l->kind) return OPT_OK;
     int64_t D = l->D, per = l->O / l->G;
     opt_status s = OPT_OK;
-    /* Diagonal of each group's inverse covariance (ridge-regularised), for the OBS saliency. */
-    double *hinv = malloc((size_t)(l->G * D) * sizeof *hinv), *A = malloc((size_t)(D * D) * sizeof *A),
-           *rhs = malloc((size_t)D * sizeof *rhs);
+    /* Per group: the factor of S + lam I, the diagonal of its inverse (OBS saliency denominator). */
+    double *Lf = malloc((size_t)(l->G * D * D) * sizeof *Lf), *hinv = malloc((size_t)(l->G * D) * sizeof *hinv),
+           *rhs = malloc((size_t)D * sizeof *rhs), *tgt = malloc((size_t)(l->O * D) * sizeof *tgt),
+           *cw = malloc((size_t)(l->O * D) * sizeof *cw);
+    bool *okg = calloc((size_t)l->G, sizeof *okg);
     salient *sal = malloc(l->numel * sizeof *sal);
     int64_t *sup = malloc((size_t)D * sizeof *sup);
-    if (!hinv || !A || !rhs || !sal || !sup) {
+    uint8_t *mask = calloc(l->numel ? l->numel : 1, 1);
+    if (!Lf || !hinv || !rhs || !tgt || !cw || !okg || !sal || !sup || !mask) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto out;
     }
     for (int64_t g = 0; g < l->G; g++) {
         const double *S = l->S + g * D * D;
-        double tr = 0;
+        double *A = Lf + g * D * D, tr = 0;
         for (int64_t a = 0; a < D; a++) tr += S[a * D + a];
         double lam = 1e-2 * (tr > 0 ? tr / (double)D : 1);
         memcpy(A, S, (size_t)(D * D) * sizeof *A);
         for (int64_t a = 0; a < D; a++) A[a * D + a] += lam;
-        /* Cholesky once, then one forward/back solve per unit vector. */
-        bool ok = true;
-        for (int64_t j = 0; j < D && ok; j++) {
-            double d = A[j * D + j];
-            for (int64_t k = 0; k < j; k++) d -= A[j * D + k] * A[j * D + k];
-            if (!(d > 0)) ok = false;
-            else {
-                d = sqrt(d);
-                A[j * D + j] = d;
-                for (int64_t r = j + 1; r < D; r++) {
-                    double v = A[r * D + j];
-                    for (int64_t k = 0; k < j; k++) v -= A[r * D + k] * A[j * D + k];
-                    A[r * D + j] = v / d;
-                }
-            }
-        }
+        okg[g] = cholesky(A, D);
         for (int64_t a = 0; a < D; a++) {
-            if (!ok) {
+            if (!okg[g]) {
                 hinv[g * D + a] = 1;
                 continue;
             }
@@ -512,23 +700,34 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
             hinv[g * D + a] = nrm;
         }
     }
+    /* Per row: c = C w0 (what the refit matches) and the unconstrained optimum S^-1 c, whose
+     * entries the saliency weighs (w0 itself when there is no reference model). */
+    for (int64_t o = 0; o < l->O; o++) {
+        int64_t g = o / per;
+        const double *C = Cm(l) + g * D * D;
+        for (int64_t a = 0; a < D; a++) {
+            double v = 0;
+            for (int64_t b = 0; b < D; b++) v += C[a * D + b] * l->w0[widx(l, o, b)];
+            cw[o * D + a] = v;
+        }
+        for (int64_t a = 0; a < D; a++) tgt[o * D + a] = l->w0[widx(l, o, a)];
+        if (l->C && okg[g]) {
+            memcpy(tgt + o * D, cw + o * D, (size_t)D * sizeof *tgt);
+            chol_solve(Lf + g * D * D, D, tgt + o * D);
+        }
+    }
     uint64_t nnz = 0;
     for (int64_t o = 0; o < l->O; o++)
         for (int64_t d = 0; d < D; d++) {
             uint64_t k = widx(l, o, d);
-            double h = hinv[(o / per) * D + d];
-            sal[k] = (salient){w[k] == 0.0f ? -1 : (double)w[k] * w[k] / (h > 0 ? h : 1e-30), k};
+            double h = hinv[(o / per) * D + d], t = tgt[o * D + d];
+            sal[k] = (salient){w[k] == 0.0f ? -1 : t * t / (h > 0 ? h : 1e-30), k};
             nnz += w[k] != 0.0f;
         }
     if (keep > nnz) keep = nnz;
     qsort(sal, l->numel, sizeof *sal, cmp_salient);
-    uint8_t *mask = calloc(l->numel, 1);
-    if (!mask) {
-        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        goto out;
-    }
     for (uint64_t j = 0; j < keep; j++) mask[sal[j].k] = 1;
-    /* Refit each row on its support: S_SS w_S = (S w0)_S. */
+    /* Refit each row on its support: S_SS w_S = (C w0)_S. */
     for (int64_t o = 0; o < l->O; o++) {
         const double *S = l->S + (o / per) * D * D;
         int64_t m = 0;
@@ -540,15 +739,12 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
         if (!As || !bs) {
             free(As);
             free(bs);
-            free(mask);
             s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
             goto out;
         }
         double tr = 0;
         for (int64_t a = 0; a < m; a++) {
-            double v = 0;
-            for (int64_t b = 0; b < D; b++) v += S[sup[a] * D + b] * l->w0[widx(l, o, b)];
-            bs[a] = v;
+            bs[a] = cw[o * D + sup[a]];
             for (int64_t b = 0; b < m; b++) As[a * m + b] = S[sup[a] * D + sup[b]];
             tr += As[a * m + a];
         }
@@ -565,16 +761,107 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
         free(As);
         free(bs);
     }
-    free(mask);
     double en;
     out_error(l, w, after, &en);
     if (en > 0) *after /= en;
     s = opt_refine_bias(rf, i, w, err);
 out:
+    free(Lf);
     free(hinv);
-    free(A);
     free(rhs);
+    free(tgt);
+    free(cw);
+    free(okg);
     free(sal);
     free(sup);
+    free(mask);
+    return s;
+}
+
+/* Nearest of the ascending centroids c[0..k) to x. */
+static int nearest_c(const float *c, int k, double x)
+{
+    int lo = 0, hi = k - 1;
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (x < ((double)c[mid] + (double)c[mid + 1]) / 2) hi = mid;
+        else lo = mid + 1;
+    }
+    return lo;
+}
+
+opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nbook, int fixed,
+                             uint8_t *idx, opt_error *err)
+{
+    rlayer *l = &rf->L[i];
+    if (!l->kind || nbook - fixed < 1) return OPT_OK;
+    int64_t D = l->D, per = l->O / l->G;
+    int K = nbook - fixed;
+    int64_t *sup = malloc((size_t)D * sizeof *sup);
+    double *H = malloc((size_t)(D * D) * sizeof *H), *x = malloc((size_t)D * sizeof *x);
+    opt_status s = OPT_OK;
+    if (!sup || !H || !x) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int64_t o = 0; o < l->O; o++) {
+        const double *S = l->S + (o / per) * D * D, *C = Cm(l) + (o / per) * D * D;
+        int64_t m = 0;
+        for (int64_t d = 0; d < D; d++)
+            if (l->w0[widx(l, o, d)] != 0.0f) sup[m++] = d;
+        if (!m) continue;
+        /* The best weights on the support: S_TT x = (C w0)_T. */
+        double tr = 0;
+        for (int64_t a = 0; a < m; a++) {
+            double v = 0;
+            for (int64_t b = 0; b < D; b++) v += C[sup[a] * D + b] * l->w0[widx(l, o, b)];
+            x[a] = v;
+            for (int64_t b = 0; b < m; b++) H[a * m + b] = S[sup[a] * D + sup[b]];
+            tr += H[a * m + a];
+        }
+        double lam = 1e-2 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
+        for (int64_t a = 0; a < m; a++) H[a * m + a] += lam;
+        if (!cholesky(H, m)) {
+            for (int64_t a = 0; a < m; a++) {
+                float v = l->w0[widx(l, o, sup[a])];
+                idx[widx(l, o, sup[a])] = (uint8_t)(fixed + nearest_c(book + fixed, K, v));
+            }
+            continue;
+        }
+        for (int64_t a = 0; a < m; a++) x[a] += lam * l->w0[widx(l, o, sup[a])];
+        chol_solve(H, m, x);
+        /* H <- (S_TT + lam I)^-1, from the factor: invert column by column. */
+        double *Hi = malloc((size_t)(m * m) * sizeof *Hi);
+        if (!Hi) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        for (int64_t c = 0; c < m; c++) {
+            double *col = Hi + c * m;
+            memset(col, 0, (size_t)m * sizeof *col);
+            col[c] = 1;
+            chol_solve(H, m, col);
+        }
+        /* OBQ/GPTQ: quantize one weight at a time and move its error onto the weights not yet
+         * quantized (through the inverse Hessian), then drop it from the inverse. */
+        for (int64_t j = 0; j < m; j++) {
+            int q = nearest_c(book + fixed, K, x[j]);
+            idx[widx(l, o, sup[j])] = (uint8_t)(fixed + q);
+            double hjj = Hi[j * m + j];
+            if (!(hjj > 0)) continue;
+            double dlt = (x[j] - book[fixed + q]) / hjj;
+            for (int64_t r = j + 1; r < m; r++) x[r] -= dlt * Hi[j * m + r];
+            for (int64_t r = j + 1; r < m; r++) {
+                double f = Hi[r * m + j] / hjj;
+                if (f == 0) continue;
+                for (int64_t c = j + 1; c < m; c++) Hi[r * m + c] -= f * Hi[j * m + c];
+            }
+        }
+        free(Hi);
+    }
+out:
+    free(sup);
+    free(H);
+    free(x);
     return s;
 }

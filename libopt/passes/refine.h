@@ -9,7 +9,7 @@
  * which to drop by the Optimal Brain Surgeon saliency w^2 / [S^-1]_ii), cluster fits the
  * codebook by least squares for the given assignment. Only S and mu per layer are needed, so
  * the calibration data is run through the (unchanged) model once, with the executor's observe
- * callback.
+ * callback; or, given a reference model, layer by layer (opt_refine_prepare).
  *
  * Supported: Gemm (any trans flags), MatMul with a 2-D weight as input 1, 2-D Conv (any group,
  * padding, stride, dilation). Other layers are left as they are (reported as NaN errors).
@@ -27,6 +27,13 @@ opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
                           const opt_calib_batches *cb, opt_refine **out, opt_error *err);
 void opt_refine_free(opt_refine *rf);
 
+/* Sequential mode (cb->reference set): gathers layer i's statistics by running the calibration
+ * batches through `cur` — the model with layers before i already compressed — and through the
+ * reference model, so the fits of layer i also undo the error that reaches it from earlier
+ * layers (minimising |W' xq - W0 xf|^2). Call it for each layer in graph order, after writing
+ * the earlier layers into cur. A no-op without a reference. */
+opt_status opt_refine_prepare(opt_refine *rf, size_t i, const opt_model *cur, opt_error *err);
+
 /* Whether layer i has statistics (a supported layer). */
 bool opt_refine_has(const opt_refine *rf, size_t i);
 
@@ -36,6 +43,13 @@ bool opt_refine_has(const opt_refine *rf, size_t i);
  * correction (opt_refine_bias) once the weight is final. */
 opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, float *book,
                                 int nbook, int fixed, double *before, double *after, opt_error *err);
+
+/* Assigns the non-zero weights of layer i to centroids book[fixed..nbook) (ascending) the way
+ * GPTQ/OBQ does: row by row, each weight in turn goes to its nearest centroid and its rounding
+ * error is spread over the row's weights not yet assigned, through the inverse input
+ * covariance, so the row's output error stays small. Zeros keep their index. */
+opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nbook, int fixed,
+                             uint8_t *idx, opt_error *err);
 
 /* Prune layer i to keep exactly `keep` weights, chosen by OBS saliency, and refit them; w holds
  * the original weights on entry and the pruned, refitted ones on return. Zeros already in w stay

@@ -81,6 +81,25 @@ opt_status opt_weights_find(opt_graph *g, const opt_weight_filter *f, opt_weight
         refs[k++] = (opt_weight_ref){t, first, first_slot, conv, ne};
     }
     opt_graph_index_free(ix);
+    /* Graph order (nodes are topologically sorted), so sequential refinement sees each layer's
+     * producers compressed before it. Insertion sort: a few hundred weights at most. */
+    size_t *pos = calloc(k + 1, sizeof *pos);
+    for (size_t i = 0; pos && i < k; i++)
+        for (size_t j = 0; j < g->n_nodes; j++)
+            if (g->nodes[j] == refs[i].node) {
+                pos[i] = j;
+                break;
+            }
+    for (size_t i = 1; pos && i < k; i++)
+        for (size_t j = i; j > 0 && pos[j - 1] > pos[j]; j--) {
+            opt_weight_ref tr = refs[j];
+            refs[j] = refs[j - 1];
+            refs[j - 1] = tr;
+            size_t tp = pos[j];
+            pos[j] = pos[j - 1];
+            pos[j - 1] = tp;
+        }
+    free(pos);
     *out = refs;
     *n_out = k;
     return OPT_OK;

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# tests/cli/test_cluster.sh — `mopt cluster`: the Gather form runs everywhere and computes exactly
+# what its --inline twin computes; pruned zeros never move; at most 2^B values per weight;
+# --refine data; usage errors.
+source "$(dirname "$0")/lib.sh"
+PY=${PY:-$ROOT/.venv/bin/python}
+CC="$PY $ROOT/tests/cli/compress_check.py"
+L5=$ROOT/datasets/lenet5.onnx
+L300=$ROOT/datasets/lenet300.onnx
+$CC tiny "$T/tiny.onnx"
+$CC input "$L5" "$T/x5.npy" 8 1
+
+check "prune" 0 '' -- "$MOPT" prune -q --sparsity 0.7 "$L5" -o "$T/p.onnx"
+check "cluster (Gather form) prints per-layer table" 0 'conv2 +Conv +2400 +8 +255' -- \
+    "$MOPT" cluster "$T/p.onnx" -o "$T/c.onnx"
+assert "fc layers get 5 bits by default" grep -Eq 'fc1 +Gemm +48000 +5 +32' "$T/err"
+assert "clustered model passes the ONNX checker" $CC check "$T/c.onnx"
+check "cluster --inline" 0 '' -- "$MOPT" cluster --inline "$T/p.onnx" -o "$T/ci.onnx"
+check "run clustered" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/oc" "$T/c.onnx"
+check "run inline twin" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/oi" "$T/ci.onnx"
+assert "clustered outputs equal the --inline twin's bit for bit" $CC same "$T/oc/output_0.npy" "$T/oi/output_0.npy"
+assert "ONNX Runtime runs the Gather form with mopt's outputs" $CC ort "$T/c.onnx" "$T/x5.npy" "$T/oc"
+assert "clustering never moves a pruned zero (5 bits fc, 8 conv)" $CC zeros-kept "$T/p.onnx" "$T/ci.onnx" 8
+
+check "cluster --bits 2 --inline" 0 '' -- "$MOPT" cluster --bits 2 --inline "$T/p.onnx" -o "$T/c2.onnx"
+assert "2 bits: at most 4 non-zero values per weight, zeros kept" $CC zeros-kept "$T/p.onnx" "$T/c2.onnx" 2
+check "cluster 8 bits with zeros keeps 255 centroids" 0 '8 +255' -- "$MOPT" cluster --bits 8 "$T/p.onnx" -o "$T/c8.onnx"
+for init in linear density random kmeans++; do
+    check "init $init" 0 '' -- "$MOPT" cluster --init $init --bits 3 --inline "$T/p.onnx" -o "$T/i.onnx"
+    assert "init $init keeps zeros" $CC zeros-kept "$T/p.onnx" "$T/i.onnx" 3
+done
+check "tiny model" 0 '' -- "$MOPT" cluster --bits 3 "$T/tiny.onnx" -o "$T/tc.onnx"
+assert "tiny: non-weights untouched" $CC untouched "$T/tiny.onnx" "$T/tc.onnx"
+check "per-layer bits" 0 'conv1 +Conv +150 +2 +4' -- "$MOPT" cluster --layer conv1=2 "$T/p.onnx" -o "$T/lb.onnx"
+check "refine data" 0 'out_err_refined' -- "$MOPT" cluster --bits 3 --refine data --data fashion-mnist:train \
+    --samples 300 "$T/p.onnx" --report "$T/r.csv" -o "$T/cr.onnx"
+assert "refined output error is below k-means' for every layer" "$PY" -c "
+import csv,sys
+rows=list(csv.DictReader(open('$T/r.csv')))
+sys.exit(0 if rows and all(float(r['out_err_refined'])<=float(r['out_err_kmeans'])+1e-12 for r in rows) else 1)"
+check "refined model runs in mopt" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/or" "$T/cr.onnx"
+assert "refined model runs in ONNX Runtime alike" $CC ort "$T/cr.onnx" "$T/x5.npy" "$T/or"
+check "clustering a clustered model changes nothing" 0 'no Conv' -- "$MOPT" cluster "$T/c.onnx" -o "$T/cc.onnx"
+check "bits 9 is a usage error" 2 'bits' -- "$MOPT" cluster --bits 9 "$L5"
+check "unknown init is a usage error" 2 'init' -- "$MOPT" cluster --init foo "$L5"
+check "refine without data is a usage error" 2 'needs --data' -- "$MOPT" cluster --refine data "$L5"
+check "bad data spec fails and writes nothing" 1 'mopt cluster: ' -- "$MOPT" cluster --refine data --data idx:/nonexistent "$L5" -o "$T/bad.onnx"
+assert "no output left" test ! -e "$T/bad.onnx"
+finish

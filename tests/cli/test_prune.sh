@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# tests/cli/test_prune.sh — `mopt prune`: exact sparsity counts, overrides, the three modes,
+# only Conv/ConvTranspose/Gemm/MatMul weights change (never biases, BatchNorm parameters or a
+# tensor also read by another node), filter behaviour, usage errors.
+source "$(dirname "$0")/lib.sh"
+PY=${PY:-$ROOT/.venv/bin/python}
+CC="$PY $ROOT/tests/cli/compress_check.py"
+L5=$ROOT/datasets/lenet5.onnx
+L300=$ROOT/datasets/lenet300.onnx
+$CC tiny "$T/tiny.onnx"
+
+check "prune global sparsity prints per-layer table" 0 'conv2 +Conv +conv2.weight +2400 +0\.00' -- \
+    "$MOPT" prune --sparsity 0.9 "$L5" -o "$T/p5.onnx"
+assert "global sparsity total is exact" grep -Eq 'total +61470 +0\.00 +90\.00' "$T/err"
+assert "pruning leaves biases untouched (lenet5)" $CC untouched "$L5" "$T/p5.onnx"
+assert "output passes the ONNX checker" $CC check "$T/p5.onnx"
+assert "history records the command" $CC history "$T/p5.onnx" 1
+
+check "prune per-layer" 0 '' -- "$MOPT" prune --sparsity 0.5 --per-layer "$L5" -o "$T/pl.onnx"
+assert "per-layer: conv1 gets exactly round(0.5*150) zeros" $CC zeros "$T/pl.onnx" conv1.weight 75
+assert "per-layer: fc3 gets exactly 420 zeros" $CC zeros "$T/pl.onnx" fc3.weight 420
+
+check "layer override" 0 '' -- "$MOPT" prune --sparsity 0.5 --layer 'conv1=0.2' --layer 'fc*3=0' "$L5" -o "$T/lo.onnx"
+assert "override: conv1 exactly 30 zeros" $CC zeros "$T/lo.onnx" conv1.weight 30
+assert "override: fc3 untouched" $CC zeros "$T/lo.onnx" fc3.weight 0
+
+check "tiny model: Conv, Gemm, MatMul weights pruned" 0 'mm +MatMul +mm\.w' -- \
+    "$MOPT" prune --sparsity 0.7 "$T/tiny.onnx" -o "$T/tp.onnx"
+assert "tiny: BatchNorm, biases, shape and shared tensor unchanged" $CC untouched "$T/tiny.onnx" "$T/tp.onnx"
+assert "tiny: a tensor also read by Add is not a weight" $CC zeros "$T/tp.onnx" shared 0
+assert "tiny: the report does not list the shared tensor" bash -c "! grep -q shared '$T/err'"
+
+check "threshold mode" 0 '' -- "$MOPT" prune --threshold 0.05 "$L300" -o "$T/th.onnx"
+check "quality mode" 0 'threshold' -- "$MOPT" prune --quality 0.5 "$L300" -o "$T/q.onnx"
+check "exclude by op type leaves Gemm alone" 0 'no Conv' -- "$MOPT" prune --sparsity 0.9 --exclude Gemm "$L300" -o "$T/ex.onnx"
+assert "excluded model keeps fc1 dense" $CC zeros "$T/ex.onnx" fc1.weight 0
+check "include by name" 0 '' -- "$MOPT" prune --sparsity 0.5 --per-layer --include fc3 "$L300" -o "$T/in.onnx"
+assert "include: fc3 pruned" $CC zeros "$T/in.onnx" fc3.weight 500
+assert "include: fc1 not pruned" $CC zeros "$T/in.onnx" fc1.weight 0
+
+check "stdin to stdout" 0 '' -- bash -c "'$MOPT' prune -q --sparsity 0.3 < '$L5' > '$T/pipe.onnx'"
+assert "stdin output is a model" $CC check "$T/pipe.onnx"
+
+check "sparsity out of range is a usage error" 2 'sparsity' -- "$MOPT" prune --sparsity 1.5 "$L5"
+check "two modes is a usage error" 2 'choose one' -- "$MOPT" prune --sparsity 0.5 --threshold 0.1 "$L5"
+check "bad --layer is a usage error" 2 'NAME=VALUE' -- "$MOPT" prune --layer conv1 "$L5"
+check "--refine without --data is a usage error" 2 'needs --data' -- "$MOPT" prune --refine data "$L5"
+check "missing input fails naming the file" 1 'mopt prune: .*nonexistent' -- "$MOPT" prune "$T/nonexistent.onnx" -o "$T/x.onnx"
+assert "no output left on failure" test ! -e "$T/x.onnx"
+check "refine data keeps the counts" 0 '' -- "$MOPT" prune --sparsity 0.8 --per-layer --refine data \
+    --data fashion-mnist:train --samples 500 "$L300" -o "$T/rf.onnx"
+assert "refine: fc2 exactly 24000 zeros" $CC zeros "$T/rf.onnx" fc2.weight 24000
+assert "refine: only weights and biases change; BatchNorm-free lenet300 biases may move" $CC check "$T/rf.onnx"
+finish
