@@ -242,6 +242,8 @@ class OnnxWriter:
             "dataset": "Fashion-MNIST",
             "preprocessing": "float32 pixels = raw uint8 / 255.0, layout [N,1,28,28]",
             "labels": ",".join(eval_fmnist.CLASSES),
+            "trained_with": f"datasets/train_fmnist.py, torch {torch.__version__}, "
+                            f"{torch.get_num_threads()} CPU threads, seed 0",
         })
         return m
 
@@ -324,6 +326,7 @@ def main(argv):
     args = ap.parse_args(argv[1:])
 
     torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} CPU threads", flush=True)
     torch.use_deterministic_algorithms(True)
     x_train, y_train = map(torch.from_numpy, eval_fmnist.load_split("train"))
     x_test, y_test = map(torch.from_numpy, eval_fmnist.load_split("t10k"))
