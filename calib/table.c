@@ -185,14 +185,16 @@ opt_status opt_calib_table_read_csv(const char *path, opt_calib_table *t, opt_er
     bool rerr = ferror(f);
     csv_free(&p);
     fclose(f);
-    if (!r.failed && parse_err)
+    if (r.failed) {
+        /* the record callback set err */
+    } else if (parse_err)
         opt_error_set(err, OPT_ERR_DATA, "%s: line %ld: malformed CSV (%s)", path, r.line + 1,
                       csv_strerror(csv_error(&p)));
-    else if (!r.failed && rerr)
+    else if (rerr)
         opt_error_set(err, OPT_ERR_IO, "%s: read error", path);
-    else if (!r.failed && r.line == 0)
+    else if (r.line == 0)
         opt_error_set(err, OPT_ERR_DATA, "%s: empty file, not a calibration table", path);
-    else if (!r.failed && t->n == 0)
+    else if (t->n == 0)
         opt_error_set(err, OPT_ERR_DATA, "%s: the table has no rows", path);
     else
         return OPT_OK;

@@ -681,7 +681,7 @@ opt_status opt_huf_weight_decode(const uint8_t *buf, size_t len, uint8_t *out, u
         if (st == OPT_OK && nnz > numel)
             st = opt_error_set(err, OPT_ERR_DATA, "huffman: %llu listed indices for %llu elements",
                                (unsigned long long)nnz, (unsigned long long)numel);
-        uint8_t *src = out + (numel - nnz);
+        uint8_t *src = st == OPT_OK ? out + (numel - nnz) : out; /* no pointer past the buffer */
         if (st == OPT_OK) st = opt_huf_stream_decode(buf + at, len - at, src, nnz, 256, &nnz, &used, err);
         if (st != OPT_OK) {
             free(ps);

@@ -28,6 +28,10 @@ opt_status opt_error_set(opt_error *err, opt_status s, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* Messages quote names read from files; a name holding a newline or an escape sequence
+         * must not break the one-line message or reach a terminal raw. */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         err->status = s;
     }
     return s;
