@@ -296,6 +296,12 @@ static inline double pymod_double(double a, double b)
 #define C_GT(T) (a > b)
 #define C_LE(T) (a <= b)
 #define C_GE(T) (a >= b)
+#define I_BAND(T) ((T)(a & b))
+#define I_BOR(T) ((T)(a | b))
+#define I_BXOR(T) ((T)(a ^ b))
+/* Shifts by at least the width give 0 (C leaves them undefined). */
+#define I_SHL(T) ((T)((uint64_t)b >= sizeof(T) * 8 ? 0 : (T)(a << b)))
+#define I_SHR(T) ((T)((uint64_t)b >= sizeof(T) * 8 ? 0 : (T)(a >> b)))
 #define L_AND(T) ((a != 0) & (b != 0))
 #define L_OR(T) ((a != 0) | (b != 0))
 #define L_XOR(T) ((a != 0) ^ (b != 0))
@@ -369,6 +375,11 @@ DEF_BFLOAT(b_prelu, B_PRELU, float, double) DEF_BINT(b_prelu, B_PRELU, SAME)
 DEF_BFLOAT(b_fmod, B_FMOD, float, double) DEF_BINT(b_fmod, BI_FMOD, SAME)
 DEF_BINT(b_mod, BI_MOD, SAME)
 DEF_BFLOAT(b_pymod, B_PYMOD, float, double)
+DEF_BINT(b_band, I_BAND, SAME)
+DEF_BINT(b_bor, I_BOR, SAME)
+DEF_BINT(b_bxor, I_BXOR, SAME)
+DEF_BINT(b_shl, I_SHL, SAME)
+DEF_BINT(b_shr, I_SHR, SAME)
 DEF_BFLOAT(c_eq, C_EQ, uint8_t, uint8_t) DEF_BINT(c_eq, C_EQ, BOOLOUT)
 DEF_BFLOAT(c_lt, C_LT, uint8_t, uint8_t) DEF_BINT(c_lt, C_LT, BOOLOUT)
 DEF_BFLOAT(c_gt, C_GT, uint8_t, uint8_t) DEF_BINT(c_gt, C_GT, BOOLOUT)
@@ -404,6 +415,10 @@ static const bop bops[] = {
     {"Greater", {BF(c_gt), BI(c_gt), NULL}, true},
     {"LessOrEqual", {BF(c_le), BI(c_le), NULL}, true},
     {"GreaterOrEqual", {BF(c_ge), BI(c_ge), NULL}, true},
+    {"BitwiseAnd", {NULL, NULL, BI(b_band), NULL}, false},
+    {"BitwiseOr", {NULL, NULL, BI(b_bor), NULL}, false},
+    {"BitwiseXor", {NULL, NULL, BI(b_bxor), NULL}, false},
+    {"BitShift", {NULL, NULL, BI(b_shl), NULL}, false},
     {"And", {[10] = l_and_b}, true},
     {"Or", {[10] = l_or_b}, true},
     {"Xor", {[10] = l_xor_b}, true},
@@ -493,6 +508,12 @@ static opt_status binary_run(opt_kctx *k, opt_error *err)
         f = (bloop_fn[]){BI(b_fmod)}[s - 2];
     if (strcmp(op->op, "Mod") == 0 && s < 2 && !opt_node_attr_int(k->node, "fmod", 0))
         f = s == 0 ? b_pymod_f32 : b_pymod_f64;
+    if (strcmp(op->op, "BitShift") == 0 && s >= 2) {
+        char db[8];
+        const char *dir = opt_kattr_str(k->node, "direction", "", db, sizeof db);
+        if (strcmp(dir, "RIGHT") == 0) f = (bloop_fn[]){BI(b_shr)}[s - 2];
+        else if (strcmp(dir, "LEFT") != 0) return opt_kerr(k, err, OPT_ERR_INVALID, "direction must be LEFT or RIGHT");
+    }
     if (!f) return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "dtype %s", opt_dtype_short(a->dtype));
     if (strcmp(op->op, "PRelu") == 0) {
         /* The slope broadcasts to X (unidirectionally). */
@@ -729,6 +750,32 @@ static opt_status not_run(opt_kctx *k, opt_error *err)
     return OPT_OK;
 }
 
+static opt_status isnan_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *x = k->in[0];
+    bool inf = strcmp(k->node->op_type, "IsInf") == 0;
+    bool neg = opt_node_attr_int(k->node, "detect_negative", 1) != 0;
+    bool pos = opt_node_attr_int(k->node, "detect_positive", 1) != 0;
+    OPT_TRY(opt_kctx_output(k, 0, OPT_DT_BOOL, x->ndim, x->dims, err));
+    uint8_t *y = k->out[0].data;
+    uint64_t n = opt_array_numel(x);
+    for (uint64_t i = 0; i < n; i++) {
+        double v = opt_array_get(x, i);
+        y[i] = inf ? (isinf(v) && ((v > 0 && pos) || (v < 0 && neg))) : isnan(v);
+    }
+    return OPT_OK;
+}
+
+static opt_status bnot_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *x = k->in[0];
+    OPT_TRY(opt_kctx_output(k, 0, x->dtype, x->ndim, x->dims, err));
+    const uint8_t *a = x->data;
+    uint8_t *y = k->out[0].data;
+    for (size_t i = 0; i < x->nbytes; i++) y[i] = (uint8_t)~a[i];
+    return OPT_OK;
+}
+
 typedef struct wjob {
     opt_bcast bc;
     const uint8_t *c;
@@ -861,6 +908,13 @@ const opt_kernel opt_kernels_elementwise[] = {
     KI("Or", 7, BOOLBIT, infer_bool, binary_run),
     KI("Xor", 7, BOOLBIT, infer_bool, binary_run),
     KI("Not", 1, BOOLBIT, infer_bool, not_run),
+    KI("IsNaN", 9, FL, infer_bool, isnan_run),
+    KI("IsInf", 10, FL, infer_bool, isnan_run),
+    K("BitwiseAnd", 18, SINTS | UINTS, binary_run),
+    K("BitwiseOr", 18, SINTS | UINTS, binary_run),
+    K("BitwiseXor", 18, SINTS | UINTS, binary_run),
+    K("BitwiseNot", 18, SINTS | UINTS, bnot_run),
+    K("BitShift", 11, UINTS, binary_run),
     K("Clip", 1, NUM, clip_run),
     {"", "Where", 9, INT_MAX, BOOLBIT, 0, OPT_DEVICE_CPU, infer_where, NULL, where_run, NULL},
     {0},
