@@ -219,6 +219,9 @@ opt_status opt_calib_range(const opt_calib_acc *a, const opt_range_opts *o, floa
     }
     default: break;
     }
+    /* Bin interpolation may step past the data: never widen beyond what was seen. */
+    mn = fmax(mn, a->min);
+    mx = fmin(mx, a->max);
     *lo = (float)fmin(mn, 0);
     *hi = (float)fmax(mx, 0);
     if (*hi <= *lo) *hi = *lo + (float)w;

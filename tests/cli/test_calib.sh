@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# tests/cli/test_calib.sh — `mopt calib`: the CSV table (header, one row per float tensor, ranges
+# that contain 0 and, for the clipping methods, lie inside min/max), TensorRT's cache, streaming
+# (peak memory does not grow with the sample count), and bad data refused with exit 1 and a
+# one-line message, nothing written.
+source "$(dirname "$0")/lib.sh"
+PY=${PY:-$ROOT/.venv/bin/python}
+L5=$ROOT/datasets/lenet5.onnx
+"$PY" "$ROOT/tests/precision/make_models.py" "$T/g" || { echo "FAIL make_models.py"; exit 1; }
+
+check "minmax table" 0 'mopt calib: 500 samples, 14 tensors, method minmax' -- \
+    "$MOPT" calib "$L5" --data fashion-mnist:test --limit 500 -o "$T/mm.csv"
+assert "header" [ "$(head -1 "$T/mm.csv")" = "tensor,method,min,max,scale,zero_point" ]
+assert "one row per float tensor" [ "$(wc -l <"$T/mm.csv")" -eq 15 ]
+assert "input range is [0,1] with uint8 scale 1/255" grep -qx 'input,minmax,0,1,0.00392156886,0' "$T/mm.csv"
+assert "relu outputs start at 0 with zero point 0" grep -Eq '^relu1,minmax,0,[0-9.]+,[0-9.e-]+,0$' "$T/mm.csv"
+assert "every range contains 0" awk -F, 'NR>1 && ($3>0 || $4<0) {exit 1}' "$T/mm.csv"
+
+for m in entropy percentile mse; do
+    check "$m table" 0 "method $m" -- "$MOPT" calib "$L5" --data fashion-mnist:test --limit 500 --method $m -o "$T/$m.csv"
+    assert "$m: same tensors as minmax" cmp -s <(cut -d, -f1 "$T/mm.csv") <(cut -d, -f1 "$T/$m.csv")
+    assert "$m: ranges inside minmax" awk -F, 'NR==FNR {lo[$1]=$3; hi[$1]=$4; next}
+        FNR>1 && ($3 < lo[$1]-1e-6 || $4 > hi[$1]+1e-6) {exit 1}' "$T/mm.csv" "$T/$m.csv"
+done
+assert "entropy clips conv2 (a long tail)" awk -F, '$1=="conv2" && FILENAME==ARGV[1] {a=$3} $1=="conv2" && FILENAME==ARGV[2] {b=$3} END {exit !(b > a)}' "$T/mm.csv" "$T/entropy.csv"
+check "int8 scale and zero point" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:test --limit 100 --act int8 -o "$T/i8.csv"
+assert "int8: zero points are 0" awk -F, 'NR>1 && $6 != 0 {exit 1}' "$T/i8.csv"
+
+check "TensorRT cache" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:test --limit 200 --method entropy --format trt -o "$T/trt.csv"
+assert "cache beside the table" [ -s "$T/trt.cache" ]
+assert "cache header" [ "$(head -1 "$T/trt.cache")" = "TRT-8601-EntropyCalibration2" ]
+assert "cache: one hex scale per tensor" [ "$(grep -Ec '^[^:]+: [0-9a-f]{8}$' "$T/trt.cache")" -eq 14 ]
+assert "cache: input scale is 1/127" grep -qx 'input: 3c010204' "$T/trt.cache"
+check "--format trt to stdout needs --cache" 2 'needs --cache' -- "$MOPT" calib "$L5" --data fashion-mnist:test --format trt
+
+# Streaming: 10x the samples, (about) the same peak memory.
+/usr/bin/time -f %M -o "$T/rss1" "$MOPT" calib "$L5" --data fashion-mnist:test --limit 1000 --method entropy -q -o "$T/a.csv"
+/usr/bin/time -f %M -o "$T/rss2" "$MOPT" calib "$L5" --data fashion-mnist:test --method entropy -q -o "$T/b.csv"
+assert "peak memory independent of the sample count (+<8 MB for 10x the samples)" \
+    [ $(( $(tail -1 "$T/rss2") - $(tail -1 "$T/rss1") )) -lt 8192 ]
+
+# Bad data: one line, exit 1, nothing written.
+bad() {
+    local name=$1 re=$2
+    shift 2
+    check "$name" 1 "$re" -- "$MOPT" calib "$@" -o "$T/bad.csv"
+    assert "$name: nothing written" [ ! -e "$T/bad.csv" ]
+    assert "$name: one-line message" [ "$(wc -l <"$T/err")" -eq 1 ]
+}
+bad "wrong sample shape" 'samples \[3,32,32\] \(3072 values\) do not fit input .input.' "$L5" --data "npy:$T/g/wrongshape.npy"
+bad "NaN in the data" 'sample 5, .*NaN' "$L5" --data "npy:$T/g/nan.npy"
+bad "empty dataset" 'empty' "$L5" --data "npy:$T/g/empty.npy"
+bad "int64 model input" "model input 'ids' is int64" "$T/g/intinput.onnx" --data "npy:$T/g/good.npy"
+bad "missing data file" 'no-such' "$L5" --data npy:"$T/no-such.npy"
+check "no --data" 2 'required' -- "$MOPT" calib "$L5"
+check "unknown method" 2 'method' -- "$MOPT" calib "$L5" --data fashion-mnist:test --method kl
+finish

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# tests/cli/test_quant.sh — `mopt quant --int8`: QDQ models from a table or from data that pass
+# onnx.checker and run in ONNX Runtime and on mopt's executor without losing accuracy; the
+# options (--per-tensor, --act int8, --weights-only, --exclude); the accuracy-aware fallback
+# (--max-drop, exit 3 when it cannot hold); bad tables and data refused (exit 1, nothing written).
+source "$(dirname "$0")/lib.sh"
+PY=${PY:-$ROOT/.venv/bin/python}
+L5=$ROOT/datasets/lenet5.onnx
+L3=$ROOT/datasets/lenet300.onnx
+"$PY" "$ROOT/tests/precision/make_models.py" "$T/g" || { echo "FAIL make_models.py"; exit 1; }
+ops() { "$PY" -c "import onnx,sys,collections; c=collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node); print(' '.join(f'{k}={v}' for k,v in sorted(c.items())))" "$1"; }
+top1() { "$MOPT" eval --data fashion-mnist:test --batch 500 "$@" 2>&1 | awk '$2 == 10000 {print $3}' | tail -1; }
+
+check "calibrate" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:train --limit 1000 -o "$T/t.csv"
+check "quant from a table" 0 'quantized 5/5 nodes to int8 \(5 weights, 5 biases, 8 activations; uint8 asymmetric activations, per-channel weights\)' -- \
+    "$MOPT" quant --int8 "$L5" --table "$T/t.csv" -o "$T/q.onnx"
+assert "QDQ ops: 8 Q, 18 DQ, the float ops kept" [ "$(ops "$T/q.onnx" | sed 's/ Identity=1//')" = "Conv=2 DequantizeLinear=18 Flatten=1 Gemm=3 MaxPool=2 QuantizeLinear=8 Relu=4" ]
+assert "checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/q.onnx"
+assert "mopt.history records the command" "$MOPT" info "$T/q.onnx" --no-tensors | grep -q 'quant --int8'
+f32=$(top1 "$L5")
+acc=$(top1 "$T/q.onnx")
+assert "int8 top-1 on 10,000 test images within 0.3 points of float32 ($f32) [got $acc]" awk -v a="$acc" -v f="$f32" 'BEGIN {exit !(a >= f - 0.003)}'
+
+check "quant from data in one step" 0 'quantized 3/3 nodes' -- \
+    "$MOPT" quant --int8 "$L3" --data fashion-mnist:train --limit 500 --method entropy -o "$T/q3.onnx"
+assert "lenet300 from data: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/q3.onnx"
+check "stdin to stdout" 0 '' -- bash -c "'$MOPT' quant --int8 --table '$T/t.csv' < '$L5' > '$T/pipe.onnx'"
+assert "pipe gives the same nodes" [ "$(ops "$T/pipe.onnx")" = "$(ops "$T/q.onnx")" ]
+
+check "--per-tensor --act int8" 0 'int8 symmetric activations, per-tensor weights' -- \
+    "$MOPT" quant --int8 "$L5" --table "$T/t.csv" --per-tensor --act int8 -o "$T/qi8.onnx"
+assert "int8 activations, scalar weight scales" "$PY" -c "
+import onnx,sys; from onnx import numpy_helper as nh
+m=onnx.load(sys.argv[1]); init={i.name:nh.to_array(i) for i in m.graph.initializer}
+q=[n for n in m.graph.node if n.op_type=='QuantizeLinear']
+assert q and all(init[n.input[2]].dtype.name=='int8' and init[n.input[2]]==0 for n in q)
+assert all(init[n.input[1]].ndim==0 for n in m.graph.node if n.op_type=='DequantizeLinear')" "$T/qi8.onnx"
+assert "--act int8: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/qi8.onnx"
+check "--weights-only" 0 'quantized 5/5 nodes to int8 \(5 weights, 0 biases, 0 activations' -- \
+    "$MOPT" quant --int8 "$L5" --weights-only -o "$T/qw.onnx"
+assert "--weights-only: no QuantizeLinear" [ "$(ops "$T/qw.onnx" | sed 's/ Identity=1//')" = "Conv=2 DequantizeLinear=5 Flatten=1 Gemm=3 MaxPool=2 Relu=4" ]
+check "--exclude a node and an op type" 0 'quantized 1/5 nodes.*' -- \
+    "$MOPT" quant --int8 "$L5" --table "$T/t.csv" --exclude conv1 --exclude Gemm -o "$T/qx.onnx"
+assert "excluded node named" grep -q 'float: conv1 (excluded by name' "$T/err"
+assert "excluded op type named" grep -q 'float: fc3 (excluded by op type' "$T/err"
+
+# Accuracy-aware fallback.
+check "gate met at once" 0 'top-1: float32 [0-9.]+%, int8 [0-9.]+% \(drop -?0\.[0-9]+ points, gate 1.00\)' -- \
+    "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 500 --eval fashion-mnist:test --max-drop 1 -o "$T/g1.onnx"
+check "gate met by returning nodes to float" 0 "float: fc[0-9] \(accuracy: output MSE .*rank 1 of 5" -- \
+    "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 64 --method percentile --percentile 90 \
+    --eval fashion-mnist:test --eval-limit 1000 --max-drop 1 --report "$T/fb.json" -o "$T/g2.onnx"
+assert "fallback: report lists the float nodes" grep -q '"status": "float"' "$T/fb.json"
+assert "fallback model: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/g2.onnx"
+check "gate cannot be met: exit 3" 3 'exceeds --max-drop 0.00 .*nothing written' -- \
+    "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 64 --method percentile --percentile 90 \
+    --eval fashion-mnist:test --eval-limit 1000 --max-drop 0 -o "$T/g3.onnx"
+assert "exit 3: nothing written" [ ! -e "$T/g3.onnx" ]
+
+# Bad tables and data.
+bad() {
+    local name=$1 re=$2
+    shift 2
+    check "$name" 1 "$re" -- "$MOPT" quant --int8 "$L5" "$@" -o "$T/bad.onnx"
+    assert "$name: nothing written" [ ! -e "$T/bad.onnx" ]
+    assert "$name: one-line message" [ "$(wc -l <"$T/err")" -eq 1 ]
+}
+sed 's/^conv2,/ghost,/' "$T/t.csv" >"$T/other.csv"
+bad "table for another model" "tensor 'ghost' is not in the model \(a table made for another model\?\)" --table "$T/other.csv"
+head -3 "$T/t.csv" >"$T/short.csv"
+bad "table without a needed range" "no calibration range for tensor 'pool1'" --table "$T/short.csv"
+printf 'name,lo,hi\n' >"$T/hdr.csv"
+bad "not a table" 'line 1: not a calibration table' --table "$T/hdr.csv"
+printf 'tensor,method,min,max,scale,zero_point\ninput,minmax,1,0,0.1,0\n' >"$T/minmax.csv"
+bad "min > max" 'line 2: .*min <= max' --table "$T/minmax.csv"
+printf 'tensor,method,min,max,scale,zero_point\ninput,minmax,0,1,0.1,0\ninput,minmax,0,1,0.1,0\n' >"$T/dup.csv"
+bad "tensor twice" "line 3: tensor 'input' appears twice" --table "$T/dup.csv"
+bad "wrong sample shape" 'do not fit input' --data "npy:$T/g/wrongshape.npy"
+bad "NaN in the data" 'NaN' --data "npy:$T/g/nan.npy"
+bad "empty dataset" 'empty' --data "npy:$T/g/empty.npy"
+check "no --int8" 2 'int8' -- "$MOPT" quant "$L5" --table "$T/t.csv"
+check "--max-drop without --eval" 2 'needs --data CAL and --eval EVAL' -- "$MOPT" quant --int8 "$L5" --data fashion-mnist:test --max-drop 1
+finish
