@@ -7,7 +7,15 @@
  * families, and the registry is generated from that list.
  *
  * Shapes are computed by run() from the actual inputs; run() obtains its output buffers from
- * opt_kctx_output() so the executor can pool and reuse them.
+ * opt_kctx_output() so the executor can pool and reuse them (opt_kctx_output_inplace lets an
+ * elementwise kernel write over a dying input, opt_kctx_output_alias shares an input's data for
+ * view ops, opt_kctx_scratch gives temporary memory freed after run()).
+ *
+ * Shared helpers for CPU kernels:
+ *   libopt/exec/cpu/convert.h  float32 views of float16/bfloat16/double/int arrays and rounding
+ *                              once at the output (opt_kctx_f32_in / _f32_out / _f32_done)
+ *   libopt/exec/cpu/bcast.h    numpy broadcasting: output shape, merged strides, run walker
+ * Attribute strings are length-counted: read them with opt_kattr_str.
  */
 #ifndef OPT_EXEC_KERNEL_H
 #define OPT_EXEC_KERNEL_H
