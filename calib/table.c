@@ -167,7 +167,7 @@ opt_status opt_calib_table_read_csv(const char *path, opt_calib_table *t, opt_er
     FILE *f = fopen(path, "rb");
     if (!f) return opt_error_set(err, OPT_ERR_IO, "%s: %s", path, strerror(errno));
     struct csv_parser p;
-    if (csv_init(&p, CSV_STRICT | CSV_APPEND_NULL) != 0) {
+    if (csv_init(&p, CSV_STRICT | CSV_STRICT_FINI | CSV_APPEND_NULL) != 0) {
         fclose(f);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }

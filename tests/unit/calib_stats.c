@@ -1,0 +1,260 @@
+/*
+ * tests/unit/calib_stats.c — calibration statistics, ranges and tables (calib/stats.c,
+ * calib/ranges.c, calib/table.c): the streamed histogram equals one built from all the data at
+ * once; its size does not depend on the number of values; every method's range contains 0 and
+ * lies inside [min, max]; the methods clip long tails and keep dense ranges; quantization
+ * parameters round-trip; the CSV table round-trips and malformed tables are refused by line.
+ */
+#include "calib/ranges.h"
+#include "calib/table.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <unistd.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static float gauss(unsigned *s)
+{
+    float u = (rand_r(s) + 1.0f) / (RAND_MAX + 2.0f), v = (rand_r(s) + 1.0f) / (RAND_MAX + 2.0f);
+    return sqrtf(-2 * logf(u)) * cosf(6.2831853f * v);
+}
+
+Test(calib_stats, streamed_histogram_equals_the_histogram_of_all_values_at_once)
+{
+    /* Batches of growing magnitude force range doublings; the counts must still all be there. */
+    opt_calib_stats a, b;
+    opt_calib_stats_init(&a, true);
+    opt_calib_stats_init(&b, true);
+    enum { N = 40000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 7;
+    for (int i = 0; i < N; i++) x[i] = gauss(&s) * (1 + i / 4000);
+    for (int i = 0; i < N; i += 1000) cr_assert_eq(opt_calib_stats_add_f32(&a, "t", x + i, 1000, NULL), OPT_OK);
+    cr_assert_eq(opt_calib_stats_add_f32(&b, "t", x, N, NULL), OPT_OK);
+    const opt_calib_acc *pa = opt_calib_stats_find(&a, "t"), *pb = opt_calib_stats_find(&b, "t");
+    uint64_t tot = 0;
+    for (int i = 0; i < OPT_CALIB_BINS; i++) tot += pa->pos[i] + pa->neg[i];
+    cr_assert_eq(tot, N);
+    cr_assert_eq(pa->min, pb->min);
+    cr_assert_eq(pa->max, pb->max);
+    cr_assert(pa->hmax >= pb->hmax && pa->hmax <= 2 * pb->hmax * 16, "hmax %g vs %g", pa->hmax, pb->hmax);
+    free(x);
+    opt_calib_stats_free(&a);
+    opt_calib_stats_free(&b);
+}
+
+Test(calib_stats, accumulator_size_does_not_grow_with_the_number_of_values)
+{
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    float x[256];
+    unsigned s = 3;
+    for (int r = 0; r < 2000; r++) {
+        for (int i = 0; i < 256; i++) x[i] = gauss(&s);
+        opt_calib_stats_add_f32(&a, "t", x, 256, NULL);
+    }
+    cr_assert_eq(a.n, 1);
+    cr_assert_eq(a.acc[0].count, 2000 * 256);
+    opt_calib_stats_free(&a);
+}
+
+Test(calib_stats, nonfinite_values_are_counted_not_binned)
+{
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    float x[4] = {1, NAN, INFINITY, -2};
+    opt_calib_stats_add_f32(&a, "t", x, 4, NULL);
+    cr_assert_eq(a.acc[0].nonfinite, 2);
+    cr_assert_eq(a.acc[0].min, -2);
+    cr_assert_eq(a.acc[0].max, 1);
+    opt_calib_stats_free(&a);
+}
+
+/* Range of `method` over n values from gen. */
+static void range_of(opt_calib_method m, const float *x, size_t n, float *lo, float *hi)
+{
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    cr_assert_eq(opt_calib_stats_add_f32(&a, "t", x, n, NULL), OPT_OK);
+    opt_range_opts o = {.method = m};
+    cr_assert_eq(opt_calib_range(&a.acc[0], &o, lo, hi, NULL), OPT_OK);
+    opt_calib_stats_free(&a);
+}
+
+Test(calib_ranges, every_method_contains_zero_and_stays_inside_min_max)
+{
+    enum { N = 50000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 11;
+    for (int i = 0; i < N; i++) x[i] = 3 + gauss(&s); /* all positive mostly, min > 0 possible */
+    for (int m = OPT_CALIB_MINMAX; m <= OPT_CALIB_MSE; m++) {
+        float lo, hi, mn = INFINITY, mx = -INFINITY;
+        for (int i = 0; i < N; i++) {
+            mn = fminf(mn, x[i]);
+            mx = fmaxf(mx, x[i]);
+        }
+        range_of((opt_calib_method)m, x, N, &lo, &hi);
+        cr_assert(lo <= 0 && hi >= 0, "%s: [%g, %g] must contain 0", opt_calib_method_name(m), lo, hi);
+        cr_assert(lo >= fminf(mn, 0) && hi <= mx, "%s: [%g, %g] outside [%g, %g]", opt_calib_method_name(m), lo, hi, mn, mx);
+    }
+    free(x);
+}
+
+Test(calib_ranges, clipping_methods_cut_a_long_tail_that_minmax_keeps)
+{
+    enum { N = 100000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 5;
+    for (int i = 0; i < N; i++) x[i] = fabsf(gauss(&s)); /* post-ReLU-like */
+    x[17] = 60.0f;                                          /* one outlier */
+    float lo, hi;
+    range_of(OPT_CALIB_MINMAX, x, N, &lo, &hi);
+    cr_assert_eq(hi, 60.0f);
+    for (int m = OPT_CALIB_PERCENTILE; m <= OPT_CALIB_ENTROPY; m++) {
+        range_of((opt_calib_method)m, x, N, &lo, &hi);
+        cr_assert(hi < 10.0f && hi > 2.0f, "%s: hi %g should clip the outlier but keep the bulk", opt_calib_method_name(m), hi);
+        cr_assert_eq(lo, 0.0f);
+    }
+    /* MSE weighs the outlier's clipping error against everyone's rounding error: one value at
+     * 60 costs more clipped than 100,000 values lose to a 4x coarser step, so it keeps most of
+     * the range; add a dense tail and it clips. */
+    range_of(OPT_CALIB_MSE, x, N, &lo, &hi);
+    cr_assert(hi <= 60.0f && hi > 40.0f, "mse: hi %g", hi);
+    free(x);
+}
+
+Test(calib_ranges, mse_clips_where_rounding_error_dominates)
+{
+    enum { N = 100000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 9;
+    for (int i = 0; i < N; i++) x[i] = gauss(&s);
+    x[3] = 40.0f;
+    x[4] = -40.0f;
+    float lo, hi;
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    opt_calib_stats_add_f32(&a, "t", x, N, NULL);
+    opt_range_opts o = {.method = OPT_CALIB_MSE, .qdtype = OPT_DT_INT8};
+    cr_assert_eq(opt_calib_range(&a.acc[0], &o, &lo, &hi, NULL), OPT_OK);
+    cr_assert(hi < 40.0f && lo > -40.0f, "mse int8: [%g, %g]", lo, hi);
+    opt_calib_stats_free(&a);
+    free(x);
+}
+
+Test(calib_ranges, percentile_of_uniform_data_is_that_quantile)
+{
+    enum { N = 100000 };
+    float *x = malloc(N * sizeof *x);
+    for (int i = 0; i < N; i++) x[i] = (float)i / N * 10.0f;
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    opt_calib_stats_add_f32(&a, "t", x, N, NULL);
+    opt_range_opts o = {.method = OPT_CALIB_PERCENTILE, .percentile = 99.0};
+    float lo, hi;
+    cr_assert_eq(opt_calib_range(&a.acc[0], &o, &lo, &hi, NULL), OPT_OK);
+    cr_assert_float_eq(hi, 9.9f, 0.02f);
+    opt_calib_stats_free(&a);
+    free(x);
+}
+
+Test(calib_ranges, minmax_needs_no_histogram_and_others_say_they_do)
+{
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, false);
+    float x[3] = {-1, 0.5f, 2};
+    opt_calib_stats_add_f32(&a, "t", x, 3, NULL);
+    float lo, hi;
+    opt_range_opts o = {.method = OPT_CALIB_MINMAX};
+    cr_assert_eq(opt_calib_range(&a.acc[0], &o, &lo, &hi, NULL), OPT_OK);
+    cr_assert(lo == -1 && hi == 2);
+    o.method = OPT_CALIB_ENTROPY;
+    opt_error e = {0};
+    cr_assert_neq(opt_calib_range(&a.acc[0], &o, &lo, &hi, &e), OPT_OK);
+    cr_assert(strstr(e.msg, "'t'"));
+    opt_calib_stats_free(&a);
+}
+
+Test(calib_ranges, qparams_make_zero_exact_and_cover_the_range)
+{
+    float s;
+    int32_t z;
+    opt_qparams(-1.0f, 3.0f, OPT_DT_UINT8, &s, &z);
+    cr_assert_float_eq(s, 4.0f / 255, 1e-7);
+    cr_assert_eq(z, 64);
+    opt_qparams(0.0f, 6.0f, OPT_DT_UINT8, &s, &z);
+    cr_assert_eq(z, 0);
+    opt_qparams(-2.0f, 1.0f, OPT_DT_INT8, &s, &z);
+    cr_assert_float_eq(s, 2.0f / 127, 1e-7);
+    cr_assert_eq(z, 0);
+    opt_qparams(0.0f, 0.0f, OPT_DT_UINT8, &s, &z);
+    cr_assert_eq(s, 1.0f);
+}
+
+Test(calib_table, csv_round_trips_including_names_that_need_quoting)
+{
+    opt_calib_table t = {0}, u = {0};
+    cr_assert_eq(opt_calib_table_add(&t, "plain", "minmax", -1.5f, 2.25f, 0.015f, 100, NULL), OPT_OK);
+    cr_assert_eq(opt_calib_table_add(&t, "odd, \"name\"", "entropy", 0, 1e-3f, 3.9e-6f, 0, NULL), OPT_OK);
+    char path[] = "/tmp/mopt-calib-XXXXXX";
+    int fd = mkstemp(path);
+    FILE *f = fdopen(fd, "w");
+    cr_assert_eq(opt_calib_table_write_csv(&t, f, NULL), OPT_OK);
+    fclose(f);
+    cr_assert_eq(opt_calib_table_read_csv(path, &u, NULL), OPT_OK);
+    cr_assert_eq(u.n, 2);
+    for (size_t i = 0; i < 2; i++) {
+        cr_assert_str_eq(u.e[i].tensor, t.e[i].tensor);
+        cr_assert_str_eq(u.e[i].method, t.e[i].method);
+        cr_assert_eq(u.e[i].min, t.e[i].min);
+        cr_assert_eq(u.e[i].max, t.e[i].max);
+        cr_assert_eq(u.e[i].scale, t.e[i].scale);
+        cr_assert_eq(u.e[i].zero_point, t.e[i].zero_point);
+    }
+    unlink(path);
+    opt_calib_table_free(&t);
+    opt_calib_table_free(&u);
+}
+
+static void refused(const char *text, const char *want)
+{
+    char path[] = "/tmp/mopt-calib-XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+    close(fd);
+    opt_calib_table t = {0};
+    opt_error e = {0};
+    cr_assert_neq(opt_calib_table_read_csv(path, &t, &e), OPT_OK, "accepted: %s", text);
+    cr_assert(strstr(e.msg, want), "message '%s' lacks '%s'", e.msg, want);
+    cr_assert_eq(t.n, 0);
+    unlink(path);
+}
+
+Test(calib_table, malformed_tables_are_refused_naming_the_line)
+{
+    refused("", "empty file");
+    refused("a,b\n", "line 1: not a calibration table");
+    refused("tensor,method,min,max,scale,zero_point\n", "no rows");
+    refused("tensor,method,min,max,scale,zero_point\nx,minmax,0,1\n", "line 2: 4 fields");
+    refused("tensor,method,min,max,scale,zero_point\nx,minmax,nan,1,1,0\n", "line 2");
+    refused("tensor,method,min,max,scale,zero_point\nx,minmax,0,1,0,0\n", "scale must be a positive");
+    refused("tensor,method,min,max,scale,zero_point\nx,minmax,0,1,1,0.5\n", "zero_point must be an integer");
+    refused("tensor,method,min,max,scale,zero_point\nx,m,0,1,1,0\ny,m,0,1,1,0\nx,m,0,1,1,0\n", "line 4: tensor 'x' appears twice");
+    refused("tensor,method,min,max,scale,zero_point\n\"x,m,0,1,1,0\n", "malformed CSV");
+}
+
+Test(calib_table, tensorrt_cache_holds_the_symmetric_scale_bits)
+{
+    opt_calib_table t = {0};
+    opt_calib_table_add(&t, "input", "minmax", 0, 1, 1.0f / 255, 0, NULL);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&buf, &len);
+    cr_assert_eq(opt_calib_table_write_trt(&t, "EntropyCalibration2", f, NULL), OPT_OK);
+    fclose(f);
+    cr_assert_str_eq(buf, "TRT-8601-EntropyCalibration2\ninput: 3c010204\n");
+    free(buf);
+    opt_calib_table_free(&t);
+}
