@@ -302,3 +302,34 @@ Test(exec_reduce, reduce_sum_over_middle_axis_matches_reference)
     opt_model_free(m);
     free(x);
 }
+
+Test(exec_shape, extreme_slice_steps_and_tile_repeats_do_not_overflow)
+{
+    float x[10];
+    for (int i = 0; i < 10; i++) x[i] = (float)i;
+    int64_t st[1] = {INT64_MAX}, en[1] = {INT64_MIN}, ax[1] = {0}, sp[1] = {INT64_MIN};
+    kt_operand in[] = {{"x", OPT_DT_FLOAT, 1, {10}, x, false}, {"s", OPT_DT_INT64, 1, {1}, st, true},
+                       {"e", OPT_DT_INT64, 1, {1}, en, true}, {"a", OPT_DT_INT64, 1, {1}, ax, true},
+                       {"p", OPT_DT_INT64, 1, {1}, sp, true}};
+    int odt[] = {OPT_DT_FLOAT};
+    opt_model *m = kt_model("Slice", 13, in, 5, odt, 1);
+    opt_array out = {0};
+    kt_run(m, 1, in, 5, &out, 1);
+    cr_assert_eq(out.dims[0], 1); /* starts at the last element, one giant step back ends it */
+    cr_assert_eq(((float *)out.data)[0], 9.0f);
+    opt_array_free(&out);
+    opt_model_free(m);
+
+    int64_t rep[1] = {INT64_MAX / 2};
+    kt_operand tin[] = {{"x", OPT_DT_FLOAT, 1, {10}, x, false}, {"r", OPT_DT_INT64, 1, {1}, rep, true}};
+    m = kt_model("Tile", 13, tin, 2, odt, 1);
+    opt_exec_opts o = {.threads = 1};
+    opt_exec *e = NULL;
+    opt_error err = {0};
+    cr_assert_eq(opt_exec_new(m, &o, &e, &err), OPT_OK, "%s", err.msg);
+    opt_array a = {.dtype = OPT_DT_FLOAT, .ndim = 1, .dims = {10}, .data = x, .nbytes = 40};
+    cr_assert_eq(opt_exec_run(e, &a, 1, &out, 1, &err), OPT_ERR_INVALID);
+    cr_assert(strstr(err.msg, "node 'node' (Tile)"), "%s", err.msg);
+    opt_exec_free(e);
+    opt_model_free(m);
+}

@@ -82,8 +82,8 @@ static void par(opt_kctx *k, uint64_t n, void (*fn)(void *, size_t, size_t), voi
 
 /* Integer forms where the op defines integer types. */
 #define I_RELU(T) (v > 0 ? v : (T)0)
-#define I_NEG(T) ((T)(0 - v))
-#define I_ABS(T) ((T)(v < 0 ? (T)(0 - v) : v))
+#define I_NEG(T) ((T)(0 - (uint64_t)v)) /* wraps like two's complement, no UB */
+#define I_ABS(T) ((T)(v < 0 ? (T)(0 - (uint64_t)v) : v))
 #define I_SIGN(T) ((T)((v > 0) - (v < 0)))
 
 typedef void (*uloop_fn)(const void *x, void *y, size_t n, const uparams *p);
@@ -284,6 +284,10 @@ static inline double pymod_double(double a, double b)
     return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
 }
 /* Integer division: C truncates (as ONNX Runtime does); x/0 gives 0 instead of a trap. */
+/* Integer add/sub/mul wrap (as ONNX Runtime does in practice) instead of overflowing. */
+#define BI_ADD(T) ((T)((uint64_t)a + (uint64_t)b))
+#define BI_SUB(T) ((T)((uint64_t)a - (uint64_t)b))
+#define BI_MUL(T) ((T)((uint64_t)a * (uint64_t)b))
 #define BI_DIV(T) ((T)(b == 0 ? 0 : ((T)-1 < 0 && b == (T)-1) ? (T)(0 - a) : a / b))
 #define BI_MAX(T) (a > b ? a : b)
 #define BI_MIN(T) (a < b ? a : b)
@@ -300,7 +304,7 @@ static inline double pymod_double(double a, double b)
 #define I_BOR(T) ((T)(a | b))
 #define I_BXOR(T) ((T)(a ^ b))
 /* Shifts by at least the width give 0 (C leaves them undefined). */
-#define I_SHL(T) ((T)((uint64_t)b >= sizeof(T) * 8 ? 0 : (T)(a << b)))
+#define I_SHL(T) ((T)((uint64_t)b >= sizeof(T) * 8 ? 0 : (T)((uint64_t)a << b)))
 #define I_SHR(T) ((T)((uint64_t)b >= sizeof(T) * 8 ? 0 : (T)(a >> b)))
 #define L_AND(T) ((a != 0) & (b != 0))
 #define L_OR(T) ((a != 0) | (b != 0))
@@ -365,9 +369,9 @@ static int slot_of(int dt)
 #pragma GCC diagnostic ignored "-Wsign-compare"
 #pragma GCC diagnostic ignored "-Wbool-compare"
 #pragma GCC diagnostic ignored "-Wfloat-equal"
-DEF_BFLOAT(b_add, B_ADD, float, double) DEF_BINT(b_add, B_ADD, SAME)
-DEF_BFLOAT(b_sub, B_SUB, float, double) DEF_BINT(b_sub, B_SUB, SAME)
-DEF_BFLOAT(b_mul, B_MUL, float, double) DEF_BINT(b_mul, B_MUL, SAME)
+DEF_BFLOAT(b_add, B_ADD, float, double) DEF_BINT(b_add, BI_ADD, SAME)
+DEF_BFLOAT(b_sub, B_SUB, float, double) DEF_BINT(b_sub, BI_SUB, SAME)
+DEF_BFLOAT(b_mul, B_MUL, float, double) DEF_BINT(b_mul, BI_MUL, SAME)
 DEF_BFLOAT(b_div, B_DIV, float, double) DEF_BINT(b_div, BI_DIV, SAME)
 DEF_BFLOAT(b_max, B_MAX, float, double) DEF_BINT(b_max, BI_MAX, SAME)
 DEF_BFLOAT(b_min, B_MIN, float, double) DEF_BINT(b_min, BI_MIN, SAME)

@@ -312,7 +312,7 @@ static opt_status cumsum_run(opt_kctx *k, opt_error *err)
                     else opt_cvt_from_f64(&acc, (char *)k->out[0].data + p * esize(x->dtype), x->dtype, 1);
                 }
                 acc += v;
-                iacc += iv;
+                iacc = (int64_t)((uint64_t)iacc + (uint64_t)iv);
                 if (!excl) {
                     if (i64) ((int64_t *)k->out[0].data)[p] = iacc;
                     else opt_cvt_from_f64(&acc, (char *)k->out[0].data + p * esize(x->dtype), x->dtype, 1);

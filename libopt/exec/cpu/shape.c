@@ -363,10 +363,8 @@ static opt_status split_run(opt_kctx *k, opt_error *err)
         }
     }
     int64_t tot = 0;
-    for (size_t i = 0; i < n && s == OPT_OK; i++) {
-        if (sp[i] < 0) s = opt_kerr(k, err, OPT_ERR_INVALID, "negative split");
-        tot += sp[i];
-    }
+    for (size_t i = 0; i < n && s == OPT_OK; i++)
+        if (sp[i] < 0 || __builtin_add_overflow(tot, sp[i], &tot)) s = opt_kerr(k, err, OPT_ERR_INVALID, "bad split");
     if (s == OPT_OK && tot != dim) s = opt_kerr(k, err, OPT_ERR_INVALID, "splits sum to %lld, dim is %lld", (long long)tot, (long long)dim);
     size_t es = esize(x->dtype);
     uint64_t outer = 1, inner = 1;
@@ -433,16 +431,17 @@ static opt_status slice_run(opt_kctx *k, opt_error *err)
         seen[a] = true;
         int64_t dim = x->dims[a], s = sp[i], lo = st[i], hi = en[i];
         if (s == 0) return opt_kerr(k, err, OPT_ERR_INVALID, "step 0");
-        if (lo < 0) lo += dim;
-        if (hi < 0) hi += dim;
+        if (lo < 0) lo = lo < -dim ? -dim - 1 : lo + dim; /* no overflow near INT64_MIN */
+        if (hi < 0) hi = hi < -dim ? -dim - 1 : hi + dim;
+        if (s == INT64_MIN) s = -INT64_MAX; /* so that -s exists */
         if (s > 0) {
             lo = lo < 0 ? 0 : lo > dim ? dim : lo;
             hi = hi < 0 ? 0 : hi > dim ? dim : hi;
-            od[a] = hi > lo ? (hi - lo + s - 1) / s : 0;
+            od[a] = hi > lo ? (hi - lo - 1) / s + 1 : 0;
         } else {
             lo = lo < 0 ? -1 : lo > dim - 1 ? dim - 1 : lo;
             hi = hi < -1 ? -1 : hi > dim - 1 ? dim - 1 : hi;
-            od[a] = lo > hi ? (lo - hi + (-s) - 1) / (-s) : 0;
+            od[a] = lo > hi ? (lo - hi - 1) / (-s) + 1 : 0;
         }
         b[a] = lo;
         step[a] = s;
@@ -576,8 +575,8 @@ static opt_status tile_run(opt_kctx *k, opt_error *err)
     OPT_TRY(read_ints(k, k->in[1], rep, MAXD, &n, "repeats", err));
     if ((int)n != x->ndim) return opt_kerr(k, err, OPT_ERR_INVALID, "repeats has %zu entries for rank %d", n, x->ndim);
     for (int i = 0; i < x->ndim; i++) {
-        if (rep[i] < 0) return opt_kerr(k, err, OPT_ERR_INVALID, "negative repeat");
-        d[i] = x->dims[i] * rep[i];
+        if (rep[i] < 0 || __builtin_mul_overflow(x->dims[i], rep[i], &d[i]))
+            return opt_kerr(k, err, OPT_ERR_INVALID, "bad repeat %lld", (long long)rep[i]);
     }
     OPT_TRY(opt_kctx_output(k, 0, x->dtype, x->ndim, d, err));
     uint64_t total = opt_array_numel(&k->out[0]);
@@ -644,7 +643,8 @@ static opt_status pad_run(opt_kctx *k, opt_error *err)
     if (m < 0) return opt_kerr(k, err, OPT_ERR_INVALID, "unknown mode '%s'", mode);
     int64_t d[MAXD];
     for (int i = 0; i < nd; i++) {
-        d[i] = x->dims[i] + pads[i] + pads[i + nd];
+        if (__builtin_add_overflow(x->dims[i], pads[i], &d[i]) || __builtin_add_overflow(d[i], pads[i + nd], &d[i]))
+            return opt_kerr(k, err, OPT_ERR_INVALID, "pads overflow dim %d", i);
         if (d[i] < 0) return opt_kerr(k, err, OPT_ERR_INVALID, "pads make dim %d negative", i);
         if (m != 0 && x->dims[i] == 0 && d[i] > 0)
             return opt_kerr(k, err, OPT_ERR_INVALID, "cannot %s-pad an empty dim", mode);
@@ -833,7 +833,7 @@ static opt_status range_run(opt_kctx *k, opt_error *err)
     if (dt == OPT_DT_INT64 || dt == OPT_DT_INT32 || dt == OPT_DT_INT16) {
         int64_t si = opt_array_int(k->in[0], 0), di = opt_array_int(k->in[2], 0);
         for (int64_t i = 0; i < n; i++) {
-            int64_t v = si + i * di;
+            int64_t v = (int64_t)((uint64_t)si + (uint64_t)i * (uint64_t)di); /* wraps, no UB */
             if (dt == OPT_DT_INT64) ((int64_t *)y)[i] = v;
             else if (dt == OPT_DT_INT32) ((int32_t *)y)[i] = (int32_t)v;
             else ((int16_t *)y)[i] = (int16_t)v;
