@@ -14,6 +14,7 @@
  * CUDA backend adds kernels with device OPT_DEVICE_CUDA, and the planner's lookup falls back to
  * the CPU per node, which is where partition boundaries (and copies) will go.
  */
+#include <assert.h>
 #include "libopt/exec/exec.h"
 #include "libopt/exec/kernel.h"
 #include "libopt/exec/threads.h"
@@ -303,6 +304,8 @@ static size_t value_of(opt_exec *e, const char *name)
     size_t v;
     if (opt_strmap_get(&e->vmap, name, &v)) return v;
     if (e->n_vals == e->cap_vals) {
+        /* plan() reserves all slots; growing here would move arrays handed to prepare(). */
+        assert(!"value table full");
         size_t nc = e->cap_vals ? 2 * e->cap_vals : 64;
         evalue *nv = realloc(e->vals, nc * sizeof *nv);
         if (!nv) return NO_VALUE;
@@ -447,6 +450,14 @@ static opt_status plan(opt_exec *e, opt_error *err)
     const opt_graph *g = m->graph;
     if (!g) return opt_error_set(err, OPT_ERR_INVALID, "model has no graph");
 
+    /* Reserve every value slot up front so e->vals never moves while planning: kernels' prepare()
+     * receives pointers to constant arrays in it and may keep them in their state. */
+    size_t nv = g->n_initializers + g->n_inputs + 1;
+    for (size_t i = 0; i < g->n_nodes; i++) nv += g->nodes[i]->n_outputs;
+    e->vals = calloc(nv, sizeof *e->vals);
+    if (!e->vals) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    e->cap_vals = nv;
+
     /* Initializers become constants (converted once). */
     for (size_t i = 0; i < g->n_initializers; i++) {
         const opt_tensor *t = g->initializers[i];
@@ -534,7 +545,6 @@ static opt_status plan(opt_exec *e, opt_error *err)
             if (!nm || !nm[0]) {
                 en->in[j] = NO_VALUE;
                 in_dt[j] = 0;
-                consts[j] = NULL;
                 continue;
             }
             size_t v;
@@ -545,8 +555,7 @@ static opt_status plan(opt_exec *e, opt_error *err)
             en->in[j] = v;
             e->vals[v].uses++;
             in_dt[j] = e->vals[v].dtype;
-            consts[j] = e->vals[v].kind == V_CONST ? &e->vals[v].arr : NULL;
-            if (!consts[j]) all_const = false;
+            if (e->vals[v].kind != V_CONST) all_const = false;
         }
         (void)all_const;
         if (s != OPT_OK) break;
@@ -603,6 +612,12 @@ static opt_status plan(opt_exec *e, opt_error *err)
         if (n->n_inputs > e->max_in) e->max_in = n->n_inputs;
         if (n->n_outputs > e->max_out) e->max_out = n->n_outputs;
         if (en->k->prepare) {
+            /* Point at the constants only now: registering the outputs above may have moved
+             * e->vals (value_of grows it), which would leave earlier pointers dangling. */
+            for (size_t j = 0; j < n->n_inputs; j++)
+                consts[j] = en->in[j] != NO_VALUE && e->vals[en->in[j]].kind == V_CONST
+                                ? &e->vals[en->in[j]].arr
+                                : NULL;
             opt_error pe = {0};
             s = en->k->prepare(n, en->opset, consts, n->n_inputs, &en->state, &pe);
             if (s != OPT_OK) {
