@@ -851,8 +851,8 @@ opt_status opt_tensorfile_parse(const uint8_t *buf, size_t len, opt_tfmt fmt, op
     memset(a, 0, sizeof *a);
     if (name) *name = NULL;
     if (is_gzip(buf, len)) {
-        uint8_t *raw;
-        size_t n;
+        uint8_t *raw = NULL;
+        size_t n = 0;
         OPT_TRY(gunzip(buf, len, &raw, &n, err));
         opt_status s = is_gzip(raw, n)
                            ? opt_error_set(err, OPT_ERR_DATA, "nested gzip data is not supported")
@@ -916,8 +916,8 @@ static opt_status slurp(const char *path, uint8_t **buf, size_t *len, opt_error 
 opt_status opt_tensorfile_read(const char *path, opt_tfmt fmt, opt_array *a, char **name,
                                opt_error *err)
 {
-    uint8_t *buf;
-    size_t len;
+    uint8_t *buf = NULL;
+    size_t len = 0;
     memset(a, 0, sizeof *a);
     if (name) *name = NULL;
     OPT_TRY(slurp(path, &buf, &len, err));
