@@ -212,7 +212,17 @@ static int64_t sat_round(float v, double lo, double hi)
     double r = nearbyint((double)v);
     if (r < lo) r = lo;
     if (r > hi) r = hi;
+    /* 2^63 itself is not an int64: the int64 bounds are passed as +-2^63 and end here. */
+    if (r >= 9223372036854775808.0) return INT64_MAX;
     return (int64_t)r;
+}
+
+/* uint64 needs its own: its range does not fit sat_round's int64 result. */
+static uint64_t sat_round_u64(float v)
+{
+    if (isnan(v) || v <= 0) return 0;
+    double r = nearbyint((double)v);
+    return r >= 18446744073709551616.0 ? UINT64_MAX : (uint64_t)r;
 }
 
 opt_status opt_tensor_set_f32(opt_tensor *t, int dt, const float *src, uint64_t n, opt_error *err)
@@ -240,8 +250,8 @@ opt_status opt_tensor_set_f32(opt_tensor *t, int dt, const float *src, uint64_t 
         case OPT_DT_INT16: { int16_t x = (int16_t)sat_round(v, -32768, 32767); memcpy(p + 2 * i, &x, 2); break; }
         case OPT_DT_INT32: { int32_t x = (int32_t)sat_round(v, -2147483648.0, 2147483647.0); memcpy(p + 4 * i, &x, 4); break; }
         case OPT_DT_UINT32: { uint32_t x = (uint32_t)sat_round(v, 0, 4294967295.0); memcpy(p + 4 * i, &x, 4); break; }
-        case OPT_DT_INT64: { int64_t x = sat_round(v, -9.2233720368547758e18, 9.2233720368547748e18); memcpy(p + 8 * i, &x, 8); break; }
-        case OPT_DT_UINT64: { uint64_t x = (uint64_t)sat_round(v, 0, 9.2233720368547748e18); memcpy(p + 8 * i, &x, 8); break; }
+        case OPT_DT_INT64: { int64_t x = sat_round(v, -9223372036854775808.0, 9223372036854775808.0); memcpy(p + 8 * i, &x, 8); break; }
+        case OPT_DT_UINT64: { uint64_t x = sat_round_u64(v); memcpy(p + 8 * i, &x, 8); break; }
         case OPT_DT_UINT4: p[i / 2] |= (uint8_t)((sat_round(v, 0, 15) & 15) << (4 * (i & 1))); break;
         case OPT_DT_INT4: p[i / 2] |= (uint8_t)((sat_round(v, -8, 7) & 15) << (4 * (i & 1))); break;
         default:
