@@ -75,32 +75,41 @@ static void drop_opset_if_unused(opt_model *m)
         }
 }
 
-/* The Gather fed (through Cast) by index tensor `name`, when every use of it is Cast -> Gather
- * indices; NULL otherwise. *k receives the codebook length (0 when unknown). */
-static const opt_node *index_use(const opt_graph *g, const char *name, int64_t *k)
+/* The clustered weight that index tensor `name` rebuilds: when its only use is one Cast whose
+ * only use is the indices of one Gather (axis 0) of a 1-D float codebook initializer, returns
+ * that Gather and the Cast; NULL otherwise. */
+static opt_node *clustered_use(const opt_graph *g, const char *name, opt_node **cast_out)
 {
-    const opt_node *gather = NULL;
-    size_t casts = 0;
+    opt_node *cast = NULL, *gather = NULL;
+    size_t uses_idx = 0, uses_cast = 0;
     for (size_t i = 0; i < g->n_nodes; i++) {
-        const opt_node *n = g->nodes[i];
-        for (size_t s = 0; s < n->n_inputs; s++) {
-            if (strcmp(n->inputs[s], name) != 0) continue;
-            if (!is_op(n, "Cast") || n->n_outputs != 1) return NULL;
-            casts++;
-            const char *cout = n->outputs[0];
-            for (size_t j = 0; j < g->n_nodes; j++) {
-                const opt_node *c = g->nodes[j];
-                for (size_t t = 0; t < c->n_inputs; t++) {
-                    if (strcmp(c->inputs[t], cout) != 0) continue;
-                    if (!is_op(c, "Gather") || t != 1) return NULL;
-                    gather = c;
-                }
+        opt_node *n = g->nodes[i];
+        for (size_t s = 0; s < n->n_inputs; s++)
+            if (strcmp(n->inputs[s], name) == 0) {
+                uses_idx++;
+                cast = n;
             }
-        }
     }
-    if (!casts || !gather) return NULL;
+    if (uses_idx != 1 || !is_op(cast, "Cast") || cast->n_outputs != 1 || cast->n_inputs != 1) return NULL;
+    for (size_t i = 0; i < g->n_nodes; i++) {
+        opt_node *n = g->nodes[i];
+        for (size_t s = 0; s < n->n_inputs; s++)
+            if (strcmp(n->inputs[s], cast->outputs[0]) == 0) {
+                uses_cast++;
+                gather = s == 1 ? n : NULL;
+            }
+    }
+    for (size_t i = 0; i < g->n_outputs; i++)
+        if (g->outputs[i]->name && strcmp(g->outputs[i]->name, cast->outputs[0]) == 0) return NULL;
+    if (uses_cast != 1 || !gather || !is_op(gather, "Gather") || gather->n_inputs != 2 ||
+        gather->n_outputs != 1 || opt_node_attr_int(gather, "axis", 0) != 0)
+        return NULL;
     const opt_tensor *cb = opt_graph_initializer(g, gather->inputs[0]);
-    *k = cb && cb->n_dims == 1 ? cb->dims[0] : 0;
+    if (!cb || cb->n_dims != 1 || cb->dims[0] < 1 || cb->dims[0] > 256 ||
+        (cb->data_type != OPT_DT_FLOAT && cb->data_type != OPT_DT_FLOAT16 &&
+         cb->data_type != OPT_DT_BFLOAT16 && cb->data_type != OPT_DT_DOUBLE))
+        return NULL;
+    *cast_out = cast;
     return gather;
 }
 
@@ -115,108 +124,123 @@ static bool name_match(const opt_weight_filter *f, const char *a, const char *b)
     return inc;
 }
 
+/* Makes "<base><suffix>" unique in g (malloc'd). */
+static char *uniq(const opt_graph *g, const char *base, const char *suffix)
+{
+    size_t n = strlen(base) + strlen(suffix) + 1;
+    char *b = malloc(n);
+    if (!b) return NULL;
+    snprintf(b, n, "%s%s", base, suffix);
+    char *u = opt_graph_unique_name(g, b);
+    free(b);
+    return u;
+}
+
+/* Codes clustered index tensor t: Cast + Gather(codebook) + t become one node
+ * HuffmanDecode(W.huf, codebook) -> W. */
+static opt_status code_one(opt_model *m, opt_tensor *t, opt_node *cast, opt_node *gat,
+                           const opt_huffman_opts *o, opt_layer_stat *r, opt_error *err)
+{
+    opt_graph *g = m->graph;
+    const opt_tensor *cb = opt_graph_initializer(g, gat->inputs[0]);
+    uint64_t ne;
+    OPT_TRY(opt_tensor_check(t, err));
+    opt_tensor_numel(t, &ne);
+    uint8_t *idx = malloc(ne ? ne : 1);
+    if (!idx) return opt_error_set(err, OPT_ERR_NOMEM, "tensor '%s': out of memory", t->name);
+    for (uint64_t j = 0; j < ne; j++) idx[j] = (uint8_t)opt_tensor_get(t, j);
+    int nsym = (int)cb->dims[0];
+    int layout = o && !o->auto_layout && o->force_layout >= 0 ? o->force_layout : -1;
+    opt_bytes payload = {0};
+    opt_huf_info info;
+    opt_status s = opt_huf_weight_encode(idx, t->dims, (int)t->n_dims, nsym, layout, &payload, &info, err);
+    free(idx);
+    if (s != OPT_OK) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "tensor '%.200s': %.300s", t->name, err->msg);
+        return opt_error_set(err, s, "%s", msg);
+    }
+    const char *w = gat->outputs[0];
+    char *bname = uniq(g, w, ".huf"), *nname = uniq(g, w, ".decode");
+    opt_tensor *bt = opt_tensor_new();
+    opt_node *dec = NULL;
+    if (bname && nname && bt) {
+        const char *in[2] = {bname, gat->inputs[0]}, *out[1] = {w};
+        dec = opt_node_make("HuffmanDecode", nname, in, 2, out, 1);
+    }
+    if (!dec || !(dec->domain = opt_strdup(MOPT_DOMAIN))) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    } else {
+        int64_t len = (int64_t)payload.len;
+        bt->name = bname;
+        bname = NULL;
+        s = opt_tensor_set_dims(bt, &len, 1, err);
+        if (s == OPT_OK) s = opt_tensor_set_raw(bt, OPT_DT_UINT8, payload.data, payload.len, err);
+    }
+    free(payload.data);
+    if (s == OPT_OK) {
+        r->layer = opt_strdup(w);
+        r->tensor = opt_strdup(t->name);
+        r->op = "HuffmanDecode";
+        r->numel = ne;
+        r->bytes_before = ne;
+        r->bytes_after = info.bytes;
+        r->bits_per_weight = ne ? 8.0 * (double)info.bytes / (double)ne : 0;
+        r->entropy_bits_per_weight = ne ? (info.index_entropy_bits + info.pos_entropy_bits) / (double)ne : 0;
+        r->layout = info.layout;
+        r->zeros_after = info.layout == OPT_HUF_SPARSE ? ne - info.nnz : 0;
+        r->k = nsym;
+        s = opt_graph_add_initializer(g, bt, err);
+    }
+    if (s == OPT_OK) {
+        bt = NULL;
+        long at = node_index(g, cast);
+        s = opt_graph_insert_node(g, at < 0 ? 0 : (size_t)at, dec, err);
+    }
+    if (s == OPT_OK) {
+        dec = NULL;
+        opt_graph_remove_node(g, (size_t)node_index(g, gat));
+        opt_graph_remove_node(g, (size_t)node_index(g, cast));
+        opt_graph_remove_initializer(g, t->name);
+    }
+    opt_tensor_free(bt);
+    opt_node_free(dec);
+    free(bname);
+    free(nname);
+    return s;
+}
+
 opt_status opt_huffman(opt_model *m, const opt_huffman_opts *o, opt_layer_stat **stats, size_t *n_stats,
                        opt_error *err)
 {
     opt_graph *g = m->graph;
     *stats = NULL;
     *n_stats = 0;
+    /* Collect first: coding edits g->initializers and g->nodes. */
+    size_t nt = 0;
+    char **todo = calloc(g->n_initializers + 1, sizeof *todo);
     opt_layer_stat *st = calloc(g->n_initializers + 1, sizeof *st);
-    if (!st) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    size_t ns = 0;
-    opt_status s = OPT_OK;
-    /* Collect first: the loop below edits g->initializers. */
-    size_t cap = g->n_initializers, nt = 0;
-    opt_tensor **todo = calloc(cap + 1, sizeof *todo);
-    if (!todo) {
+    if (!todo || !st) {
+        free(todo);
         free(st);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }
     for (size_t i = 0; i < g->n_initializers; i++) {
         opt_tensor *t = g->initializers[i];
-        int64_t k = 0;
+        opt_node *cast;
         if (!t->name || t->data_type != OPT_DT_UINT8) continue;
-        const opt_node *gat = index_use(g, t->name, &k);
+        opt_node *gat = clustered_use(g, t->name, &cast);
         if (!gat || !name_match(o ? &o->filter : NULL, t->name, gat->outputs[0])) continue;
-        todo[nt++] = t;
+        todo[nt++] = opt_strdup(t->name);
     }
+    size_t ns = 0;
+    opt_status s = OPT_OK;
     for (size_t i = 0; i < nt && s == OPT_OK; i++) {
-        opt_tensor *t = todo[i];
-        int64_t k = 0;
-        const opt_node *gat = index_use(g, t->name, &k);
-        uint64_t ne;
-        if ((s = opt_tensor_check(t, err)) != OPT_OK) break;
-        opt_tensor_numel(t, &ne);
-        uint8_t *idx = malloc(ne ? ne : 1);
-        if (!idx) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "tensor '%s': out of memory", t->name);
-            break;
-        }
-        for (uint64_t j = 0; j < ne; j++) idx[j] = (uint8_t)opt_tensor_get(t, j);
-        int nsym = k > 0 && k <= 256 ? (int)k : 256;
-        int layout = -1;
-        if (o && !o->auto_layout && o->force_layout >= 0) layout = o->force_layout;
-        opt_bytes payload = {0};
-        opt_huf_info info;
-        s = opt_huf_weight_encode(idx, t->dims, (int)t->n_dims, nsym, layout, &payload, &info, err);
-        free(idx);
-        if (s != OPT_OK) {
-            char msg[sizeof err->msg];
-            snprintf(msg, sizeof msg, "tensor '%.200s': %.300s", t->name, err->msg);
-            opt_error_set(err, s, "%s", msg);
-            break;
-        }
-        size_t bl = strlen(t->name) + 16;
-        char *base = malloc(bl), *bname = NULL, *nname = NULL;
-        opt_tensor *bt = opt_tensor_new();
-        opt_node *dec = NULL;
-        if (base) {
-            snprintf(base, bl, "%s.huf", t->name);
-            bname = opt_graph_unique_name(g, base);
-            snprintf(base, bl, "%s.decode", t->name);
-            nname = opt_graph_unique_name(g, base);
-        }
-        const char *in[1] = {bname}, *out[1] = {t->name};
-        if (bname && nname && bt) dec = opt_node_make("HuffmanDecode", nname, in, 1, out, 1);
-        if (!dec || !(dec->domain = opt_strdup(MOPT_DOMAIN))) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        } else {
-            int64_t len = (int64_t)payload.len;
-            bt->name = bname;
-            bname = NULL;
-            s = opt_tensor_set_dims(bt, &len, 1, err);
-            if (s == OPT_OK) s = opt_tensor_set_raw(bt, OPT_DT_UINT8, payload.data, payload.len, err);
-        }
-        free(payload.data);
-        if (s == OPT_OK) {
-            opt_layer_stat *r = &st[ns++];
-            r->layer = opt_strdup(gat->outputs[0]);
-            r->tensor = opt_strdup(t->name);
-            r->op = "HuffmanDecode";
-            r->numel = ne;
-            r->bytes_before = ne;
-            r->bytes_after = info.bytes;
-            r->bits_per_weight = ne ? 8.0 * (double)info.bytes / (double)ne : 0;
-            r->entropy_bits_per_weight = ne ? (info.index_entropy_bits + info.pos_entropy_bits) / (double)ne : 0;
-            r->layout = info.layout;
-            r->zeros_after = info.layout == OPT_HUF_SPARSE ? ne - info.nnz : 0;
-            r->k = nsym;
-        }
-        if (s == OPT_OK) s = opt_graph_add_initializer(g, bt, err);
-        if (s == OPT_OK) {
-            bt = NULL;
-            s = opt_graph_insert_node(g, 0, dec, err);
-        }
-        if (s == OPT_OK) {
-            dec = NULL;
-            opt_graph_remove_initializer(g, t->name);
-        }
-        opt_tensor_free(bt);
-        opt_node_free(dec);
-        free(base);
-        free(bname);
-        free(nname);
+        opt_tensor *t = opt_graph_initializer(g, todo[i]);
+        opt_node *cast, *gat = t ? clustered_use(g, t->name, &cast) : NULL;
+        if (gat) s = code_one(m, t, cast, gat, o, &st[ns++], err);
     }
+    for (size_t i = 0; i < nt; i++) free(todo[i]);
     free(todo);
     if (s == OPT_OK && ns) s = add_opset(m, err);
     if (s != OPT_OK) {
@@ -228,17 +252,23 @@ opt_status opt_huffman(opt_model *m, const opt_huffman_opts *o, opt_layer_stat *
     return OPT_OK;
 }
 
-/* Decodes HuffmanDecode node i (constant input) into an initializer. */
-static opt_status unpack_decode(opt_graph *g, size_t i, opt_error *err)
+/* Decodes HuffmanDecode node i (constant payload) back into standard ONNX: with one input, the
+ * uint8 index initializer it codes; with a codebook, the Gather form `cluster` writes (index
+ * initializer, Cast, Gather), or with dense a float initializer of the codebook's dtype. */
+static opt_status unpack_decode(opt_graph *g, size_t i, bool dense, opt_error *err)
 {
     opt_node *n = g->nodes[i];
     const char *nm = n->name ? n->name : "";
-    if (n->n_inputs != 1 || n->n_outputs != 1)
-        return opt_error_set(err, OPT_ERR_INVALID, "node '%s': HuffmanDecode takes one input and one output", nm);
+    if (n->n_inputs < 1 || n->n_inputs > 2 || n->n_outputs != 1)
+        return opt_error_set(err, OPT_ERR_INVALID, "node '%s': HuffmanDecode takes one or two inputs and one output", nm);
     opt_tensor *b = opt_graph_initializer(g, n->inputs[0]);
     if (!b)
         return opt_error_set(err, OPT_ERR_UNSUPPORTED, "node '%s': input '%s' is not an initializer", nm,
                              n->inputs[0]);
+    opt_tensor *cb = n->n_inputs == 2 ? opt_graph_initializer(g, n->inputs[1]) : NULL;
+    if (n->n_inputs == 2 && (!cb || cb->n_dims != 1))
+        return opt_error_set(err, OPT_ERR_UNSUPPORTED, "node '%s': codebook '%s' is not a 1-D initializer", nm,
+                             n->inputs[1]);
     size_t len;
     const uint8_t *p = b->data_type == OPT_DT_UINT8 ? opt_tensor_data(b, &len) : NULL;
     if (!p)
@@ -249,27 +279,78 @@ static opt_status unpack_decode(opt_graph *g, size_t i, opt_error *err)
     if (s == OPT_OK && !(out = malloc(h.numel ? h.numel : 1)))
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     if (s == OPT_OK) s = opt_huf_weight_decode(p, len, out, h.numel, err);
+    if (s == OPT_OK && cb)
+        for (uint64_t j = 0; j < h.numel; j++)
+            if ((int64_t)out[j] >= cb->dims[0]) {
+                s = opt_error_set(err, OPT_ERR_DATA, "index %d outside the codebook of %lld", out[j],
+                                  (long long)cb->dims[0]);
+                break;
+            }
     if (s != OPT_OK) {
         char msg[sizeof err->msg];
         snprintf(msg, sizeof msg, "node '%.200s': %.300s", nm, err->msg);
         free(out);
         return opt_error_set(err, s, "%s", msg);
     }
+    const char *w = n->outputs[0];
     opt_tensor *t = opt_tensor_new();
-    if (!t || !(t->name = opt_strdup(n->outputs[0]))) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_node *cast = NULL, *gat = NULL;
+    char *iname = NULL, *i32 = NULL, *cn = NULL, *gn = NULL;
+    if (!t) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     if (s == OPT_OK) s = opt_tensor_set_dims(t, h.dims, (size_t)h.ndim, err);
-    if (s == OPT_OK) s = opt_tensor_set_raw(t, OPT_DT_UINT8, out, (size_t)h.numel, err);
+    if (s == OPT_OK && cb && dense) {
+        float *book = NULL, *v = malloc((h.numel ? h.numel : 1) * sizeof *v);
+        uint64_t k;
+        if (!v) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        if (s == OPT_OK) s = opt_tensor_to_f32_alloc(cb, &book, &k, err);
+        for (uint64_t j = 0; s == OPT_OK && j < h.numel; j++) v[j] = book[out[j]];
+        if (s == OPT_OK && !(t->name = opt_strdup(w))) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        if (s == OPT_OK) s = opt_tensor_set_f32(t, cb->data_type, v, h.numel, err);
+        free(book);
+        free(v);
+    } else if (s == OPT_OK && cb) {
+        iname = uniq(g, w, ".idx");
+        i32 = uniq(g, w, ".idx_i32");
+        cn = uniq(g, w, ".cast");
+        gn = uniq(g, w, ".gather");
+        if (iname && i32 && cn && gn) {
+            const char *ci[1] = {iname}, *co[1] = {i32}, *gi[2] = {cb->name, i32}, *go[1] = {w};
+            cast = opt_node_make("Cast", cn, ci, 1, co, 1);
+            gat = opt_node_make("Gather", gn, gi, 2, go, 1);
+        }
+        if (!cast || !gat) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        if (s == OPT_OK) s = opt_node_set_attr_int(cast, "to", OPT_DT_INT32, err);
+        if (s == OPT_OK) s = opt_node_set_attr_int(gat, "axis", 0, err);
+        if (s == OPT_OK) {
+            t->name = iname;
+            iname = NULL;
+            s = opt_tensor_set_raw(t, OPT_DT_UINT8, out, (size_t)h.numel, err);
+        }
+    } else if (s == OPT_OK) {
+        if (!(t->name = opt_strdup(w))) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        else s = opt_tensor_set_raw(t, OPT_DT_UINT8, out, (size_t)h.numel, err);
+    }
     free(out);
     if (s == OPT_OK) s = opt_graph_add_initializer(g, t, err);
-    if (s != OPT_OK) {
-        opt_tensor_free(t);
-        return s;
+    if (s == OPT_OK) t = NULL;
+    char *bname = opt_strdup(b->name), *cbname = cb ? opt_strdup(cb->name) : NULL;
+    if (s == OPT_OK) {
+        opt_graph_remove_node(g, i);
+        if (gat && (s = opt_graph_insert_node(g, i, gat, err)) == OPT_OK) gat = NULL;
+        if (cast && s == OPT_OK && (s = opt_graph_insert_node(g, i, cast, err)) == OPT_OK) cast = NULL;
+        if (bname && uses(g, bname) == 0) opt_graph_remove_initializer(g, bname);
+        if (cbname && uses(g, cbname) == 0) opt_graph_remove_initializer(g, cbname);
     }
-    char *bname = opt_strdup(b->name);
-    opt_graph_remove_node(g, i);
-    if (bname && uses(g, bname) == 0) opt_graph_remove_initializer(g, bname);
     free(bname);
-    return OPT_OK;
+    free(cbname);
+    free(iname);
+    free(i32);
+    free(cn);
+    free(gn);
+    opt_tensor_free(t);
+    opt_node_free(cast);
+    opt_node_free(gat);
+    return s;
 }
 
 /* Folds Gather node i (codebook initializer, indices from Cast of an initializer or an integer
@@ -340,7 +421,7 @@ opt_status opt_unpack(opt_model *m, bool dense, size_t *n_decoded, opt_error *er
     size_t nd = 0;
     for (size_t i = g->n_nodes; i-- > 0;) {
         if (!is_huffman_decode(g->nodes[i])) continue;
-        OPT_TRY(unpack_decode(g, i, err));
+        OPT_TRY(unpack_decode(g, i, dense, err));
         nd++;
     }
     if (dense) {

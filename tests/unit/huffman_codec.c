@@ -4,7 +4,7 @@
  * only, all 2^B symbols, the longest allowed code, an empty tensor), and damaged payloads are
  * refused instead of read out of bounds.
  */
-#include "libopt/ir/huffman_codec.codec.h"
+#include "libopt/ir/huffman_codec.h"
 
 #include <criterion/criterion.h>
 #include <stdlib.h>
@@ -206,4 +206,26 @@ Test(huffman, damaged_payloads_are_refused_not_overrun)
     }
     free(s);
     free(back);
+}
+
+Test(huffman, payload_matches_the_documented_example)
+{
+    /* docs/formats/huffman.md, "Example". */
+    static const uint8_t want[] = {
+        0x4D, 0x48, 0x55, 0x46, 0x01, 0x00, 0x02, 0x00,
+        0x02, 0, 0, 0, 0, 0, 0, 0,
+        0x03, 0, 0, 0, 0, 0, 0, 0,
+        0x02, 0x06, 0, 0, 0,
+        0x03, 0x21, 0x20,
+        0x01, 0x01, 0, 0, 0,
+        0x34,
+    };
+    const uint8_t idx[6] = {0, 0, 3, 0, 1, 0};
+    int64_t dims[2] = {2, 3};
+    opt_bytes p = {0};
+    opt_error e = {0};
+    cr_assert_eq(opt_huf_weight_encode(idx, dims, 2, 4, OPT_HUF_DENSE, &p, NULL, &e), OPT_OK);
+    cr_assert_eq(p.len, sizeof want, "payload is %zu bytes", p.len);
+    cr_assert(memcmp(p.data, want, sizeof want) == 0, "payload bytes differ from the documentation");
+    free(p.data);
 }
