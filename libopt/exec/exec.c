@@ -16,6 +16,7 @@
  */
 #include <assert.h>
 #include "libopt/exec/exec.h"
+#include "libopt/exec/fuse.h"
 #include "libopt/exec/kernel.h"
 #include "libopt/exec/threads.h"
 #include "libopt/ir/strmap.h"
@@ -61,7 +62,8 @@ typedef struct enode {
 } enode;
 
 struct opt_exec {
-    const opt_model *m;
+    const opt_model *m;        /* what is planned: the user's model or fused's view of it */
+    opt_fuse_view *fused;      /* owned; NULL when nothing was fused */
     opt_exec_opts o;
     int threads;
     opt_tpool *pool;
@@ -710,7 +712,12 @@ opt_status opt_exec_new(const opt_model *m, const opt_exec_opts *opts, opt_exec 
         }
     }
     e->threads = e->o.threads > 0 ? e->o.threads : cpu_count();
-    opt_status s = plan(e, err);
+    opt_status s = OPT_OK;
+    if (!e->o.no_fuse && !e->o.observe) {
+        s = opt_fuse(m, &e->fused, err);
+        if (e->fused) e->m = &e->fused->model;
+    }
+    if (s == OPT_OK) s = plan(e, err);
     if (s == OPT_OK) {
         e->pool = opt_tpool_new(e->threads);
         if (!e->pool) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -757,6 +764,7 @@ void opt_exec_free(opt_exec *e)
         for (size_t i = 0; i < e->n_nodes + e->n_folded + 1; i++) free(e->labels[i]);
     free(e->labels);
     free(e->prof);
+    opt_fuse_view_free(e->fused);
     free(e);
 }
 
@@ -827,6 +835,11 @@ void opt_exec_explain(const opt_exec *e, char *buf, size_t len)
     EMIT("partitions: %zu (%zu nodes on cpu, %zu on cuda)\n", parts, ncpu, e->n_nodes - ncpu);
     EMIT("buffers: peak %zu bytes of activations; %zu outputs written in place so far\n",
          e->peak_bytes, e->n_inplace);
+    if (e->fused)
+        EMIT("fused at load: %zu Conv chains (%zu BatchNormalization folded, %zu Add, %zu activations)\n",
+             e->fused->n_own_nodes, e->fused->n_bn, e->fused->n_add, e->fused->n_act);
+    else
+        EMIT("fused at load: nothing%s\n", e->o.no_fuse ? " (fusion off)" : e->o.observe ? " (observed run)" : "");
     prev = (opt_device)-1;
     for (size_t i = 0; i < e->n_nodes; i++) {
         const enode *en = &e->nodes[i];

@@ -54,7 +54,9 @@ typedef struct opt_exec_opts {
     int threads;               /* 0: all cores */
     opt_device device;         /* OPT_DEVICE_CPU (default) or OPT_DEVICE_CUDA (with CPU fallback) */
     bool profile;              /* time every node */
-    opt_observe_fn observe;    /* optional */
+    bool no_fuse;              /* run every node as written: no Conv+BatchNormalization+Add+Relu
+                                * fusion at load (libopt/exec/fuse.h); also implied by observe */
+    opt_observe_fn observe;    /* optional; sees every node's outputs, so nothing is fused */
     void *observe_ctx;
 } opt_exec_opts;
 

@@ -10,9 +10,12 @@
  * converted to float32 once at load (prepare); float16/bfloat16/double models compute in float32
  * and round once at the output.
  */
+#include "libopt/exec/cpu/bcast.h"
 #include "libopt/exec/cpu/nn.h"
+#include "libopt/exec/fuse.h"
 
 #include <cblas.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +113,7 @@ typedef struct dw_job {
     const nn_conv_geom *g;
     const float *x, *w, *b;
     float *y;
+    const nn_conv_epi *epi; /* or NULL */
 } dw_job;
 
 /* One plane of a direct 2-D depthwise convolution (1-D as height 1): per output row, one
@@ -149,6 +153,33 @@ static NN_VEC void dw_plane(const nn_conv_geom *g, const float *restrict xp,
     }
 }
 
+/* y = act(y + z) over one plane, the same operations as nn_epilogue_rows. */
+static NN_VEC void epi_plane(const nn_conv_epi *e, const float *restrict z, float *restrict y,
+                             int64_t n)
+{
+    if (z)
+        for (int64_t i = 0; i < n; i++) y[i] += z[i];
+    switch (e->act) {
+    case NN_ACT_RELU:
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] > 0 ? y[i] : 0.0f;
+        break;
+    case NN_ACT_CLIP: {
+        float lo = e->lo, hi = e->hi;
+        for (int64_t i = 0; i < n; i++) {
+            float v = y[i] < lo ? lo : y[i];
+            y[i] = v > hi ? hi : v;
+        }
+        break;
+    }
+    case NN_ACT_LEAKY: {
+        float a = e->alpha;
+        for (int64_t i = 0; i < n; i++) y[i] = y[i] >= 0 ? y[i] : y[i] * a;
+        break;
+    }
+    default: break;
+    }
+}
+
 /* Planes [begin, end) of N*C. */
 static void dw_planes(void *ctx, size_t begin, size_t end)
 {
@@ -160,27 +191,133 @@ static void dw_planes(void *ctx, size_t begin, size_t end)
     int64_t ks = (sp == 2 ? g->k[0] : 1) * g->k[sp - 1];
     for (size_t pl = begin; pl < end; pl++) {
         int64_t c = (int64_t)pl % g->C;
-        dw_plane(g, j->x + (int64_t)pl * insz, j->w + c * ks, j->b ? j->b[c] : 0.0f,
-                 j->y + (int64_t)pl * outsz);
+        float *yp = j->y + (int64_t)pl * outsz;
+        dw_plane(g, j->x + (int64_t)pl * insz, j->w + c * ks, j->b ? j->b[c] : 0.0f, yp);
+        if (j->epi && (j->epi->z || j->epi->act))
+            epi_plane(j->epi, j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL, yp, outsz);
+    }
+}
+
+/* ---- im2col straight into packed panels ------------------------------------------------------ */
+
+typedef struct pack_job {
+    const nn_conv_geom *g;
+    const float *x;   /* this image's group of input channels */
+    int64_t K, ks, insz, outsz;
+    bool pointwise;
+} pack_job;
+
+/* dst[0..n) = src[0..n) * stride, the positions outside [lo, hi) of the source index (in
+ * elements, relative to src) reading as zero. */
+static NN_VEC void copy_run(float *restrict dst, const float *restrict src, int64_t n,
+                            int64_t stride, int64_t first, int64_t lo, int64_t hi)
+{
+    /* Source index of element t: first + t * stride. */
+    int64_t t0 = 0, t1 = n;
+    if (first < lo) t0 = (lo - first + stride - 1) / stride;
+    if (first + (n - 1) * stride >= hi) t1 = hi - first <= 0 ? 0 : (hi - first + stride - 1) / stride;
+    if (t0 > n) t0 = n;
+    if (t1 < t0) t1 = t0;
+    for (int64_t t = 0; t < t0; t++) dst[t] = 0.0f;
+    if (stride == 1) {
+        const float *s = src + first;
+        for (int64_t t = t0; t < t1; t++) dst[t] = s[t];
+    } else {
+        for (int64_t t = t0; t < t1; t++) dst[t] = src[first + t * stride];
+    }
+    for (int64_t t = t1; t < n; t++) dst[t] = 0.0f;
+}
+
+/* The packer for nn_sgemm_packed: columns [c0, c0 + nc) of the unfolded image. */
+static void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *dst)
+{
+    const pack_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    int64_t K = j->K, npan = (nc + NN_NR - 1) / NN_NR, tail = npan * NN_NR - nc;
+    if (tail)
+        for (int64_t r = 0; r < K; r++)
+            memset(dst + (npan - 1) * K * NN_NR + r * NN_NR + (NN_NR - tail), 0,
+                   (size_t)tail * sizeof *dst);
+    if (j->pointwise) {
+        for (int64_t r = 0; r < K; r++) {
+            const float *src = j->x + r * j->insz + c0;
+            for (int64_t p = 0; p < npan; p++) {
+                int64_t n = nc - p * NN_NR < NN_NR ? nc - p * NN_NR : NN_NR;
+                memcpy(dst + p * K * NN_NR + r * NN_NR, src + p * NN_NR, (size_t)n * sizeof *dst);
+            }
+        }
+        return;
+    }
+    int sp = g->nsp;
+    if (sp > 2) { /* N-D: one value at a time */
+        for (int64_t r = 0; r < K; r++) {
+            int64_t c = r / j->ks, kk = r % j->ks, koff[NN_MAX_SP];
+            for (int i = sp - 1; i >= 0; i--) {
+                koff[i] = (kk % g->k[i]) * g->dil[i] - g->pad_b[i];
+                kk /= g->k[i];
+            }
+            const float *xc = j->x + c * j->insz;
+            for (int64_t q = 0; q < nc; q++) {
+                int64_t p = c0 + q, idx = 0;
+                bool inside = true;
+                int64_t rem = p, o[NN_MAX_SP];
+                for (int i = sp - 1; i >= 0; i--) {
+                    o[i] = rem % g->out[i];
+                    rem /= g->out[i];
+                }
+                for (int i = 0; i < sp; i++) {
+                    int64_t pos = o[i] * g->stride[i] + koff[i];
+                    if (pos < 0 || pos >= g->in[i]) {
+                        inside = false;
+                        break;
+                    }
+                    idx = idx * g->in[i] + pos;
+                }
+                dst[(q / NN_NR) * K * NN_NR + r * NN_NR + q % NN_NR] = inside ? xc[idx] : 0.0f;
+            }
+        }
+        return;
+    }
+    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
+    int64_t OW = g->out[sp - 1];
+    int64_t KW = g->k[sp - 1];
+    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
+    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
+    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    for (int64_t r = 0; r < K; r++) {
+        int64_t c = r / j->ks, kk = r % j->ks, kh = kk / KW, kw = kk % KW;
+        const float *xc = j->x + c * j->insz;
+        int64_t q = 0;
+        while (q < nc) {
+            int64_t p = c0 + q, oh = p / OW, ow = p % OW;
+            int64_t lane = q % NN_NR;
+            int64_t n = OW - ow;
+            if (n > nc - q) n = nc - q;
+            if (n > NN_NR - lane) n = NN_NR - lane;
+            float *d = dst + (q / NN_NR) * K * NN_NR + r * NN_NR + lane;
+            int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H)
+                memset(d, 0, (size_t)n * sizeof *d);
+            else
+                copy_run(d, xc + ih * W, n, sw, ow * sw - pw + kw * dw, 0, W);
+            q += n;
+        }
     }
 }
 
 /* ---- the fast Conv --------------------------------------------------------------------------- */
 
-typedef struct bias_job {
-    const float *b;
+typedef struct epi_job {
+    nn_epilogue ep; /* z not used: already in the output */
     float *y;
-    int64_t M, outsz;
-} bias_job;
+    int64_t outsz;
+} epi_job;
 
-static NN_VEC void add_bias_rows(void *ctx, size_t begin, size_t end)
+static void epi_rows(void *ctx, size_t begin, size_t end)
 {
-    const bias_job *j = ctx;
-    for (size_t r = begin; r < end; r++) {
-        float bv = j->b[r % j->M];
-        float *restrict d = j->y + (int64_t)r * j->outsz;
-        for (int64_t p = 0; p < j->outsz; p++) d[p] += bv;
-    }
+    const epi_job *j = ctx;
+    nn_epilogue_rows(&j->ep, j->y + (int64_t)begin * j->outsz, j->outsz, (int64_t)begin,
+                     (int64_t)(end - begin), j->outsz, true);
 }
 
 static bool conv_is_pointwise(const nn_conv_geom *g)
@@ -190,23 +327,86 @@ static bool conv_is_pointwise(const nn_conv_geom *g)
     return true;
 }
 
-void nn_conv_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
-                 const float *b, float *y)
+size_t nn_conv_packed_floats(int64_t M, int64_t group, int64_t Kg)
+{
+    return (size_t)group * nn_pack_a_floats(M / group, Kg);
+}
+
+void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float *dst)
+{
+    int64_t Mg = M / group;
+    size_t per = nn_pack_a_floats(Mg, Kg);
+    for (int64_t gi = 0; gi < group; gi++)
+        nn_pack_a(w + gi * Mg * Kg, Kg, Mg, Kg, NULL, dst + (size_t)gi * per);
+}
+
+/* The packed kernel for every image and group; false when it is not available (nothing done). */
+static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                        const float *b, const nn_conv_epi *epi, float *y)
+{
+    if (!nn_sgemm_fast()) return false;
+    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
+    int64_t insz = nn_geom_in_size(g), outsz = nn_geom_out_size(g), ks = nn_geom_k_size(g);
+    int64_t K = Cg * ks;
+    const float *pw = epi ? epi->packed : NULL;
+    float *own = NULL;
+    size_t per = nn_pack_a_floats(Mg, K);
+    if (!pw) {
+        size_t bytes = nn_conv_packed_floats(g->M, g->group, K) * sizeof(float);
+        opt_error e = {0};
+        float *buf = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL;
+        if (!buf) buf = own = malloc(bytes ? bytes : 1);
+        if (!buf) return false;
+        nn_conv_pack_w(w, g->M, g->group, K, buf);
+        pw = buf;
+    }
+    pack_job pj = {g, NULL, K, ks, insz, outsz, conv_is_pointwise(g)};
+    bool ok = true;
+    for (int64_t n = 0; n < g->N && ok; n++)
+        for (int64_t gi = 0; gi < g->group && ok; gi++) {
+            pj.x = x + (n * g->C + gi * Cg) * insz;
+            int64_t off = (n * g->M + gi * Mg) * outsz;
+            nn_epilogue ep = {b ? b + gi * Mg : NULL, epi && epi->z ? epi->z + off : NULL, outsz,
+                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
+                              epi ? epi->alpha : 0};
+            ok = nn_sgemm_packed(k, Mg, outsz, K, pw + (size_t)gi * per, conv_pack_b, &pj,
+                                 y + off, outsz, &ep);
+        }
+    free(own);
+    /* Only the first call can fail (memory), before anything was written. */
+    return ok;
+}
+
+void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                    const float *b, const nn_conv_epi *epi, float *y)
 {
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     int64_t insz = nn_geom_in_size(g), outsz = nn_geom_out_size(g), ks = nn_geom_k_size(g);
     if (g->group == g->C && g->M == g->C && g->nsp <= 2) {
-        dw_job j = {g, x, w, b, y};
+        dw_job j = {g, x, w, b, y, epi};
         nn_parallel(k, (size_t)(g->N * g->C), dw_planes, &j);
         return;
     }
+    if (conv_packed(k, g, x, w, b, epi, y)) return;
     bool pointwise = conv_is_pointwise(g);
     int64_t K = Cg * ks;
+    const float *z = epi ? epi->z : NULL;
     float *col = NULL;
     if (!pointwise) {
         col = malloc((size_t)(K * outsz) * sizeof *col);
         if (!col) { /* out of memory: the slow path needs no workspace */
-            nn_conv_f32_ref(g, x, w, b, y);
+            if (z && z != y) memcpy(y, z, (size_t)(g->N * g->M * outsz) * sizeof *y);
+            else if (!z) memset(y, 0, (size_t)(g->N * g->M * outsz) * sizeof *y);
+            float *t = malloc((size_t)(g->N * g->M * outsz) * sizeof *t);
+            if (t) {
+                nn_conv_f32_ref(g, x, w, NULL, t);
+                for (int64_t i = 0; i < g->N * g->M * outsz; i++) y[i] += t[i];
+                free(t);
+            }
+            nn_epilogue ep = {b, NULL, 0, epi ? epi->act : 0, epi ? epi->lo : 0,
+                              epi ? epi->hi : 0, epi ? epi->alpha : 0};
+            for (int64_t n = 0; n < g->N; n++)
+                nn_epilogue_rows(&ep, y + n * g->M * outsz, outsz, 0, g->M, outsz, true);
             return;
         }
     }
@@ -215,20 +415,30 @@ void nn_conv_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const float
         for (int64_t gi = 0; gi < g->group; gi++) {
             const float *xg = x + (n * g->C + gi * Cg) * insz;
             const float *op = xg;
+            int64_t off = (n * g->M + gi * Mg) * outsz;
             if (!pointwise) {
                 nn_im2col_f32(k, g, xg, Cg, col);
                 op = col;
             }
+            /* The residual goes in first and sgemm adds to it (it may already be there). */
+            if (z && z + off != y + off) memcpy(y + off, z + off, (size_t)(Mg * outsz) * sizeof *y);
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)outsz, (int)K,
-                        1.0f, w + gi * Mg * K, (int)K, op, (int)outsz, 0.0f,
-                        y + (n * g->M + gi * Mg) * outsz, (int)outsz);
+                        1.0f, w + gi * Mg * K, (int)K, op, (int)outsz, z ? 1.0f : 0.0f, y + off,
+                        (int)outsz);
+            if (b || (epi && epi->act)) {
+                epi_job j = {{b ? b + gi * Mg : NULL, NULL, 0, epi ? epi->act : 0,
+                              epi ? epi->lo : 0, epi ? epi->hi : 0, epi ? epi->alpha : 0},
+                             y + off, outsz};
+                nn_parallel(Mg * outsz >= 32768 ? k : NULL, (size_t)Mg, epi_rows, &j);
+            }
         }
     free(col);
-    if (b) {
-        bias_job j = {b, y, g->M, outsz};
-        nn_parallel(g->N * g->M * outsz >= 32768 ? k : NULL, (size_t)(g->N * g->M), add_bias_rows,
-                    &j);
-    }
+}
+
+void nn_conv_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                 const float *b, float *y)
+{
+    nn_conv_f32_ex(k, g, x, w, b, NULL, y);
 }
 
 /* ---- the fast ConvTranspose ------------------------------------------------------------------ */
@@ -305,9 +515,15 @@ void nn_convtr_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const flo
 
 /* ---- kernels --------------------------------------------------------------------------------- */
 
-/* Weights (and bias) converted to float32 at load when they are constants. */
+/* Weights (and bias) converted to float32 at load when they are constants; for FusedConv with a
+ * BatchNormalization, its scale folded into the weights and its shift into the bias; the weights
+ * packed for the packed kernel when this CPU runs it. */
 typedef struct conv_state {
     float *w, *b;
+    float *packed;
+    bool fused;      /* FusedConv */
+    bool bn;         /* FusedConv with a BatchNormalization (needs constant W, B and statistics) */
+    nn_conv_epi epi; /* activation of FusedConv (z set per run) */
 } conv_state;
 
 static void conv_release(void *state)
@@ -316,7 +532,54 @@ static void conv_release(void *state)
     if (!s) return;
     free(s->w);
     free(s->b);
+    free(s->packed);
     free(s);
+}
+
+/* A float32 copy of constant a (NULL on out-of-memory). */
+static float *f32_copy(const opt_array *a)
+{
+    float *tmp;
+    const float *v = nn_f32_in(a, &tmp);
+    if (!v) return NULL;
+    if (tmp) return tmp;
+    uint64_t cnt = opt_array_numel(a);
+    tmp = malloc((cnt ? cnt : 1) * sizeof *tmp);
+    if (tmp && cnt) memcpy(tmp, v, cnt * sizeof *tmp);
+    return tmp;
+}
+
+/* Folds BatchNormalization (inputs 3-6 of FusedConv) into s->w [M x Kg] and s->b [M]:
+ * a = scale / sqrt(var + eps), w' = w * a, b' = (b - mean) * a + shift, as norm.c's folding. */
+static opt_status conv_fold_bn(const opt_node *n, const opt_array *const *consts, conv_state *s,
+                               int64_t M, int64_t Kg, opt_error *err)
+{
+    for (int i = 3; i < 7; i++)
+        if (!consts[i] || (int64_t)opt_array_numel(consts[i]) != M)
+            return opt_node_err(n, err, OPT_ERR_INVALID,
+                                "BatchNormalization input %d must be a constant of %lld values",
+                                i - 2, (long long)M);
+    float *t[4] = {0};
+    const float *v[4];
+    opt_status st = OPT_OK;
+    for (int i = 0; i < 4; i++) {
+        v[i] = nn_f32_in(consts[3 + i], &t[i]);
+        if (!v[i]) st = opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    if (!s->b && st == OPT_OK) {
+        s->b = calloc((size_t)(M ? M : 1), sizeof *s->b);
+        if (!s->b) st = opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    if (st == OPT_OK) {
+        float eps = opt_node_attr_float(n, "epsilon", 1e-5f);
+        for (int64_t m = 0; m < M; m++) {
+            float a = v[0][m] * (1.0f / sqrtf(v[3][m] + eps));
+            for (int64_t q = 0; q < Kg; q++) s->w[m * Kg + q] *= a;
+            s->b[m] = (s->b[m] - v[2][m]) * a + v[1][m];
+        }
+    }
+    for (int i = 0; i < 4; i++) free(t[i]);
+    return st;
 }
 
 static opt_status conv_prepare(const opt_node *n, int opset, const opt_array *const *consts,
@@ -326,19 +589,55 @@ static opt_status conv_prepare(const opt_node *n, int opset, const opt_array *co
     conv_state *s = calloc(1, sizeof *s);
     if (!s) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
     *state = s;
+    s->fused = strcmp(n->op_type, "FusedConv") == 0;
     for (size_t i = 1; i < 3 && i < n_in; i++) {
         if (!consts[i]) continue;
-        float *tmp;
-        const float *v = nn_f32_in(consts[i], &tmp);
-        if (!v) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
-        if (!tmp) {
-            uint64_t cnt = opt_array_numel(consts[i]);
-            tmp = malloc((cnt ? cnt : 1) * sizeof *tmp);
-            if (!tmp) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
-            memcpy(tmp, v, cnt * sizeof *tmp);
+        float *c = f32_copy(consts[i]);
+        if (!c) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+        if (i == 1) s->w = c;
+        else s->b = c;
+    }
+    if (!s->fused) {
+        /* Plain Conv: pack constant float weights now when the packed kernel will run. */
+        if (s->w && consts[1]->ndim >= 3 && nn_sgemm_fast() && strcmp(n->op_type, "Conv") == 0) {
+            int64_t M = consts[1]->dims[0], Kg = 1, group = opt_node_attr_int(n, "group", 1);
+            for (int i = 1; i < consts[1]->ndim; i++) Kg *= consts[1]->dims[i];
+            bool depthwise = consts[1]->dims[1] == 1 && group == M;
+            if (group >= 1 && M % group == 0 && M > 0 && Kg > 0 && !depthwise) {
+                s->packed = malloc(nn_conv_packed_floats(M, group, Kg) * sizeof *s->packed);
+                if (s->packed) nn_conv_pack_w(s->w, M, group, Kg, s->packed);
+            }
         }
-        if (i == 1) s->w = tmp;
-        else s->b = tmp;
+        return OPT_OK;
+    }
+    /* FusedConv (libopt/exec/fuse.h): constant weights, BatchNormalization folded in. */
+    if (!s->w || consts[1]->ndim < 3)
+        return opt_node_err(n, err, OPT_ERR_INVALID, "FusedConv needs constant weights of rank >= 3");
+    int64_t M = consts[1]->dims[0], Kg = 1, group = opt_node_attr_int(n, "group", 1);
+    for (int i = 1; i < consts[1]->ndim; i++) Kg *= consts[1]->dims[i];
+    if (group < 1 || M % group)
+        return opt_node_err(n, err, OPT_ERR_INVALID, "%lld output channels, group %lld",
+                            (long long)M, (long long)group);
+    if (n_in > 2 && consts[2] && (int64_t)opt_array_numel(consts[2]) != M)
+        return opt_node_err(n, err, OPT_ERR_INVALID, "B has %llu values for %lld output channels",
+                            (unsigned long long)opt_array_numel(consts[2]), (long long)M);
+    if (n_in > 2 && !consts[2] && n->n_inputs > 2 && n->inputs[2] && n->inputs[2][0])
+        return opt_node_err(n, err, OPT_ERR_INVALID, "FusedConv needs a constant bias");
+    s->bn = n_in > 6 && n->inputs[3] && n->inputs[3][0];
+    if (s->bn) OPT_TRY(conv_fold_bn(n, consts, s, M, Kg, err));
+    char act[16];
+    nn_attr_str(n, "activation", "", act, sizeof act);
+    if (strcmp(act, "Relu") == 0) s->epi.act = NN_ACT_RELU;
+    else if (strcmp(act, "Clip") == 0) s->epi.act = NN_ACT_CLIP;
+    else if (strcmp(act, "LeakyRelu") == 0) s->epi.act = NN_ACT_LEAKY;
+    else if (act[0]) return opt_node_err(n, err, OPT_ERR_INVALID, "unknown activation '%s'", act);
+    s->epi.lo = opt_node_attr_float(n, "min", -3.402823e+38f);
+    s->epi.hi = opt_node_attr_float(n, "max", 3.402823e+38f);
+    s->epi.alpha = opt_node_attr_float(n, "alpha", 0.01f);
+    if (nn_sgemm_fast()) {
+        s->packed = malloc(nn_conv_packed_floats(M, group, Kg) * sizeof *s->packed);
+        if (!s->packed) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+        nn_conv_pack_w(s->w, M, group, Kg, s->packed);
     }
     return OPT_OK;
 }
@@ -351,16 +650,42 @@ static opt_status conv_operands(opt_kctx *k, const conv_state *s, const float **
     *b = NULL;
     *w = s && s->w ? s->w : nn_f32_in(k->in[1], tw);
     if (!*w) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
-    if (opt_kctx_has(k, 2)) {
-        *b = s && s->b ? s->b : nn_f32_in(k->in[2], tb);
+    if (s && s->b) {
+        *b = s->b;
+    } else if (opt_kctx_has(k, 2)) {
+        *b = nn_f32_in(k->in[2], tb);
         if (!*b) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     }
     return OPT_OK;
 }
 
+/* Residual of FusedConv whose shape is not the conv's: y = act(t + z) with broadcasting. */
+typedef struct zb_job {
+    opt_bcast bc;
+    const float *t, *z;
+    float *y;
+    const nn_conv_epi *epi;
+} zb_job;
+
+static void zb_seg(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
+{
+    const zb_job *j = ctx;
+    nn_epilogue ep = {NULL, NULL, 0, j->epi->act, j->epi->lo, j->epi->hi, j->epi->alpha};
+    for (uint64_t i = 0; i < len; i++)
+        j->y[out + i] = j->t[in[0] + (int64_t)i * st[0]] + j->z[in[1] + (int64_t)i * st[1]];
+    nn_epilogue_rows(&ep, j->y + out, 0, 0, 1, (int64_t)len, false);
+}
+
+static void zb_part(void *ctx, size_t b, size_t e)
+{
+    zb_job *j = ctx;
+    opt_bcast_walk(&j->bc, b, e, zb_seg, j);
+}
+
 static opt_status conv_run(opt_kctx *k, opt_error *err)
 {
     const opt_array *X = k->in[0], *W = k->in[1];
+    const conv_state *s = k->state;
     if (X->ndim < 3 || W->ndim != X->ndim)
         return opt_kerr(k, err, OPT_ERR_INVALID, "X has rank %d and W rank %d (need equal, >= 3)",
                         X->ndim, W->ndim);
@@ -383,24 +708,61 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
                         (unsigned long long)opt_array_numel(k->in[2]), (long long)g.M);
     int64_t dims[OPT_MAX_DIMS] = {g.N, g.M};
     for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
-    OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, dims, err));
+    bool fused = s && s->fused;
+    const opt_array *Z = fused && opt_kctx_has(k, 7) ? k->in[7] : NULL;
+    if (fused && X->dtype != OPT_DT_FLOAT)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "FusedConv runs on float32 only");
+    if (Z && Z->dtype != OPT_DT_FLOAT)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "the added operand is %s, not float32",
+                        opt_dtype_short(Z->dtype));
+    bool z_same = Z && Z->ndim == X->ndim && memcmp(Z->dims, dims, sizeof(int64_t) * (size_t)X->ndim) == 0;
+    opt_bcast bc;
+    if (Z && !z_same) {
+        /* The Add broadcasts: its output shape is the broadcast of the conv's and Z's. */
+        opt_array co = {OPT_DT_FLOAT, X->ndim, {0}, NULL, 0};
+        memcpy(co.dims, dims, sizeof dims);
+        const opt_array *pr[2] = {&co, Z};
+        OPT_TRY(opt_bcast_init(&bc, k, pr, 2, err));
+        OPT_TRY(opt_kctx_output(k, 0, X->dtype, bc.out_ndim, bc.out_dims, err));
+    } else if (Z) {
+        OPT_TRY(opt_kctx_output_inplace(k, 0, 7, X->dtype, X->ndim, dims, err));
+    } else {
+        OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, dims, err));
+    }
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
 
     const float *w, *b;
-    float *tw, *tb, *tx, *ty;
-    OPT_TRY(conv_operands(k, k->state, &w, &b, &tw, &tb, err));
+    float *tw, *tb, *tx, *ty, *tz = NULL;
+    OPT_TRY(conv_operands(k, s, &w, &b, &tw, &tb, err));
     const float *x = nn_f32_in(X, &tx);
     float *y = nn_f32_out(&k->out[0], &ty);
     opt_status st = OPT_OK;
-    if (!x || !y)
+    nn_conv_epi epi = {0};
+    if (s) epi = s->epi;
+    epi.packed = s ? s->packed : NULL;
+    if (!x || !y) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
-    else
-        nn_conv_f32(k, &g, x, w, b, y);
+    } else if (Z && !z_same) {
+        uint64_t cn = (uint64_t)(g.N * g.M) * (uint64_t)nn_geom_out_size(&g);
+        tz = malloc((cn ? cn : 1) * sizeof *tz);
+        if (!tz) {
+            st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+        } else {
+            nn_conv_epi plain = {.packed = epi.packed};
+            nn_conv_f32_ex(k, &g, x, w, b, &plain, tz);
+            zb_job j = {bc, tz, Z->data, y, &epi};
+            nn_parallel(k, (size_t)bc.numel, zb_part, &j);
+        }
+    } else {
+        epi.z = Z ? Z->data : NULL;
+        nn_conv_f32_ex(k, &g, x, w, b, &epi, y);
+    }
     if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
     else free(ty);
     free(tx);
     free(tw);
     free(tb);
+    free(tz);
     return st;
 }
 
@@ -530,5 +892,8 @@ const opt_kernel opt_kernels_conv[] = {
      conv_release},
     {"", "ConvTranspose", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, conv_prepare,
      convtr_run, conv_release},
+    /* Conv [+ BatchNormalization] [+ Add] [+ activation], made at load by libopt/exec/fuse.c. */
+    {OPT_FUSE_DOMAIN, "FusedConv", 1, INT_MAX, OPT_DT_BIT(OPT_DT_FLOAT), 0, OPT_DEVICE_CPU, NULL,
+     conv_prepare, conv_run, conv_release},
     {0},
 };

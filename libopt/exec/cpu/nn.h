@@ -112,6 +112,68 @@ void nn_convtr_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const flo
 void nn_convtr_f32_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
                        float *y);
 
+/* ---- packed SGEMM with a fused epilogue (sgemm.c) ------------------------------------------- */
+
+/* Register tile (rows x columns) and column chunk of the packed kernel. */
+#define NN_MR 12
+#define NN_NR 32
+#define NN_NC 512
+
+/* Activations an epilogue can apply. NN_ACT_RELU gives 0 for NaN, as the Relu kernel does;
+ * NN_ACT_CLIP keeps NaN, as Clip does. */
+enum { NN_ACT_NONE = 0, NN_ACT_RELU, NN_ACT_CLIP, NN_ACT_LEAKY };
+
+/* What happens to each output value v of row r, column c of a GEMM after the multiply-adds:
+ * v += bias[r]; v += z[r * ldz + c]; v = act(v). z may be the output itself (read before it is
+ * written). */
+typedef struct nn_epilogue {
+    const float *bias; /* [rows] or NULL */
+    const float *z;    /* residual or NULL */
+    int64_t ldz;
+    int act;           /* NN_ACT_* */
+    float lo, hi;      /* NN_ACT_CLIP */
+    float alpha;       /* NN_ACT_LEAKY */
+} nn_epilogue;
+
+/* Whether this CPU runs the packed AVX-512 kernel (otherwise callers use OpenBLAS). */
+bool nn_sgemm_fast(void);
+/* Floats of A [M x K] packed into row panels of NN_MR (the last one zero-padded). */
+size_t nn_pack_a_floats(int64_t M, int64_t K);
+/* Packs A (row stride lda), each row r multiplied by row_scale[r] when row_scale is not NULL. */
+void nn_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, const float *row_scale,
+               float *dst);
+/* Packs columns [c0, c0 + nc) of B (K rows) into dst as ceil(nc / NN_NR) panels, each K x NN_NR
+ * floats (row kk of a panel holds NN_NR consecutive columns; lanes past nc are zero). */
+typedef void (*nn_pack_b_fn)(const void *ctx, int64_t c0, int64_t nc, float *dst);
+/* C [M x N] (row stride ldc) = A * B with the epilogue, A packed by nn_pack_a and B packed on
+ * the fly by pack_b. Runs on k's threads (k may be NULL). Returns false, doing nothing, when the
+ * kernel is not available on this CPU or memory runs out: the caller then uses OpenBLAS. */
+bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
+                     nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,
+                     const nn_epilogue *ep);
+/* The epilogue on rows [row0, row0 + rows) of C in plain C (for the OpenBLAS path and tests);
+ * add_bias_z false applies only the activation. */
+void nn_epilogue_rows(const nn_epilogue *ep, float *c, int64_t ldc, int64_t row0, int64_t rows,
+                      int64_t cols, bool add_bias_z);
+
+/* ---- fused convolution (conv.c) ---------------------------------------------------------------- */
+
+/* What nn_conv_f32_ex does beyond Conv: add z ([N, M, out...], may be y itself) and apply an
+ * activation, and use weights packed once by nn_conv_pack_w. */
+typedef struct nn_conv_epi {
+    const float *z;
+    int act;
+    float lo, hi, alpha;
+    const float *packed; /* or NULL */
+} nn_conv_epi;
+
+/* Floats of W [M, Kg] (Kg = C/group * kernel size) packed per group for the packed kernel. */
+size_t nn_conv_packed_floats(int64_t M, int64_t group, int64_t Kg);
+void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float *dst);
+/* Conv followed by + z and the activation (epi may be NULL: plain nn_conv_f32). */
+void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
+                    const float *b, const nn_conv_epi *epi, float *y);
+
 /* ---- numpy matmul shapes (gemm.c, quant.c) ------------------------------------------------- */
 
 /* The shapes of a numpy matmul: batch dims broadcast, M, K, N, and whether each operand's
