@@ -398,10 +398,55 @@ opt_status opt_huf_stream_decode(const uint8_t *buf, size_t len, uint8_t *out, u
         cnt[s] = b >= n ? 0 : (b + q < n ? q : n - b);
     }
     unsigned bad = 0;
-    uint64_t done = 0;
-    if (nseg == 4) {
-        uint64_t lock = cnt[3] < cnt[0] ? cnt[3] : cnt[0];
-        for (; done + 5 <= lock; done += 5) {
+    uint64_t rem[OPT_HUF_MAX_SEGS];
+    for (int s = 0; s < nseg; s++) rem[s] = cnt[s];
+    /* Long streams: a second table decodes up to four symbols per lookup of an 11-bit window
+     * (entry: the symbols in bits 0-31, their count in 32-39, the bits they take in 40-47, and
+     * bit 48 set for a pattern that is no code), which is what makes short codes fast. */
+    uint64_t *mtab = n >= 2048 ? malloc(sizeof(uint64_t) << OPT_HUF_MAX_BITS) : NULL;
+    if (mtab) {
+        const int W = OPT_HUF_MAX_BITS;
+        for (uint32_t p = 0; p < (1u << W); p++) {
+            uint64_t syms = 0, nk = 0, pos = 0;
+            while (nk < 4) {
+                uint32_t win = (p << pos) & ((1u << W) - 1);
+                unsigned e1 = tab[win >> (W - maxlen)], l1 = e1 & 15;
+                if (l1 == 0 || pos + l1 > (unsigned)W) break;
+                syms |= (uint64_t)(e1 >> 4) << (8 * nk);
+                nk++;
+                pos += l1;
+            }
+            mtab[p] = nk ? syms | nk << 32 | pos << 40 : (UINT64_C(1) << 32) | ((uint64_t)W << 40) | (UINT64_C(1) << 48);
+        }
+    }
+    const unsigned mshift = 64u - OPT_HUF_MAX_BITS;
+#define HUF_DECM(rd, op, rm)                                   \
+    do {                                                       \
+        uint64_t e_ = mtab[(rd).buf >> mshift];                \
+        uint32_t sy_ = (uint32_t)e_;                           \
+        memcpy((op), &sy_, 4);                                 \
+        unsigned k_ = (unsigned)(e_ >> 32) & 0xFF, b_ = (unsigned)(e_ >> 40) & 0xFF; \
+        (op) += k_;                                            \
+        (rm) -= k_;                                            \
+        (rd).buf <<= b_;                                       \
+        (rd).cnt -= b_;                                        \
+        bad |= (unsigned)(e_ >> 48);                           \
+    } while (0)
+    if (mtab && nseg == 4) {
+        while (rem[0] >= 20 && rem[1] >= 20 && rem[2] >= 20 && rem[3] >= 20) {
+            br_refill(&r[0]);
+            br_refill(&r[1]);
+            br_refill(&r[2]);
+            br_refill(&r[3]);
+            for (int j = 0; j < 5; j++) {
+                HUF_DECM(r[0], o[0], rem[0]);
+                HUF_DECM(r[1], o[1], rem[1]);
+                HUF_DECM(r[2], o[2], rem[2]);
+                HUF_DECM(r[3], o[3], rem[3]);
+            }
+        }
+    } else if (nseg == 4) {
+        while (rem[0] >= 5 && rem[1] >= 5 && rem[2] >= 5 && rem[3] >= 5) {
             br_refill(&r[0]);
             br_refill(&r[1]);
             br_refill(&r[2]);
@@ -412,11 +457,24 @@ opt_status opt_huf_stream_decode(const uint8_t *buf, size_t len, uint8_t *out, u
                 HUF_DEC1(r[2], o[2]);
                 HUF_DEC1(r[3], o[3]);
             }
+            rem[0] -= 5;
+            rem[1] -= 5;
+            rem[2] -= 5;
+            rem[3] -= 5;
         }
     }
     for (int s = 0; s < nseg; s++) {
-        uint64_t i = done;
-        for (; i + 5 <= cnt[s]; i += 5) {
+        if (mtab) {
+            while (rem[s] >= 20) {
+                br_refill(&r[s]);
+                for (int j = 0; j < 5; j++) HUF_DECM(r[s], o[s], rem[s]);
+            }
+            while (rem[s] >= 4) {
+                br_refill(&r[s]);
+                HUF_DECM(r[s], o[s], rem[s]);
+            }
+        }
+        for (; rem[s] >= 5; rem[s] -= 5) {
             br_refill(&r[s]);
             HUF_DEC1(r[s], o[s]);
             HUF_DEC1(r[s], o[s]);
@@ -424,14 +482,18 @@ opt_status opt_huf_stream_decode(const uint8_t *buf, size_t len, uint8_t *out, u
             HUF_DEC1(r[s], o[s]);
             HUF_DEC1(r[s], o[s]);
         }
-        for (; i < cnt[s]; i++) {
+        for (; rem[s] > 0; rem[s]--) {
             br_refill(&r[s]);
             HUF_DEC1(r[s], o[s]);
         }
         uint64_t consumed = (uint64_t)r[s].pos * 8 - r[s].cnt;
-        if (consumed > (uint64_t)seg_len[s] * 8)
+        if (consumed > (uint64_t)seg_len[s] * 8) {
+            free(mtab);
             return opt_error_set(err, OPT_ERR_DATA, "huffman: segment %d ends in the middle of a code", s);
+        }
     }
+#undef HUF_DECM
+    free(mtab);
     if (bad) return opt_error_set(err, OPT_ERR_DATA, "huffman: bit pattern that is no code");
     *used = at;
     return OPT_OK;
@@ -672,41 +734,42 @@ opt_status opt_huf_weight_decode(const uint8_t *buf, size_t len, uint8_t *out, u
             return st;
         }
         at += used;
-        /* The listed indices are decoded into the tail of out and scattered forward. The k-th
-         * listed position p_k is at most numel - nnz + k (the nnz - k - 1 later ones lie above
-         * it), which is where the k-th index sits, so neither the scatter nor the fill before it
-         * overwrites an index not yet read; a stream that breaks this runs past the tensor and
-         * is rejected below. */
+        /* The listed indices go to their own buffer; out is filled with `fill` once and the
+         * listed positions are then scattered in one tight loop. */
         st = opt_huf_stream_count(buf + at, len - at, &nnz, err);
         if (st == OPT_OK && nnz > numel)
             st = opt_error_set(err, OPT_ERR_DATA, "huffman: %llu listed indices for %llu elements",
                                (unsigned long long)nnz, (unsigned long long)numel);
-        uint8_t *src = st == OPT_OK ? out + (numel - nnz) : out; /* no pointer past the buffer */
+        uint8_t *src = st == OPT_OK ? malloc(nnz ? nnz : 1) : NULL;
+        if (st == OPT_OK && !src) st = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         if (st == OPT_OK) st = opt_huf_stream_decode(buf + at, len - at, src, nnz, 256, &nnz, &used, err);
         if (st != OPT_OK) {
             free(ps);
+            free(src);
             return st;
         }
         at += used;
+        memset(out, h.fill, (size_t)numel);
         uint64_t m1 = (UINT64_C(1) << h.run_bits) - 1, pos = 0, k = 0;
+        bool ok = true;
         for (uint64_t i = 0; i < np; i++) {
-            uint64_t s = ps[i];
-            uint64_t next = pos + (s == m1 ? m1 : s);
-            if (next > numel || (s != m1 && (next >= numel || k >= nnz))) {
-                free(ps);
-                return opt_error_set(err, OPT_ERR_DATA, "huffman: position stream runs past the tensor");
-            }
-            if (s == m1) {
-                memset(out + pos, h.fill, (size_t)m1);
-                pos = next;
+            uint64_t sy = ps[i];
+            if (sy == m1) {
+                pos += m1;
                 continue;
             }
-            uint8_t v = src[k++];
-            memset(out + pos, h.fill, (size_t)s);
-            out[next] = v;
-            pos = next + 1;
+            pos += sy;
+            if (pos >= numel || k >= nnz) {
+                ok = false;
+                break;
+            }
+            out[pos++] = src[k++];
         }
-        if (k == nnz) memset(out + pos, h.fill, (size_t)(numel - pos));
+        free(src);
+        if (!ok || pos > numel) {
+            free(ps);
+            return opt_error_set(err, OPT_ERR_DATA, "huffman: position stream runs past the tensor");
+        }
         free(ps);
         if (k != nnz)
             return opt_error_set(err, OPT_ERR_DATA, "huffman: %llu positions for %llu listed indices",

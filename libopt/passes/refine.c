@@ -450,6 +450,15 @@ void opt_refine_free(opt_refine *rf)
     free(rf);
 }
 
+opt_status opt_refine_original(const opt_refine *rf, size_t i, float **w, opt_error *err)
+{
+    const rlayer *l = &rf->L[i];
+    if (!l->w0 || !(*w = malloc((l->numel ? l->numel : 1) * sizeof **w)))
+        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    memcpy(*w, l->w0, l->numel * sizeof **w);
+    return OPT_OK;
+}
+
 bool opt_refine_has(const opt_refine *rf, size_t i)
 {
     return rf && i < rf->n && rf->L[i].kind != 0;

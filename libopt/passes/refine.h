@@ -34,6 +34,9 @@ void opt_refine_free(opt_refine *rf);
  * the earlier layers into cur. A no-op without a reference. */
 opt_status opt_refine_prepare(opt_refine *rf, size_t i, const opt_model *cur, opt_error *err);
 
+/* A malloc'd copy of layer i's weight as it was when rf was made (caller frees). */
+opt_status opt_refine_original(const opt_refine *rf, size_t i, float **w, opt_error *err);
+
 /* Whether layer i has statistics (a supported layer). */
 bool opt_refine_has(const opt_refine *rf, size_t i);
 
