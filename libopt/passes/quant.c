@@ -85,11 +85,26 @@ static int weight_input(const opt_graph *g, const opt_node *n)
     return is_init(g, n->inputs[1]) ? 1 : -1;
 }
 
-static opt_status add_act(plan *p, const char *name, const char *range_of, long producer, bool *added,
-                          opt_error *err)
+/* The graph's own string for value `name`: its producer's output or the graph input. Node
+ * inputs are rewired (freed) during the edit, so keys and names must not point at them. */
+static const char *canon(const opt_graph *g, long producer, const char *name)
+{
+    if (producer >= 0) {
+        const opt_node *n = g->nodes[producer];
+        for (size_t k = 0; k < n->n_outputs; k++)
+            if (strcmp(n->outputs[k], name) == 0) return n->outputs[k];
+    }
+    for (size_t i = 0; i < g->n_inputs; i++)
+        if (g->inputs[i]->name && strcmp(g->inputs[i]->name, name) == 0) return g->inputs[i]->name;
+    return name;
+}
+
+static opt_status add_act(plan *p, const opt_graph *g, const char *name, const char *range_of, long producer,
+                          bool *added, opt_error *err)
 {
     size_t k;
     *added = false;
+    name = canon(g, producer, name);
     if (opt_strmap_get(&p->act_ix, name, &k)) return OPT_OK;
     if (p->n_acts == p->cap_acts) {
         size_t cap = p->cap_acts ? 2 * p->cap_acts : 32;
@@ -167,7 +182,8 @@ static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p
         for (int k = 0; k < nin; k++) {
             if (is_init(g, n->inputs[k])) continue;
             bool added;
-            OPT_TRY(add_act(p, n->inputs[k], n->inputs[k], opt_graph_producer(p->ix, n->inputs[k]), &added, err));
+            long pr = opt_graph_producer(p->ix, n->inputs[k]);
+            OPT_TRY(add_act(p, g, n->inputs[k], canon(g, pr, n->inputs[k]), pr, &added, err));
         }
     }
     /* Extend QDQ backwards through pass-through ops, reusing the output's range. */
@@ -183,7 +199,7 @@ static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p
             continue;
         bool added;
         const char *u = pn->inputs[0];
-        OPT_TRY(add_act(p, u, p->acts[k].range_of, opt_graph_producer(p->ix, u), &added, err));
+        OPT_TRY(add_act(p, g, u, p->acts[k].range_of, opt_graph_producer(p->ix, u), &added, err));
     }
     return OPT_OK;
 }
