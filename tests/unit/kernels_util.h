@@ -122,7 +122,7 @@ static inline opt_model *kt_model(const char *op_type, int opset, const kt_opera
     opt_graph *g = m->graph = opt_graph_new();
     g->name = opt_strdup("kt");
     const char *ins[16], *outs[8];
-    char onames[8][8];
+    char onames[8][24];
     for (size_t i = 0; i < n_in; i++) ins[i] = in[i].name;
     for (size_t i = 0; i < n_out; i++) {
         snprintf(onames[i], sizeof onames[i], "y%zu", i);

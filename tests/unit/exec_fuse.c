@@ -1,0 +1,344 @@
+/*
+ * tests/unit/exec_fuse.c — load-time fusion (libopt/exec/fuse.c) and the packed SGEMM behind it
+ * (libopt/exec/cpu/sgemm.c): a fused Conv chain computes what the same nodes compute one by one
+ * (opt_exec_opts.no_fuse), within KT_FUSE_REL; values that others read are never fused away;
+ * results are bit-identical run after run and across thread counts.
+ */
+#include "libopt/exec/cpu/nn.h"
+#include "tests/unit/kernels_util.h"
+
+/* Fused vs unfused: the folded BatchNormalization rounds the weights once more, and the
+ * residual and bias are added in another order. Relative to the output's scale. */
+#define KT_FUSE_REL 1e-5
+
+typedef struct chain {
+    int nsp;
+    int64_t N, C, M, group, in[3], k[3], stride[3], pad[3], dil[3], out[3];
+    bool bias, bn, add, add_first, z_bcast;
+    int act; /* 0 none, 1 Relu, 2 Clip, 3 LeakyRelu */
+} chain;
+
+static void add_init(opt_graph *g, const char *name, const int64_t *dims, int nd, const float *v)
+{
+    opt_error err = {0};
+    opt_tensor *t = opt_tensor_new();
+    t->name = opt_strdup(name);
+    cr_assert(opt_tensor_set_dims(t, dims, (size_t)nd, &err) == OPT_OK);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)dims[i];
+    cr_assert(opt_tensor_set_raw(t, OPT_DT_FLOAT, v, n * sizeof(float), &err) == OPT_OK);
+    cr_assert(opt_graph_add_initializer(g, t, &err) == OPT_OK);
+}
+
+static void add_node(opt_graph *g, const char *op, const char *name, const char *const *in,
+                     size_t n_in, const char *out)
+{
+    opt_error err = {0};
+    opt_node *n = opt_node_make(op, name, in, n_in, &out, 1);
+    cr_assert(opt_graph_insert_node(g, g->n_nodes, n, &err) == OPT_OK);
+}
+
+/* Conv [-> BatchNormalization] [-> Add(z)] [-> act] as a model (opset 17); y is the output. With
+ * conv_out_too, the Conv's output is also a graph output. */
+static opt_model *chain_model(const chain *c, kt_rng *r, bool conv_out_too)
+{
+    opt_model *m = opt_model_new();
+    m->has_ir_version = true;
+    m->ir_version = 8;
+    m->opset_import = calloc(1, sizeof *m->opset_import);
+    m->n_opset_import = 1;
+    m->opset_import[0].domain = opt_strdup("");
+    m->opset_import[0].has_version = true;
+    m->opset_import[0].version = 17;
+    opt_graph *g = m->graph = opt_graph_new();
+    g->name = opt_strdup("chain");
+    opt_error err = {0};
+    int64_t xd[5] = {c->N, c->C}, wd[5] = {c->M, c->C / c->group}, zd[5] = {c->N, c->M};
+    size_t wn = (size_t)(c->M * (c->C / c->group));
+    for (int i = 0; i < c->nsp; i++) {
+        xd[2 + i] = c->in[i];
+        wd[2 + i] = c->k[i];
+        zd[2 + i] = c->z_bcast ? 1 : c->out[i];
+        wn *= (size_t)c->k[i];
+    }
+    g->inputs = calloc(2, sizeof *g->inputs);
+    g->inputs[g->n_inputs++] = kt_vi("x", OPT_DT_FLOAT, 2 + c->nsp, xd);
+    if (c->add) g->inputs[g->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 2 + c->nsp, zd);
+    float *w = kt_randf(r, wn), *b = kt_randf(r, (size_t)c->M);
+    add_init(g, "W", wd, 2 + c->nsp, w);
+    add_init(g, "B", &c->M, 1, b);
+    const char *cin[3] = {"x", "W", "B"};
+    add_node(g, "Conv", "conv", cin, c->bias ? 3 : 2, "c");
+    opt_node *conv = g->nodes[g->n_nodes - 1];
+    int64_t pads[6];
+    for (int i = 0; i < c->nsp; i++) pads[i] = pads[i + c->nsp] = c->pad[i];
+    cr_assert(opt_node_set_attr_ints(conv, "strides", c->stride, (size_t)c->nsp, &err) == OPT_OK);
+    cr_assert(opt_node_set_attr_ints(conv, "dilations", c->dil, (size_t)c->nsp, &err) == OPT_OK);
+    cr_assert(opt_node_set_attr_ints(conv, "pads", pads, 2 * (size_t)c->nsp, &err) == OPT_OK);
+    cr_assert(opt_node_set_attr_int(conv, "group", c->group, &err) == OPT_OK);
+    const char *cur = "c";
+    if (c->bn) {
+        float *s = kt_randf(r, (size_t)c->M), *sh = kt_randf(r, (size_t)c->M);
+        float *mu = kt_randf(r, (size_t)c->M), *var = kt_randf(r, (size_t)c->M);
+        for (int64_t i = 0; i < c->M; i++) var[i] = fabsf(var[i]) + 0.1f;
+        add_init(g, "bn_s", &c->M, 1, s);
+        add_init(g, "bn_b", &c->M, 1, sh);
+        add_init(g, "bn_m", &c->M, 1, mu);
+        add_init(g, "bn_v", &c->M, 1, var);
+        free(s), free(sh), free(mu), free(var);
+        add_node(g, "BatchNormalization", "bn", (const char *[]){cur, "bn_s", "bn_b", "bn_m", "bn_v"},
+                 5, "n");
+        cr_assert(opt_node_set_attr_float(g->nodes[g->n_nodes - 1], "epsilon", 1e-3f, &err) == OPT_OK);
+        cur = "n";
+    }
+    if (c->add) {
+        const char *ain[2] = {c->add_first ? "z" : cur, c->add_first ? cur : "z"};
+        add_node(g, "Add", "add", ain, 2, "a");
+        cur = "a";
+    }
+    if (c->act == 1) {
+        add_node(g, "Relu", "act", &cur, 1, "r");
+        cur = "r";
+    } else if (c->act == 2) {
+        float lo = -0.25f, hi = 0.5f;
+        add_init(g, "lo", NULL, 0, &lo);
+        add_init(g, "hi", NULL, 0, &hi);
+        add_node(g, "Clip", "act", (const char *[]){cur, "lo", "hi"}, 3, "r");
+        cur = "r";
+    } else if (c->act == 3) {
+        add_node(g, "LeakyRelu", "act", &cur, 1, "r");
+        cr_assert(opt_node_set_attr_float(g->nodes[g->n_nodes - 1], "alpha", 0.2f, &err) == OPT_OK);
+        cur = "r";
+    }
+    g->outputs = calloc(2, sizeof *g->outputs);
+    g->outputs[g->n_outputs++] = kt_vi(cur, OPT_DT_FLOAT, -1, NULL);
+    if (conv_out_too) g->outputs[g->n_outputs++] = kt_vi("c", OPT_DT_FLOAT, -1, NULL);
+    free(w), free(b);
+    return m;
+}
+
+/* Runs m on x (and z) with the options; out gets the first output; explain (when not NULL) the
+ * plan's description. */
+static void run_chain(const opt_model *m, const chain *c, const float *x, const float *z,
+                      int threads, bool no_fuse, opt_array *out, char *explain, size_t elen)
+{
+    opt_exec_opts o = {.threads = threads, .no_fuse = no_fuse};
+    opt_exec *e = NULL;
+    opt_error err = {0};
+    cr_assert_eq(opt_exec_new(m, &o, &e, &err), OPT_OK, "load: %s", err.msg);
+    opt_array in[2] = {{OPT_DT_FLOAT, 2 + c->nsp, {c->N, c->C}, (void *)x, 0},
+                       {OPT_DT_FLOAT, 2 + c->nsp, {c->N, c->M}, (void *)z, 0}};
+    size_t xn = (size_t)(c->N * c->C), zn = (size_t)(c->N * c->M);
+    for (int i = 0; i < c->nsp; i++) {
+        in[0].dims[2 + i] = c->in[i];
+        in[1].dims[2 + i] = c->z_bcast ? 1 : c->out[i];
+        xn *= (size_t)c->in[i];
+        zn *= (size_t)in[1].dims[2 + i];
+    }
+    in[0].nbytes = xn * sizeof(float);
+    in[1].nbytes = zn * sizeof(float);
+    opt_array outs[2] = {{0}};
+    size_t n_out = opt_exec_n_outputs(e);
+    cr_assert_eq(opt_exec_run(e, in, c->add ? 2 : 1, outs, n_out, &err), OPT_OK, "run: %s", err.msg);
+    *out = outs[0];
+    if (n_out > 1) opt_array_free(&outs[1]);
+    if (explain) opt_exec_explain(e, explain, elen);
+    opt_exec_free(e);
+}
+
+static void rand_chain(kt_rng *r, chain *c, int kind)
+{
+    memset(c, 0, sizeof *c);
+    c->nsp = (int)kt_int(r, 1, 3);
+    c->N = kt_int(r, 1, 2);
+    if (kind == 1) { /* depthwise */
+        c->nsp = (int)kt_int(r, 1, 2);
+        c->group = c->C = c->M = kt_int(r, 1, 8);
+    } else {
+        c->group = kt_int(r, 1, 2);
+        c->C = c->group * kt_int(r, 1, 5);
+        c->M = c->group * kt_int(r, 1, 15);
+    }
+    for (int i = 0; i < c->nsp; i++) {
+        for (;;) {
+            c->in[i] = kt_int(r, 1, c->nsp == 3 ? 6 : 13);
+            c->k[i] = kind == 2 ? 1 : kt_int(r, 1, 3);
+            c->stride[i] = kind == 2 ? 1 : kt_int(r, 1, 2);
+            c->dil[i] = kind == 2 ? 1 : kt_int(r, 1, 2);
+            c->pad[i] = kind == 2 ? 0 : kt_int(r, 0, 1);
+            int64_t span = c->in[i] + 2 * c->pad[i] - ((c->k[i] - 1) * c->dil[i] + 1);
+            if (span >= 0) {
+                c->out[i] = span / c->stride[i] + 1;
+                break;
+            }
+        }
+    }
+    c->bias = kt_int(r, 0, 1);
+    c->bn = kt_int(r, 0, 1);
+    c->add = kt_int(r, 0, 1);
+    c->add_first = kt_int(r, 0, 1);
+    c->act = (int)kt_int(r, 0, 3);
+    if (!c->bn && !c->add && !c->act) c->act = 1;
+}
+
+static size_t out_numel(const chain *c)
+{
+    size_t n = (size_t)(c->N * c->M);
+    for (int i = 0; i < c->nsp; i++) n *= (size_t)c->out[i];
+    return n;
+}
+
+/* Fused and unfused runs of chain c agree within KT_FUSE_REL, and the fused plan has one node. */
+static void check_chain(const chain *c, kt_rng *r, int threads, const char *what, int trial)
+{
+    opt_model *m = chain_model(c, r, false);
+    size_t xn = (size_t)(c->N * c->C);
+    for (int i = 0; i < c->nsp; i++) xn *= (size_t)c->in[i];
+    float *x = kt_randf(r, xn), *z = kt_randf(r, out_numel(c));
+    opt_array yf = {0}, yu = {0};
+    char ex[4096];
+    run_chain(m, c, x, z, threads, false, &yf, ex, sizeof ex);
+    run_chain(m, c, x, z, threads, true, &yu, NULL, 0);
+    cr_assert(strstr(ex, "fused at load: 1 Conv chains"), "%s trial %d: not fused:\n%s", what, trial, ex);
+    cr_assert_eq(yf.nbytes, yu.nbytes);
+    double e = kt_max_rel(yf.data, yu.data, yf.nbytes / sizeof(float));
+    cr_assert_leq(e, KT_FUSE_REL,
+                  "%s trial %d (nsp %d, group %lld, C %lld, M %lld, bn %d, add %d, act %d): error %g",
+                  what, trial, c->nsp, (long long)c->group, (long long)c->C, (long long)c->M, c->bn,
+                  c->add, c->act, e);
+    opt_array_free(&yf);
+    opt_array_free(&yu);
+    free(x), free(z);
+    opt_model_free(m);
+}
+
+Test(fuse, conv_chains_compute_what_their_nodes_compute)
+{
+    kt_rng r = {0x5eed0001};
+    for (int t = 0; t < 60; t++) {
+        chain c;
+        rand_chain(&r, &c, t % 3);
+        check_chain(&c, &r, 1 + t % 2, t % 3 == 1 ? "depthwise" : t % 3 == 2 ? "pointwise" : "any", t);
+    }
+}
+
+Test(fuse, large_layers_cross_the_blocking_boundaries)
+{
+    /* K = 64 * 9 = 576 (three K blocks), 41 x 41 = 1681 output columns (four chunks), M = 50 (a
+     * partial row panel), two images; then a pointwise one with K = 300 and a strided one. */
+    kt_rng r = {0x5eed0002};
+    chain c = {.nsp = 2, .N = 2, .C = 64, .M = 50, .group = 1, .in = {41, 41}, .k = {3, 3},
+               .stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .out = {41, 41}, .bias = true,
+               .bn = true, .add = true, .act = 1};
+    check_chain(&c, &r, 1, "3x3", 0);
+    check_chain(&c, &r, 2, "3x3 threaded", 0);
+    chain p = {.nsp = 2, .N = 1, .C = 300, .M = 37, .group = 1, .in = {23, 29}, .k = {1, 1},
+               .stride = {1, 1}, .pad = {0, 0}, .dil = {1, 1}, .out = {23, 29}, .bn = true, .act = 2};
+    check_chain(&p, &r, 2, "pointwise", 1);
+    chain s = {.nsp = 2, .N = 1, .C = 24, .M = 70, .group = 2, .in = {30, 31}, .k = {3, 3},
+               .stride = {2, 2}, .pad = {1, 1}, .dil = {1, 1}, .out = {15, 16}, .bias = true,
+               .add = true, .add_first = true, .act = 3};
+    check_chain(&s, &r, 2, "strided grouped", 2);
+}
+
+Test(fuse, a_residual_that_broadcasts_is_added_correctly)
+{
+    kt_rng r = {0x5eed0003};
+    chain c = {.nsp = 2, .N = 1, .C = 5, .M = 7, .group = 1, .in = {9, 8}, .k = {3, 3},
+               .stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .out = {9, 8}, .bias = true,
+               .bn = true, .add = true, .z_bcast = true, .act = 1};
+    check_chain(&c, &r, 1, "bcast", 0);
+}
+
+Test(fuse, values_read_elsewhere_are_not_fused_away)
+{
+    kt_rng r = {0x5eed0004};
+    chain c = {.nsp = 2, .N = 1, .C = 3, .M = 4, .group = 1, .in = {6, 6}, .k = {3, 3},
+               .stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .out = {6, 6}, .bn = true, .act = 1};
+    opt_model *m = chain_model(&c, &r, true); /* the Conv's output is a graph output too */
+    float *x = kt_randf(&r, 36 * 3);
+    opt_array yf = {0}, yu = {0};
+    char ex[4096];
+    run_chain(m, &c, x, NULL, 1, false, &yf, ex, sizeof ex);
+    run_chain(m, &c, x, NULL, 1, true, &yu, NULL, 0);
+    cr_assert(strstr(ex, "fused at load: nothing"), "plan:\n%s", ex);
+    cr_assert_eq(memcmp(yf.data, yu.data, yf.nbytes), 0);
+    opt_array_free(&yf);
+    opt_array_free(&yu);
+    free(x);
+    opt_model_free(m);
+}
+
+Test(fuse, results_are_bit_identical_across_runs_and_thread_counts)
+{
+    kt_rng r = {0x5eed0005};
+    chain c = {.nsp = 2, .N = 1, .C = 40, .M = 64, .group = 1, .in = {28, 28}, .k = {3, 3},
+               .stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .out = {28, 28}, .bias = true,
+               .bn = true, .add = true, .act = 1};
+    opt_model *m = chain_model(&c, &r, false);
+    float *x = kt_randf(&r, 40 * 28 * 28), *z = kt_randf(&r, out_numel(&c));
+    opt_array a = {0}, b = {0}, t2 = {0};
+    run_chain(m, &c, x, z, 1, false, &a, NULL, 0);
+    run_chain(m, &c, x, z, 1, false, &b, NULL, 0);
+    run_chain(m, &c, x, z, 2, false, &t2, NULL, 0);
+    cr_assert_eq(memcmp(a.data, b.data, a.nbytes), 0, "two runs differ");
+    cr_assert_eq(memcmp(a.data, t2.data, a.nbytes), 0, "1 and 2 threads differ");
+    opt_array_free(&a), opt_array_free(&b), opt_array_free(&t2);
+    free(x), free(z);
+    opt_model_free(m);
+}
+
+/* ---- the packed SGEMM on its own ------------------------------------------------------------- */
+
+typedef struct rowmajor {
+    const float *b;
+    int64_t ldb, K;
+} rowmajor;
+
+static void pack_rowmajor(const void *ctx, int64_t c0, int64_t nc, float *dst)
+{
+    const rowmajor *j = ctx;
+    int64_t npan = (nc + NN_NR - 1) / NN_NR;
+    for (int64_t p = 0; p < npan; p++)
+        for (int64_t kk = 0; kk < j->K; kk++)
+            for (int64_t l = 0; l < NN_NR; l++) {
+                int64_t col = p * NN_NR + l;
+                dst[(p * j->K + kk) * NN_NR + l] = col < nc ? j->b[kk * j->ldb + c0 + col] : 0.0f;
+            }
+}
+
+Test(sgemm, packed_kernel_matches_a_plain_product_with_its_epilogue)
+{
+    if (!nn_sgemm_fast()) { /* the caller must fall back to OpenBLAS: it says so */
+        float a = 1, c = 0;
+        nn_epilogue ep = {0};
+        cr_assert(!nn_sgemm_packed(NULL, 1, 1, 1, &a, pack_rowmajor, NULL, &c, 1, &ep));
+        return;
+    }
+    kt_rng r = {0x5eed0006};
+    const int64_t shapes[][3] = {{1, 1, 1}, {12, 32, 256}, {13, 33, 257}, {50, 600, 700},
+                                 {5, 1100, 3}, {100, 17, 40}};
+    for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
+        int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
+        float *A = kt_randf(&r, (size_t)(M * K)), *B = kt_randf(&r, (size_t)(K * N));
+        float *bias = kt_randf(&r, (size_t)M), *z = kt_randf(&r, (size_t)(M * N));
+        float *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
+        float *pa = malloc(nn_pack_a_floats(M, K) * sizeof *pa);
+        nn_pack_a(A, K, M, K, NULL, pa);
+        rowmajor rm = {B, N, K};
+        nn_epilogue ep = {bias, z, N, (int)(t % 4), -0.5f, 0.75f, 0.1f};
+        cr_assert(nn_sgemm_packed(NULL, M, N, K, pa, pack_rowmajor, &rm, C, N, &ep));
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t kk = 0; kk < K; kk++) s += (double)A[i * K + kk] * B[kk * N + j];
+                R[i * N + j] = (float)(s + bias[i] + z[i * N + j]);
+            }
+        nn_epilogue act = ep;
+        nn_epilogue_rows(&act, R, N, 0, M, N, false);
+        double e = kt_max_rel(C, R, (size_t)(M * N));
+        cr_assert_leq(e, KT_F32_REL, "M %lld N %lld K %lld: error %g", (long long)M, (long long)N,
+                      (long long)K, e);
+        free(A), free(B), free(bias), free(z), free(C), free(R), free(pa);
+    }
+}
