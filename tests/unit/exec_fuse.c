@@ -324,9 +324,9 @@ Test(sgemm, packed_kernel_matches_a_plain_product_with_its_epilogue)
         float *bias = kt_randf(&r, (size_t)M), *z = kt_randf(&r, (size_t)(M * N));
         float *C = calloc((size_t)(M * N), sizeof *C), *R = calloc((size_t)(M * N), sizeof *R);
         float *pa = malloc(nn_pack_a_floats(M, K) * sizeof *pa);
-        nn_pack_a(A, K, M, K, NULL, pa);
+        nn_pack_a(A, K, 1, M, K, NULL, pa);
         rowmajor rm = {B, N, K};
-        nn_epilogue ep = {bias, z, N, (int)(t % 4), -0.5f, 0.75f, 0.1f};
+        nn_epilogue ep = {bias, NULL, z, N, (int)(t % 4), -0.5f, 0.75f, 0.1f};
         cr_assert(nn_sgemm_packed(NULL, M, N, K, pa, pack_rowmajor, &rm, C, N, &ep));
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {

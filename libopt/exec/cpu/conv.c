@@ -337,7 +337,7 @@ void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float 
     int64_t Mg = M / group;
     size_t per = nn_pack_a_floats(Mg, Kg);
     for (int64_t gi = 0; gi < group; gi++)
-        nn_pack_a(w + gi * Mg * Kg, Kg, Mg, Kg, NULL, dst + (size_t)gi * per);
+        nn_pack_a(w + gi * Mg * Kg, Kg, 1, Mg, Kg, NULL, dst + (size_t)gi * per);
 }
 
 /* The packed kernel for every image and group; false when it is not available (nothing done). */
@@ -366,7 +366,7 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
         for (int64_t gi = 0; gi < g->group && ok; gi++) {
             pj.x = x + (n * g->C + gi * Cg) * insz;
             int64_t off = (n * g->M + gi * Mg) * outsz;
-            nn_epilogue ep = {b ? b + gi * Mg : NULL, epi && epi->z ? epi->z + off : NULL, outsz,
+            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + off : NULL, outsz,
                               epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
                               epi ? epi->alpha : 0};
             ok = nn_sgemm_packed(k, Mg, outsz, K, pw + (size_t)gi * per, conv_pack_b, &pj,
@@ -403,7 +403,7 @@ void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const fl
                 for (int64_t i = 0; i < g->N * g->M * outsz; i++) y[i] += t[i];
                 free(t);
             }
-            nn_epilogue ep = {b, NULL, 0, epi ? epi->act : 0, epi ? epi->lo : 0,
+            nn_epilogue ep = {b, NULL, NULL, 0, epi ? epi->act : 0, epi ? epi->lo : 0,
                               epi ? epi->hi : 0, epi ? epi->alpha : 0};
             for (int64_t n = 0; n < g->N; n++)
                 nn_epilogue_rows(&ep, y + n * g->M * outsz, outsz, 0, g->M, outsz, true);
@@ -426,7 +426,7 @@ void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const fl
                         1.0f, w + gi * Mg * K, (int)K, op, (int)outsz, z ? 1.0f : 0.0f, y + off,
                         (int)outsz);
             if (b || (epi && epi->act)) {
-                epi_job j = {{b ? b + gi * Mg : NULL, NULL, 0, epi ? epi->act : 0,
+                epi_job j = {{b ? b + gi * Mg : NULL, NULL, NULL, 0, epi ? epi->act : 0,
                               epi ? epi->lo : 0, epi ? epi->hi : 0, epi ? epi->alpha : 0},
                              y + off, outsz};
                 nn_parallel(Mg * outsz >= 32768 ? k : NULL, (size_t)Mg, epi_rows, &j);
@@ -670,7 +670,7 @@ typedef struct zb_job {
 static void zb_seg(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
 {
     const zb_job *j = ctx;
-    nn_epilogue ep = {NULL, NULL, 0, j->epi->act, j->epi->lo, j->epi->hi, j->epi->alpha};
+    nn_epilogue ep = {NULL, NULL, NULL, 0, j->epi->act, j->epi->lo, j->epi->hi, j->epi->alpha};
     for (uint64_t i = 0; i < len; i++)
         j->y[out + i] = j->t[in[0] + (int64_t)i * st[0]] + j->z[in[1] + (int64_t)i * st[1]];
     nn_epilogue_rows(&ep, j->y + out, 0, 0, 1, (int64_t)len, false);

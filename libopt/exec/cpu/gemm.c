@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* float32 copies of constant inputs that were not float32 (others are used in place). */
+/* float32 copies of constant inputs that were not float32 (others are used in place), and a
+ * constant B packed for the packed kernel (nn_sgemm_packed) when this CPU runs it. */
 typedef struct mm_state {
     float *c[3];
+    float *pb;          /* B packed whole: K x N as column panels, or NULL */
+    int64_t pb_k, pb_n; /* its K and N */
 } mm_state;
 
 static void mm_release(void *state)
@@ -22,6 +25,7 @@ static void mm_release(void *state)
     mm_state *s = state;
     if (!s) return;
     for (int i = 0; i < 3; i++) free(s->c[i]);
+    free(s->pb);
     free(s);
 }
 
@@ -36,7 +40,52 @@ static opt_status mm_prepare(const opt_node *n, int opset, const opt_array *cons
         const float *v = nn_f32_in(consts[i], &s->c[i]);
         if (!v) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
     }
+    /* A constant 2-D B (weights) is packed once. Gemm's transB decides its layout. */
+    if (n_in > 1 && consts[1] && consts[1]->ndim == 2 && nn_sgemm_fast()) {
+        const float *b = s->c[1] ? s->c[1] : (const float *)consts[1]->data;
+        bool gemm = strcmp(n->op_type, "Gemm") == 0;
+        bool tb = gemm && opt_node_attr_int(n, "transB", 0) != 0;
+        int64_t r = consts[1]->dims[0], c = consts[1]->dims[1];
+        int64_t K = tb ? c : r, N = tb ? r : c;
+        if (K > 0 && N > 0) {
+            s->pb = aligned_alloc(64, (nn_pack_b_floats(K, N) * sizeof *s->pb + 63) & ~(size_t)63);
+            if (!s->pb) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+            nn_pack_b(b, tb ? 1 : c, tb ? c : 1, K, 0, N, s->pb);
+            s->pb_k = K;
+            s->pb_n = N;
+        }
+    }
     return OPT_OK;
+}
+
+/* A float32 buffer of n floats from the executor's scratch, or malloc'd into *own. */
+static float *mm_scratch(opt_kctx *k, size_t n, float **own)
+{
+    *own = NULL;
+    opt_error e = {0};
+    float *p = k->exec ? opt_kctx_scratch(k, n * sizeof(float), &e) : NULL;
+    if (!p) p = *own = malloc((n ? n : 1) * sizeof(float));
+    return p;
+}
+
+/* C [M x N] = A * B (+ epilogue) on the packed kernel: A element (r, k) at a[r * ars + k * acs],
+ * B packed in s (when it matches K x N) or element (k, c) at b[k * brs + c * bcs]. False when
+ * the packed kernel is not available (nothing written). */
+static bool mm_packed(opt_kctx *k, const mm_state *s, int64_t M, int64_t N, int64_t K,
+                      const float *a, int64_t ars, int64_t acs, const float *b, int64_t brs,
+                      int64_t bcs, float *y, const nn_epilogue *ep)
+{
+    if (!nn_sgemm_fast() || M <= 0 || N <= 0 || K <= 0) return false;
+    float *own;
+    float *pa = mm_scratch(k, nn_pack_a_floats(M, K), &own);
+    if (!pa) return false;
+    nn_pack_a(a, ars, acs, M, K, NULL, pa);
+    nn_bview bv = {b, brs, bcs, K};
+    bool pre = s && s->pb && s->pb_k == K && s->pb_n == N;
+    bool ok = nn_sgemm_packed(k, M, N, K, pa, pre ? NULL : nn_pack_b_strided, pre ? (const void *)s->pb : &bv,
+                              y, N, ep);
+    free(own);
+    return ok;
 }
 
 /* Input i as float32: prepared copy, the data itself, or a new copy in *tmp. */
@@ -89,6 +138,17 @@ static opt_status gemm_run(opt_kctx *k, opt_error *err)
     if (!a || !b || !y || (C && beta != 0.0f && !c)) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
         goto done;
+    }
+    if (K > 0 && alpha == 1.0f && (!c || (beta == 1.0f && !(cr == 1 && cc == 1 && N > 1)))) {
+        /* C as the epilogue: a row [N] (bias per column), a column [M, 1] or a full [M, N]. */
+        nn_epilogue ep = {0};
+        if (c && cr == 1) ep.cbias = c;
+        else if (c && cc == 1) ep.bias = c;
+        else if (c) ep.z = c, ep.ldz = N;
+        int64_t lda = A->dims[1], ldb = B->dims[1];
+        if (mm_packed(k, k->state, M, N, K, a, ta ? 1 : lda, ta ? lda : 1, b, tb ? 1 : ldb,
+                      tb ? ldb : 1, y, &ep))
+            goto done;
     }
     if (c) {
         for (int64_t i = 0; i < M; i++)
@@ -164,6 +224,46 @@ opt_status nn_matmul_shape(opt_kctx *k, const opt_array *A, const opt_array *B, 
     return OPT_OK;
 }
 
+typedef struct bmm_job {
+    const mm_shape *s;
+    const float *a, *b;
+    float *y;
+} bmm_job;
+
+/* Batch items [begin, end) of a broadcast MatMul, each on the packed kernel on this thread
+ * (OpenBLAS for an item whose packing buffer cannot be had). */
+static void bmm_items(void *ctx, size_t begin, size_t end)
+{
+    bmm_job *j = ctx;
+    const mm_shape *s = j->s;
+    for (size_t t = begin; t < end; t++) {
+        int64_t ao = 0, bo = 0, rem = (int64_t)t;
+        for (int i = s->nb - 1; i >= 0; i--) {
+            int64_t ix = rem % s->batch[i];
+            rem /= s->batch[i];
+            ao += ix * s->astride[i];
+            bo += ix * s->bstride[i];
+        }
+        nn_epilogue ep = {0};
+        float *own = NULL, *pa = malloc(nn_pack_a_floats(s->M, s->K) * sizeof *pa);
+        own = pa;
+        bool ok = pa != NULL;
+        if (ok) {
+            nn_pack_a(j->a + ao, s->K, 1, s->M, s->K, NULL, pa);
+            nn_bview bv = {j->b + bo, s->N, 1, s->K};
+            ok = nn_sgemm_packed(NULL, s->M, s->N, s->K, pa, nn_pack_b_strided, &bv,
+                                 j->y + (int64_t)t * s->M * s->N, s->N, &ep);
+        }
+        free(own);
+        if (!ok) {
+            /* Fall back for this item alone. */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->M, (int)s->N,
+                        (int)s->K, 1.0f, j->a + ao, (int)s->K, j->b + bo, (int)s->N, 0.0f,
+                        j->y + (int64_t)t * s->M * s->N, (int)s->N);
+        }
+    }
+}
+
 static opt_status matmul_run(opt_kctx *k, opt_error *err)
 {
     const opt_array *A = k->in[0], *B = k->in[1];
@@ -184,9 +284,20 @@ static opt_status matmul_run(opt_kctx *k, opt_error *err)
         memset(y, 0, total * sizeof *y);
         goto done;
     }
-    nn_blas_threads(nn_threads(k));
     int64_t nbatch = 1;
     for (int i = 0; i < s.nb; i++) nbatch *= s.batch[i];
+    if (s.N > 1 && nn_sgemm_fast()) {
+        nn_epilogue ep = {0};
+        if (s.b_flat && mm_packed(k, k->state, nbatch * s.M, s.N, s.K, a, s.K, 1, b, s.N, 1, y, &ep))
+            goto done;
+        if (!s.b_flat) {
+            /* Small batched products (attention): one whole product per thread. */
+            bmm_job j = {&s, a, b, y};
+            nn_parallel(k, (size_t)nbatch, bmm_items, &j);
+            goto done;
+        }
+    }
+    nn_blas_threads(nn_threads(k));
     if (s.b_flat) {
         int64_t rows = nbatch * s.M;
         if (s.N == 1)
@@ -219,9 +330,7 @@ done:
 const opt_kernel opt_kernels_gemm[] = {
     {"", "Gemm", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, mm_prepare, gemm_run,
      mm_release},
-    /* MatMul converts non-float32 constants at each run for now: its prepare is left out until
-     * the planner's const pointers stay valid across prepare (see docs/benchmarks.md). */
-    {"", "MatMul", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, NULL, matmul_run,
+    {"", "MatMul", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, mm_prepare, matmul_run,
      mm_release},
     {0},
 };

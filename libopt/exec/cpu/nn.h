@@ -128,6 +128,7 @@ enum { NN_ACT_NONE = 0, NN_ACT_RELU, NN_ACT_CLIP, NN_ACT_LEAKY };
  * written). */
 typedef struct nn_epilogue {
     const float *bias; /* [rows] or NULL */
+    const float *cbias; /* [columns] or NULL: v += cbias[c] (after bias) */
     const float *z;    /* residual or NULL */
     int64_t ldz;
     int act;           /* NN_ACT_* */
@@ -139,14 +140,29 @@ typedef struct nn_epilogue {
 bool nn_sgemm_fast(void);
 /* Floats of A [M x K] packed into row panels of NN_MR (the last one zero-padded). */
 size_t nn_pack_a_floats(int64_t M, int64_t K);
-/* Packs A (row stride lda), each row r multiplied by row_scale[r] when row_scale is not NULL. */
-void nn_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, const float *row_scale,
+/* Packs A, element (r, k) at A[r * rs + k * cs], each row r multiplied by row_scale[r] when
+ * row_scale is not NULL. */
+void nn_pack_a(const float *A, int64_t rs, int64_t cs, int64_t M, int64_t K,
+               const float *row_scale, float *dst);
+/* Floats of B [K x N] packed whole into column panels of NN_NR. */
+size_t nn_pack_b_floats(int64_t K, int64_t N);
+/* Packs columns [c0, c0 + nc) of B, element (k, c) at B[k * rs + c * cs], as the panels
+ * nn_pack_b_fn describes. Packing all of B (c0 0, nc N) gives what nn_sgemm_packed takes as
+ * pre-packed B. */
+void nn_pack_b(const float *B, int64_t rs, int64_t cs, int64_t K, int64_t c0, int64_t nc,
                float *dst);
+/* A strided B for nn_pack_b_strided (the nn_pack_b_fn for plain matrices). */
+typedef struct nn_bview {
+    const float *b;
+    int64_t rs, cs, K;
+} nn_bview;
+void nn_pack_b_strided(const void *ctx, int64_t c0, int64_t nc, float *dst);
 /* Packs columns [c0, c0 + nc) of B (K rows) into dst as ceil(nc / NN_NR) panels, each K x NN_NR
  * floats (row kk of a panel holds NN_NR consecutive columns; lanes past nc are zero). */
 typedef void (*nn_pack_b_fn)(const void *ctx, int64_t c0, int64_t nc, float *dst);
 /* C [M x N] (row stride ldc) = A * B with the epilogue, A packed by nn_pack_a and B packed on
- * the fly by pack_b. Runs on k's threads (k may be NULL). Returns false, doing nothing, when the
+ * the fly by pack_b(pb_ctx, ...), or, when pack_b is NULL, pb_ctx is all of B packed by
+ * nn_pack_b. Runs on k's threads (k may be NULL). Returns false, doing nothing, when the
  * kernel is not available on this CPU or memory runs out: the caller then uses OpenBLAS. */
 bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                      nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,

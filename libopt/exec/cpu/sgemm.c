@@ -51,18 +51,52 @@ size_t nn_pack_a_floats(int64_t M, int64_t K)
     return (size_t)((M + NN_MR - 1) / NN_MR) * NN_MR * (size_t)K;
 }
 
-void nn_pack_a(const float *A, int64_t lda, int64_t M, int64_t K, const float *row_scale,
-               float *dst)
+void nn_pack_a(const float *A, int64_t rs, int64_t cs, int64_t M, int64_t K,
+               const float *row_scale, float *dst)
 {
     for (int64_t p0 = 0; p0 < M; p0 += NN_MR) {
         float *d = dst + p0 * K;
-        for (int64_t kk = 0; kk < K; kk++)
-            for (int64_t i = 0; i < NN_MR; i++) {
+        int64_t mr = M - p0 < NN_MR ? M - p0 : NN_MR;
+        for (int64_t kk = 0; kk < K; kk++) {
+            for (int64_t i = 0; i < mr; i++) {
                 int64_t r = p0 + i;
-                d[kk * NN_MR + i] = r < M ? A[r * lda + kk] * (row_scale ? row_scale[r] : 1.0f)
-                                          : 0.0f;
+                d[kk * NN_MR + i] = A[r * rs + kk * cs] * (row_scale ? row_scale[r] : 1.0f);
             }
+            for (int64_t i = mr; i < NN_MR; i++) d[kk * NN_MR + i] = 0.0f;
+        }
     }
+}
+
+size_t nn_pack_b_floats(int64_t K, int64_t N)
+{
+    return (size_t)((N + NN_NR - 1) / NN_NR) * NN_NR * (size_t)K;
+}
+
+void nn_pack_b(const float *B, int64_t rs, int64_t cs, int64_t K, int64_t c0, int64_t nc,
+               float *dst)
+{
+    int64_t npan = (nc + NN_NR - 1) / NN_NR;
+    for (int64_t p = 0; p < npan; p++) {
+        int64_t n = nc - p * NN_NR < NN_NR ? nc - p * NN_NR : NN_NR;
+        float *d = dst + p * K * NN_NR;
+        const float *src = B + (c0 + p * NN_NR) * cs;
+        for (int64_t kk = 0; kk < K; kk++) {
+            const float *sr = src + kk * rs;
+            float *dr = d + kk * NN_NR;
+            if (cs == 1) {
+                memcpy(dr, sr, (size_t)n * sizeof *dr);
+            } else {
+                for (int64_t l = 0; l < n; l++) dr[l] = sr[l * cs];
+            }
+            for (int64_t l = n; l < NN_NR; l++) dr[l] = 0.0f;
+        }
+    }
+}
+
+void nn_pack_b_strided(const void *ctx, int64_t c0, int64_t nc, float *dst)
+{
+    const nn_bview *v = ctx;
+    nn_pack_b(v->b, v->rs, v->cs, v->K, c0, nc, dst);
 }
 
 /* The scalar epilogue, the same operations and order as the vector one. */
@@ -89,6 +123,7 @@ void nn_epilogue_rows(const nn_epilogue *ep, float *c, int64_t ldc, int64_t row0
             float v = cr[j];
             if (add_bias_z) {
                 v += bv;
+                if (ep->cbias) v += ep->cbias[j];
                 if (zr) v += zr[j];
             }
             cr[j] = epi_act(ep, v);
@@ -125,7 +160,7 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
 #pragma GCC unroll 12
     for (int i = 0; i < NN_MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     for (int64_t kk = 0; kk < kc; kk++) {
-        __m512 b0 = _mm512_load_ps(b + kk * NN_NR), b1 = _mm512_load_ps(b + kk * NN_NR + 16);
+        __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR), b1 = _mm512_loadu_ps(b + kk * NN_NR + 16);
         const float *ak = a + kk * NN_MR;
 #pragma GCC unroll 12
         for (int i = 0; i < NN_MR; i++) {
@@ -148,6 +183,10 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
                 __m512 bv = _mm512_set1_ps(ep->bias[row0 + i]);
                 v0 = _mm512_add_ps(v0, bv);
                 v1 = _mm512_add_ps(v1, bv);
+            }
+            if (ep->cbias) {
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->cbias + col0));
+                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ep->cbias + col0 + 16));
             }
             if (ep->z) {
                 const float *zr = ep->z + (row0 + i) * ep->ldz + col0;
@@ -185,7 +224,10 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
 {
     int64_t c0 = ch * j->nc, nc = j->N - c0 < j->nc ? j->N - c0 : j->nc;
     int64_t npan = (nc + NN_NR - 1) / NN_NR;
-    j->pack_b(j->pb_ctx, c0, nc, bp);
+    if (j->pack_b)
+        j->pack_b(j->pb_ctx, c0, nc, bp);
+    else /* B was packed whole (nn_pack_b); chunks start on panel boundaries */
+        bp = (float *)j->pb_ctx + (c0 / NN_NR) * j->K * NN_NR;
     for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
         int64_t kc = j->K - k0 < KC ? j->K - k0 : KC;
         bool first = k0 == 0, last = k0 + kc >= j->K;
@@ -247,7 +289,7 @@ bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *
     j.buf_floats = (size_t)((j.nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
     size_t nbuf = (size_t)j.ntasks;
     if (nbuf > (size_t)threads) nbuf = (size_t)threads;
-    size_t bytes = nbuf * j.buf_floats * sizeof(float);
+    size_t bytes = j.pack_b ? nbuf * j.buf_floats * sizeof(float) : 64;
     opt_error e = {0};
     float *bufs = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL;
     float *own = NULL;
