@@ -51,6 +51,8 @@ typedef struct qact {
     int32_t zp;
     char *dq_out;          /* name of the DequantizeLinear output (owned) */
     long producer;         /* node index or -1 */
+    bool all;              /* every consumer reads the DQ output (outputs of quantized ops) */
+    char *old_name;        /* a renamed graph output's old string, kept alive for the maps (owned) */
 } qact;
 
 typedef struct plan {
@@ -68,7 +70,10 @@ static void plan_free(plan *p)
     opt_graph_index_free(p->ix);
     opt_dtypes_free(&p->dt);
     free(p->quantize);
-    for (size_t i = 0; i < p->n_acts; i++) free(p->acts[i].dq_out);
+    for (size_t i = 0; i < p->n_acts; i++) {
+        free(p->acts[i].dq_out);
+        free(p->acts[i].old_name);
+    }
     free(p->acts);
     opt_strmap_free(&p->act_ix);
 }
@@ -184,6 +189,24 @@ static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p
             bool added;
             long pr = opt_graph_producer(p->ix, n->inputs[k]);
             OPT_TRY(add_act(p, g, n->inputs[k], canon(g, pr, n->inputs[k]), pr, &added, err));
+        }
+        /* The output too (after a Relu that is its only consumer), so the op runs on integers
+         * from end to end, as in ONNX Runtime's QDQ form: every consumer reads the DQ output. */
+        const char *y = n->outputs[0];
+        long yp = (long)i;
+        size_t nc;
+        const size_t *cs = opt_graph_consumers(p->ix, y, &nc);
+        if (nc == 1 && !opt_graph_is_output(p->ix, y) && opt_node_is_onnx(g->nodes[cs[0]]) &&
+            strcmp(g->nodes[cs[0]]->op_type, "Relu") == 0 && g->nodes[cs[0]]->n_outputs == 1 &&
+            !in_list(g->nodes[cs[0]]->name ? g->nodes[cs[0]]->name : "", o->exclude, o->n_exclude)) {
+            yp = (long)cs[0];
+            y = g->nodes[cs[0]]->outputs[0];
+        }
+        if (y[0] && opt_dtypes_get(&p->dt, y) == OPT_DT_FLOAT) {
+            bool added;
+            size_t ai;
+            OPT_TRY(add_act(p, g, y, canon(g, yp, y), yp, &added, err));
+            if (opt_strmap_get(&p->act_ix, canon(g, yp, y), &ai)) p->acts[ai].all = true;
         }
     }
     /* Extend QDQ backwards through pass-through ops, reusing the output's range. */
@@ -488,15 +511,52 @@ opt_status opt_quant_int8(opt_model *m, const opt_quant_opts *o, opt_quant_repor
     for (size_t k = 0; k < p.n_acts; k++) {
         qact *a = &p.acts[k];
         uint8_t zb = adt == OPT_DT_INT8 ? (uint8_t)(int8_t)a->zp : (uint8_t)a->zp;
-        char *b1 = cat2(a->name, "_scale"), *b2 = cat2(a->name, "_zero_point"),
-             *b3 = cat2(a->name, "_QuantizeLinear"), *b4 = cat2(a->name, "_QuantizeLinear_Output"),
-             *b5 = cat2(a->name, "_DequantizeLinear"), *b6 = cat2(a->name, "_DequantizeLinear_Output");
+        if (a->all && a->producer >= 0 && opt_graph_is_output(p.ix, a->name)) {
+            /* A graph output keeps its name: the producer writes NAME_QuantizeLinear_Input and
+             * the DequantizeLinear gives back NAME. */
+            char *orig_name = opt_strdup(a->name), *b0 = cat2(a->name, "_QuantizeLinear_Input");
+            char *qin = b0 ? opt_graph_unique_name(g, b0) : NULL;
+            free(b0);
+            opt_node *pn = g->nodes[a->producer];
+            if (!orig_name || !qin) {
+                free(orig_name);
+                free(qin);
+                s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+                goto done;
+            }
+            for (size_t q = 0; q < pn->n_outputs; q++)
+                if (pn->outputs[q] == a->name) {
+                    a->old_name = pn->outputs[q]; /* the plan's maps still point at it */
+                    pn->outputs[q] = qin;
+                    qin = NULL;
+                    break;
+                }
+            free(qin);
+            for (size_t q = 0; q < pn->n_outputs; q++)
+                if (strncmp(pn->outputs[q], orig_name, strlen(orig_name)) == 0 && strcmp(pn->outputs[q], orig_name) != 0)
+                    a->name = pn->outputs[q];
+            a->dq_out = orig_name; /* marks: DQ output is the original name */
+        }
+        const char *base = a->dq_out ? a->dq_out : a->name;
+        char *b1 = cat2(base, "_scale"), *b2 = cat2(base, "_zero_point"),
+             *b3 = cat2(base, "_QuantizeLinear"), *b4 = cat2(base, "_QuantizeLinear_Output"),
+             *b5 = cat2(base, "_DequantizeLinear"), *b6 = cat2(base, "_DequantizeLinear_Output");
         const char *in[3] = {a->name, NULL, NULL};
         opt_node *q = NULL, *dq = NULL;
         if (b1 && b2 && b3 && b4 && b5 && b6 && (in[1] = add_init(g, b1, OPT_DT_FLOAT, NULL, 0, &a->scale, 4, err)) &&
             (in[2] = add_init(g, b2, adt, NULL, 0, &zb, 1, err)) && (q = add_node(g, "QuantizeLinear", b3, in, 3, b4, err))) {
             const char *din[3] = {q->outputs[0], in[1], in[2]};
-            dq = add_node(g, "DequantizeLinear", b5, din, 3, b6, err);
+            if (a->dq_out) { /* a graph output: the DQ output takes the original name */
+                char *nm = opt_graph_unique_name(g, b5);
+                dq = nm ? opt_node_make("DequantizeLinear", nm, din, 3, (const char *const *)&a->dq_out, 1) : NULL;
+                free(nm);
+                if (dq && opt_graph_insert_node(g, g->n_nodes, dq, err) != OPT_OK) {
+                    opt_node_free(dq);
+                    dq = NULL;
+                }
+            } else {
+                dq = add_node(g, "DequantizeLinear", b5, din, 3, b6, err);
+            }
         }
         free(b1);
         free(b2);
@@ -504,7 +564,7 @@ opt_status opt_quant_int8(opt_model *m, const opt_quant_opts *o, opt_quant_repor
         free(b4);
         free(b5);
         free(b6);
-        if (!q || !dq || !(a->dq_out = opt_strdup(dq->outputs[0]))) {
+        if (!q || !dq || (!a->dq_out && !(a->dq_out = opt_strdup(dq->outputs[0])))) {
             s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
             goto done;
         }
@@ -517,6 +577,12 @@ opt_status opt_quant_int8(opt_model *m, const opt_quant_opts *o, opt_quant_repor
      * quantized activation. */
     for (size_t i = 0; i < n_orig; i++) {
         opt_node *n = orig[i];
+        for (size_t k = 0; k < n->n_inputs; k++) {
+            size_t ai;
+            if (n->inputs[k][0] && opt_strmap_get(&p.act_ix, n->inputs[k], &ai) && p.acts[ai].all &&
+                strcmp(p.acts[ai].dq_out, n->inputs[k]) != 0 && (s = set_input(n, k, p.acts[ai].dq_out, err)) != OPT_OK)
+                goto done;
+        }
         bool pass = false;
         if (!p.quantize[i]) {
             size_t k;
