@@ -348,9 +348,16 @@ opt_status opt_cluster(opt_model *m, const opt_cluster_opts *o, opt_layer_stat *
             idx[j] = w[j] == 0.0f ? 0 : (uint8_t)(zeros + nearest(book + zeros, k, w[j]));
         if (rf) {
             if ((s = opt_refine_prepare(rf, i, m, err)) != OPT_OK) goto layer_out;
-            if ((s = opt_refine_assign(rf, i, book, nbook, zeros, idx, err)) != OPT_OK) goto layer_out;
-            s = opt_refine_centroids(rf, i, idx, book, nbook, zeros, &st[i].out_err_before,
-                                     &st[i].out_err_after, err);
+            /* Alternate GPTQ-style assignment and the least-squares codebook a few rounds; the
+             * fit only adopts a codebook that lowers the output error. */
+            for (int round = 0; round < 3 && s == OPT_OK; round++) {
+                double b4, af;
+                if (nbook - zeros > 1) qsort(book + zeros, (size_t)(nbook - zeros), sizeof *book, cmp_float);
+                s = opt_refine_assign(rf, i, book, nbook, zeros, idx, err);
+                if (s == OPT_OK) s = opt_refine_centroids(rf, i, idx, book, nbook, zeros, &b4, &af, err);
+                if (round == 0) st[i].out_err_before = b4;
+                st[i].out_err_after = af;
+            }
             if (s != OPT_OK) goto layer_out;
         }
         double se = 0;
