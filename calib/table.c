@@ -52,7 +52,9 @@ long opt_calib_table_find(const opt_calib_table *t, const char *tensor)
 static void put_field(FILE *f, const char *s)
 {
     size_t n = strlen(s);
-    if (strpbrk(s, ",\"\r\n") || (n && (s[0] == ' ' || s[n - 1] == ' '))) csv_fwrite(f, s, n);
+    /* libcsv trims spaces and tabs around unquoted fields, so those must be quoted too. */
+    if (strpbrk(s, ",\"\r\n") || (n && strchr(" \t", s[0])) || (n && strchr(" \t", s[n - 1])))
+        csv_fwrite(f, s, n);
     else fputs(s, f);
 }
 
@@ -85,6 +87,12 @@ static void on_field(void *s, size_t len, void *data)
 {
     reader *r = data;
     if (r->failed) return;
+    if (s && memchr(s, 0, len)) {
+        /* A NUL would silently cut the tensor name short. */
+        opt_error_set(r->err, OPT_ERR_DATA, "%s: line %ld: NUL byte in a field", r->what, r->line + 1);
+        r->failed = true;
+        return;
+    }
     if (r->nf < 6) {
         r->fields[r->nf] = malloc(len + 1);
         if (!r->fields[r->nf]) {

@@ -102,6 +102,22 @@ def nested(depth):
     return m.SerializeToString() + _ld(7, graph)
 
 
+def deep_types(levels):
+    """A graph input whose type is a sequence of a sequence of ... (levels deep) of float tensors,
+    as wire bytes: a 69 KB file of 5,000 levels overflowed protobuf-c's recursive unpacker."""
+    core = bytes([0x0A, 0x02, 0x08, 0x01])  # TypeProto{tensor_type{elem_type: FLOAT}}
+    heads, n = [], len(core)
+    for _ in range(levels):
+        for field in (1, 4):  # Sequence.elem_type, then TypeProto.sequence_type
+            h = _varint(field << 3 | 2) + _varint(n)
+            heads.append(h)
+            n += len(h)
+    typ = b"".join(reversed(heads)) + core
+    value = _ld(1, b"x") + _ld(2, typ)
+    graph = _ld(11, value) + _ld(12, value)
+    return bytes([0x08, 0x08]) + _ld(7, graph) + _ld(8, bytes([0x10, 0x0D]))
+
+
 def ext_model(location, offset=None, length=None, name="W"):
     """good.onnx with W's 24 bytes stored externally at location."""
     m = good()
@@ -139,6 +155,7 @@ def main():
     bad = os.path.join(out, "bad")
     os.makedirs(bad, exist_ok=True)
     write(os.path.join(bad, "empty.onnx"), b"")
+    write(os.path.join(bad, "deep-types.onnx"), deep_types(5000))
     raw = g.SerializeToString()
     for off in (1, 5, len(raw) // 3, len(raw) // 2, len(raw) - 1):
         write(os.path.join(bad, "truncated-%d.onnx" % off), raw[:off])

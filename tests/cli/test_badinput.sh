@@ -34,6 +34,7 @@ bad "dims overflowing 64 bits" "$G/bad/overflow-dims.onnx" "tensor 'W': negative
 bad "subgraphs nested 70 deep" "$G/nested-70.onnx" "nested deeper than 64 levels"
 # (gen_models.py writes the nested part as raw wire bytes, graph after opset_import, so mopt's
 # canonical field order differs from the file: the second pass must be byte for byte the same.)
+bad "types nested 5000 deep (stack overflow)" "$G/bad/deep-types.onnx" "messages nested deeper than 256 levels"
 check "subgraphs nested 60 deep load" 0 '' -- "$MOPT" cat "$G/nested-60.onnx" -o "$O/n60.onnx"
 check "nested 60 deep: written back" 0 '' -- "$MOPT" cat "$O/n60.onnx" -o "$O/n60b.onnx"
 assert "nested 60 deep: second pass byte for byte" cmp -s "$O/n60.onnx" "$O/n60b.onnx"
