@@ -2,7 +2,7 @@
 """mopt quant --int8 against ONNX Runtime's quantize_static (QDQ), side by side.
 
 usage: compare_quant.py MOPT OUTDIR [--cal N] [--methods minmax,entropy,percentile] [--md]
-                        [--eval-limit N] MODEL...
+                        [--eval-limit N] [--tolerance POINTS] MODEL...
 
 Both tools calibrate on the same data (the first N Fashion-MNIST training images, N = 1000 by
 default: `--data fashion-mnist:train --limit N` for mopt, a CalibrationDataReader over the same
@@ -10,7 +10,8 @@ array for ONNX Runtime), with the same settings: QDQ, uint8 asymmetric activatio
 symmetric per-channel weights.  Every model is then evaluated in ONNX Runtime on the 10,000
 Fashion-MNIST test images; mopt's model is also evaluated on mopt's own executor (`mopt eval`).
 mopt's models must pass onnx.checker (full_check).  Exit status 1 when a mopt model fails the
-checker, or its top-1 (in ONNX Runtime) is below ONNX Runtime's for the same method.
+checker, or its top-1 (in ONNX Runtime) is below ONNX Runtime's for the same method (by more than
+--tolerance percentage points, 0 by default).
 """
 import math
 import os
@@ -70,7 +71,7 @@ def main(argv):
     args = argv[1:]
     md = "--md" in args
     args = [a for a in args if a != "--md"]
-    opts = {"--cal": "1000", "--methods": "minmax,entropy,percentile", "--eval-limit": "10000"}
+    opts = {"--cal": "1000", "--methods": "minmax,entropy,percentile", "--eval-limit": "10000", "--tolerance": "0"}
     for k in list(opts):
         if k in args:
             i = args.index(k)
@@ -114,7 +115,7 @@ def main(argv):
                                 per_channel=True, calibrate_method=ORT_METHOD[method])
                 t_o = time.time() - t0
                 top_o = top1(oo, xt, yt)
-                if top_m < top_o:
+                if top_m < top_o - float(opts["--tolerance"]) / 100:
                     bad += 1
             rows.append((name, method, t_f, top_m, top_me, top_o, chk, t_m, t_o))
     if md:
