@@ -2,8 +2,8 @@
 """mopt's executor vs ONNX Runtime on the zoo models (issue 3, section 6).
 
 usage: python bench/exec_vs_ort.py [--mopt PATH] [--models DIR] [--threads 1,2]
-                                   [--rounds R] [--iters N] [--coretype NAME] [--only SUBSTR]
-                                   [--update-doc docs/benchmarks.md]
+                                   [--rounds R] [--iters N] [--coretype NAME] [--unset-coretype]
+                                   [--only SUBSTR] [--update-doc docs/benchmarks.md]
 
 For each model and batch (ResNet-50 and MobileNetV2 at batch 1 and 8, the BERT-like encoder at
 batch 1, sequence 128) and each thread count, the two runtimes take turns for R rounds: one
@@ -13,8 +13,11 @@ execution, same input shapes). Each round yields a p50 per runtime; the table re
 median of the round p50s and their ratio (mopt / ORT; below 1 means mopt is faster). Taking
 turns keeps both runtimes exposed to the same background load on a shared machine.
 
---coretype NAME adds a column for mopt with OPENBLAS_CORETYPE=NAME (e.g. SkylakeX: OpenBLAS's
-AVX-512 kernels, which OpenBLAS 0.3.21 does not pick by itself on AMD Zen 4).
+The first mopt column runs mopt in the environment as given (the table says what
+OPENBLAS_CORETYPE was). --unset-coretype adds a column for mopt with OPENBLAS_CORETYPE removed
+from its environment, i.e. the kernels OpenBLAS picks by itself; --coretype NAME instead adds one
+with OPENBLAS_CORETYPE=NAME. OpenBLAS reads the variable once, when the library loads, and mopt
+never changes it; mopt's own packed kernels (libopt/exec/cpu/sgemm.c) do not depend on it.
 
 With --update-doc the Markdown table replaces the block between the markers
 <!-- exec_vs_ort:begin --> and <!-- exec_vs_ort:end --> in that file.
@@ -80,10 +83,13 @@ def ort_round(sess, feeds, iters):
 
 
 def mopt_round(mopt, path, batch, threads, iters, coretype=None):
+    """coretype None: the environment as given; "": OPENBLAS_CORETYPE removed; else set."""
     cmd = [mopt, "bench", path, "--batch", str(batch), "--threads", str(threads),
            "--warmup", "1", "--iters", str(iters), "--dim", f"S={SEQ}", "--json", "-q"]
     env = dict(os.environ)
-    if coretype:
+    if coretype == "":
+        env.pop("OPENBLAS_CORETYPE", None)
+    elif coretype:
         env["OPENBLAS_CORETYPE"] = coretype
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out)["latency_ms"]["p50"]
@@ -97,9 +103,16 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--coretype", default=None)
+    ap.add_argument("--unset-coretype", action="store_true")
     ap.add_argument("--only", default=None)
     ap.add_argument("--update-doc", default=None)
     a = ap.parse_args()
+    if a.unset_coretype:
+        a.coretype = ""
+    given = os.environ.get("OPENBLAS_CORETYPE")
+    given_txt = f"OPENBLAS_CORETYPE={given}" if given is not None else "OPENBLAS_CORETYPE unset"
+    alt_txt = ("OPENBLAS_CORETYPE unset (OpenBLAS's own choice)" if a.coretype == ""
+               else f"OPENBLAS_CORETYPE={a.coretype}")
 
     rng = np.random.default_rng(0)
     rows = []
@@ -119,14 +132,14 @@ def main():
             for _ in range(a.rounds):
                 m.append(mopt_round(a.mopt, path, batch, threads, iters))
                 o.append(ort_round(sess, feeds, iters))
-                if a.coretype:
+                if a.coretype is not None:
                     c.append(mopt_round(a.mopt, path, batch, threads, iters, a.coretype))
             row = {"model": label, "threads": threads, "mopt": statistics.median(m),
                    "ort": statistics.median(o)}
-            if a.coretype:
+            if a.coretype is not None:
                 row["mopt_ct"] = statistics.median(c)
             rows.append(row)
-            extra = f"  mopt[{a.coretype}] {row['mopt_ct']:.1f} ms" if a.coretype else ""
+            extra = f"  mopt[{alt_txt}] {row['mopt_ct']:.1f} ms" if a.coretype is not None else ""
             print(f"{label:<22} t{threads}  mopt {row['mopt']:.1f} ms  ort {row['ort']:.1f} ms  "
                   f"ratio {row['mopt'] / row['ort']:.2f}{extra}", flush=True)
             del sess
@@ -136,21 +149,21 @@ def main():
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; "
         f"{a.rounds} alternating rounds of {a.iters} runs (half for batch 8 and BERT); "
-        f"median of the round p50s, in ms.",
+        f"median of the round p50s, in ms. mopt's environment as given: {given_txt}.",
         "",
         f"Command: `{cmdline.strip()}`",
         "",
     ]
-    head = "| model | threads | mopt p50 | ORT p50 | mopt / ORT |"
+    head = f"| model | threads | mopt p50 ({given_txt}) | ORT p50 | mopt / ORT |"
     sep = "|---|---|---|---|---|"
-    if a.coretype:
-        head += f" mopt p50, OPENBLAS_CORETYPE={a.coretype} | ratio |"
+    if a.coretype is not None:
+        head += f" mopt p50, {alt_txt} | ratio |"
         sep += "---|---|"
     lines += [head, sep]
     for r in rows:
         line = (f"| {r['model']} | {r['threads']} | {r['mopt']:.1f} | {r['ort']:.1f} | "
                 f"{r['mopt'] / r['ort']:.2f} |")
-        if a.coretype:
+        if a.coretype is not None:
             line += f" {r['mopt_ct']:.1f} | {r['mopt_ct'] / r['ort']:.2f} |"
         lines.append(line)
     table = "\n".join(lines)

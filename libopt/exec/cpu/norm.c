@@ -9,6 +9,7 @@
  * statistics folds them into one scale and shift per channel at load.
  */
 #include "libopt/exec/cpu/nn.h"
+#include "libopt/exec/cpu/vmath.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -313,9 +314,42 @@ typedef struct sm_job {
     bool log;
 } sm_job;
 
+/* One contiguous row: the same steps as the strided loop below, with nn_expf so the loop
+ * vectorises, and the maximum and sum kept in 16 lanes (a fixed order: deterministic). */
+static NN_VEC void sm_row(const float *restrict x, float *restrict y, int64_t n, bool lg)
+{
+    float mx[16];
+    for (int l = 0; l < 16; l++) mx[l] = -INFINITY;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) mx[l] = x[i + l] > mx[l] ? x[i + l] : mx[l];
+    float m = -INFINITY;
+    for (int l = 0; l < 16; l++) m = mx[l] > m ? mx[l] : m;
+    for (; i < n; i++) m = x[i] > m ? x[i] : m;
+    if (m == -INFINITY) m = 0;
+    for (i = 0; i < n; i++) y[i] = nn_expf(x[i] - m);
+    double sl[16] = {0}, s = 0;
+    for (i = 0; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) sl[l] += y[i + l];
+    for (int l = 0; l < 16; l++) s += sl[l];
+    for (; i < n; i++) s += y[i];
+    if (lg) {
+        float ls = (float)log(s);
+        for (i = 0; i < n; i++) y[i] = x[i] - m - ls;
+    } else {
+        float inv = (float)(1.0 / s);
+        for (i = 0; i < n; i++) y[i] *= inv;
+    }
+}
+
 static void sm_rows(void *ctx, size_t begin, size_t end)
 {
     const sm_job *j = ctx;
+    if (j->inner == 1 && j->x != j->y) {
+        for (size_t r = begin; r < end; r++)
+            sm_row(j->x + (int64_t)r * j->len, j->y + (int64_t)r * j->len, j->len, j->log);
+        return;
+    }
     for (size_t r = begin; r < end; r++) {
         int64_t o = (int64_t)r / j->inner, in = (int64_t)r % j->inner;
         const float *x = j->x + o * j->len * j->inner + in;

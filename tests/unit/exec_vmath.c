@@ -1,0 +1,57 @@
+/*
+ * tests/unit/exec_vmath.c — the vectorisable exp and erf (libopt/exec/cpu/vmath.h) against their
+ * reference twins, libm's expf and erff, over the whole float range that matters, and the
+ * special values (inf, NaN, overflow, subnormal results).
+ */
+#include "libopt/exec/cpu/vmath.h"
+#include "tests/unit/kernels_util.h"
+
+/* Relative error of the float32 fast forms against libm (a few ulp). */
+#define KT_VMATH_REL 4e-7
+/* Below this size a result is compared absolutely (subnormal results lose relative precision). */
+#define KT_VMATH_TINY 1e-37
+
+static double rel_err(float got, float want)
+{
+    if (isnan(want)) return isnan(got) ? 0 : INFINITY;
+    if (isinf(want)) return got == want ? 0 : INFINITY;
+    double d = fabs((double)got - want);
+    return fabs(want) < KT_VMATH_TINY ? (d < KT_VMATH_TINY ? 0 : INFINITY) : d / fabs(want);
+}
+
+Test(vmath, exp_matches_libm_across_its_range)
+{
+    double worst = 0;
+    float at = 0;
+    for (float x = -110.0f; x <= 90.0f; x += 0.000731f) {
+        double e = rel_err(nn_expf(x), expf(x));
+        if (e > worst) worst = e, at = x;
+    }
+    cr_assert_leq(worst, KT_VMATH_REL, "worst relative error %g at x = %.9g", worst, at);
+    cr_assert_eq(nn_expf(0.0f), 1.0f);
+    cr_assert(isinf(nn_expf(INFINITY)) && nn_expf(INFINITY) > 0);
+    cr_assert(isinf(nn_expf(89.0f)), "exp(89) overflows");
+    cr_assert_eq(nn_expf(-INFINITY), 0.0f);
+    cr_assert(isnan(nn_expf(NAN)));
+    cr_assert(nn_expf(-100.0f) > 0 && nn_expf(-100.0f) < 1e-38f, "subnormal result kept");
+}
+
+Test(vmath, erf_matches_libm_and_is_odd)
+{
+    double worst = 0;
+    float at = 0;
+    for (float x = -6.0f; x <= 6.0f; x += 0.0000913f) {
+        double e = rel_err(nn_erff(x), erff(x));
+        if (e > worst) worst = e, at = x;
+        cr_assert_eq(nn_erff(-x), -nn_erff(x), "odd at %g", x);
+    }
+    for (float x = 1e-30f; x < 1e-3f; x *= 1.37f) {
+        double e = rel_err(nn_erff(x), erff(x));
+        if (e > worst) worst = e, at = x;
+    }
+    cr_assert_leq(worst, KT_VMATH_REL, "worst relative error %g at x = %.9g", worst, at);
+    cr_assert_eq(nn_erff(INFINITY), 1.0f);
+    cr_assert_eq(nn_erff(-INFINITY), -1.0f);
+    cr_assert_eq(nn_erff(0.0f), 0.0f);
+    cr_assert(isnan(nn_erff(NAN)));
+}
