@@ -663,6 +663,86 @@ static void chol_solve(const double *L, int64_t n, double *b)
     }
 }
 
+/* SparseGPT's mask selection (Frantar & Alistarh, 2023) on one layer: columns are visited in
+ * blocks of 64; in each block the weights with the smallest w^2 / U_ii^2 (U the upper Cholesky
+ * factor of H^-1, H = S + lam I, whose factor L is given per group in Lf) are dropped, so many that
+ * the layer ends with exactly numel - keep zeros, and every column's error (dropped weights) is
+ * pushed onto the columns not yet visited through U, as OBS does. Zeros of w stay dropped. Fills
+ * mask (1 = kept); the kept values are refitted afterwards. start holds each row's starting
+ * weights (o * D + d). */
+static opt_status sparsegpt_mask(const rlayer *l, const double *Lf, const double *start, const float *w,
+                                 uint64_t keep, uint8_t *mask)
+{
+    int64_t D = l->D, per = l->O / l->G;
+    const int64_t B = 64;
+    double *U = malloc((size_t)(D * D) * sizeof *U), *W = malloc((size_t)(per * D) * sizeof *W);
+    salient *sb = malloc((size_t)(per * B) * sizeof *sb);
+    opt_status s = OPT_OK;
+    if (!U || !W || !sb) {
+        s = OPT_ERR_NOMEM;
+        goto out;
+    }
+    uint64_t to_prune = l->numel - keep;
+    for (int64_t g = 0; g < l->G && s == OPT_OK; g++) {
+        const double *Lg = Lf + g * D * D;
+        /* H^-1 column by column, then its Cholesky factor (lower; U = its transpose). */
+        for (int64_t c = 0; c < D; c++) {
+            double *col = U + c * D;
+            memset(col, 0, (size_t)D * sizeof *col);
+            col[c] = 1;
+            chol_solve(Lg, D, col);
+        }
+        for (int64_t a = 0; a < D; a++)
+            for (int64_t b = a + 1; b < D; b++) U[a * D + b] = U[b * D + a] = 0.5 * (U[a * D + b] + U[b * D + a]);
+        if (!cholesky(U, D)) {
+            s = OPT_ERR_DATA;
+            break;
+        }
+        /* U[i][j] (upper) is the lower factor's [j][i]. */
+#define UU(i, j) U[(j) * D + (i)]
+        for (int64_t r = 0; r < per; r++)
+            for (int64_t d = 0; d < D; d++) W[r * D + d] = start[(g * per + r) * D + d];
+        uint64_t target = l->G == 1 ? to_prune : (uint64_t)llround((double)to_prune / (double)l->G);
+        uint64_t pruned = 0;
+        for (int64_t b0 = 0; b0 < D; b0 += B) {
+            int64_t b1 = b0 + B < D ? b0 + B : D, nb = 0;
+            uint64_t cum = (uint64_t)llround((double)target * (double)b1 / (double)D);
+            uint64_t forced = 0;
+            for (int64_t r = 0; r < per; r++)
+                for (int64_t i = b0; i < b1; i++) {
+                    uint64_t k = widx(l, g * per + r, i);
+                    double u = UU(i, i);
+                    bool z = w[k] == 0.0f;
+                    forced += z;
+                    sb[nb++] = (salient){z ? -1 : W[r * D + i] * W[r * D + i] / (u * u), k};
+                }
+            uint64_t quota = cum > pruned ? cum - pruned : 0;
+            if (quota < forced) quota = forced;
+            if (quota > (uint64_t)nb) quota = (uint64_t)nb;
+            /* Descending saliency: the last `quota` go. */
+            qsort(sb, (size_t)nb, sizeof *sb, cmp_salient);
+            for (int64_t j = 0; j < nb; j++) mask[sb[j].k] = (uint64_t)(nb - 1 - j) >= quota;
+            pruned += quota;
+            for (int64_t i = b0; i < b1; i++) {
+                double u = UU(i, i);
+                for (int64_t r = 0; r < per; r++) {
+                    double *Wr = W + r * D;
+                    if (mask[widx(l, g * per + r, i)]) continue;
+                    double e = Wr[i] / u;
+                    Wr[i] = 0;
+                    for (int64_t j = i + 1; j < D; j++) Wr[j] -= e * UU(i, j);
+                }
+            }
+        }
+#undef UU
+    }
+out:
+    free(U);
+    free(W);
+    free(sb);
+    return s;
+}
+
 opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, double *before,
                             double *after, opt_error *err)
 {
@@ -734,8 +814,14 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
             nnz += w[k] != 0.0f;
         }
     if (keep > nnz) keep = nnz;
-    qsort(sal, l->numel, sizeof *sal, cmp_salient);
-    for (uint64_t j = 0; j < keep; j++) mask[sal[j].k] = 1;
+    bool all_ok = true;
+    for (int64_t g = 0; g < l->G; g++) all_ok &= okg[g];
+    if (!all_ok || sparsegpt_mask(l, Lf, tgt, w, keep, mask) != OPT_OK) {
+        /* One shot: the most salient weights of the whole layer. */
+        memset(mask, 0, l->numel);
+        qsort(sal, l->numel, sizeof *sal, cmp_salient);
+        for (uint64_t j = 0; j < keep; j++) mask[sal[j].k] = 1;
+    }
     /* Refit each row on its support: S_SS w_S = (C w0)_S. */
     for (int64_t o = 0; o < l->O; o++) {
         const double *S = l->S + (o / per) * D * D;
