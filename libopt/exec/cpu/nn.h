@@ -138,7 +138,8 @@ typedef struct nn_epilogue {
 
 /* Whether this CPU runs the packed AVX-512 kernel (otherwise callers use OpenBLAS). */
 bool nn_sgemm_fast(void);
-/* Floats of A [M x K] packed into row panels of NN_MR (the last one zero-padded). */
+/* Floats of A [M x K] packed into row panels of NN_MR (the last one zero-padded), stored block
+ * of K after block of K (sgemm.c's layout; only nn_sgemm_packed reads it). */
 size_t nn_pack_a_floats(int64_t M, int64_t K);
 /* Packs A, element (r, k) at A[r * rs + k * cs], each row r multiplied by row_scale[r] when
  * row_scale is not NULL. */

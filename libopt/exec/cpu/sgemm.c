@@ -54,15 +54,21 @@ size_t nn_pack_a_floats(int64_t M, int64_t K)
 void nn_pack_a(const float *A, int64_t rs, int64_t cs, int64_t M, int64_t K,
                const float *row_scale, float *dst)
 {
-    for (int64_t p0 = 0; p0 < M; p0 += NN_MR) {
-        float *d = dst + p0 * K;
-        int64_t mr = M - p0 < NN_MR ? M - p0 : NN_MR;
-        for (int64_t kk = 0; kk < K; kk++) {
-            for (int64_t i = 0; i < mr; i++) {
-                int64_t r = p0 + i;
-                d[kk * NN_MR + i] = A[r * rs + kk * cs] * (row_scale ? row_scale[r] : 1.0f);
+    /* Block of K values [k0, k0 + kc) of every row panel, one after another: one sweep of the
+     * kernel over all rows then reads memory in order (hardware prefetchers follow it). */
+    int64_t mpad = (M + NN_MR - 1) / NN_MR * NN_MR;
+    for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        int64_t kc = K - k0 < KC ? K - k0 : KC;
+        for (int64_t p0 = 0; p0 < M; p0 += NN_MR) {
+            float *d = dst + k0 * mpad + p0 * kc;
+            int64_t mr = M - p0 < NN_MR ? M - p0 : NN_MR;
+            for (int64_t kk = 0; kk < kc; kk++) {
+                for (int64_t i = 0; i < mr; i++) {
+                    int64_t r = p0 + i;
+                    d[kk * NN_MR + i] = A[r * rs + (k0 + kk) * cs] * (row_scale ? row_scale[r] : 1.0f);
+                }
+                for (int64_t i = mr; i < NN_MR; i++) d[kk * NN_MR + i] = 0.0f;
             }
-            for (int64_t i = mr; i < NN_MR; i++) d[kk * NN_MR + i] = 0.0f;
         }
     }
 }
@@ -224,6 +230,7 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
 {
     int64_t c0 = ch * j->nc, nc = j->N - c0 < j->nc ? j->N - c0 : j->nc;
     int64_t npan = (nc + NN_NR - 1) / NN_NR;
+    int64_t mpad = (j->M + NN_MR - 1) / NN_MR * NN_MR;
     if (j->pack_b)
         j->pack_b(j->pb_ctx, c0, nc, bp);
     else /* B was packed whole (nn_pack_b); chunks start on panel boundaries */
@@ -234,7 +241,7 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
         for (int64_t pr = pr0; pr < pr1; pr++) {
             int64_t r0 = pr * NN_MR;
             int mr = (int)(j->M - r0 < NN_MR ? j->M - r0 : NN_MR);
-            const float *ap = j->pa + r0 * j->K + k0 * NN_MR;
+            const float *ap = j->pa + k0 * mpad + r0 * kc;
             for (int64_t pc = 0; pc < npan; pc++) {
                 int64_t cc = c0 + pc * NN_NR;
                 int nr = (int)(j->N - cc < NN_NR ? j->N - cc : NN_NR);
