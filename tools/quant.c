@@ -31,6 +31,7 @@ static const char help[] =
     "  --act T            activations uint8 (asymmetric, default) or int8 (symmetric)\n"
     "  --per-tensor       one weight scale per tensor instead of per output channel\n"
     "  --weights-only     quantize weights only; activations stay float\n"
+    "  --no-fold          keep BatchNormalization after Conv (default: fold it into the Conv)\n"
     "  --exclude LIST     node names or op types to leave float (comma-separated, repeatable)\n"
     "  --eval SPEC        labelled data: report top-1 of the float and quantized models\n"
     "  --max-drop P       with --data and --eval: return the most harmful nodes to float, one\n"
@@ -116,7 +117,8 @@ int cmd_quant(int argc, char **argv)
     tool_opts t = {.cmd = "quant", .argc = argc, .argv = argv};
     prec_data_opts d = {0};
     qtool q = {0};
-    bool int8 = false, has_drop = false;
+    bool int8 = false, has_drop = false, no_fold = false;
+    size_t n_folded = 0;
     double max_drop = 0;
     const char *table = NULL, *data = NULL, *eval = NULL;
     opt_range_opts ro = {.method = OPT_CALIB_MINMAX, .qdtype = OPT_DT_UINT8};
@@ -129,6 +131,7 @@ int cmd_quant(int argc, char **argv)
         {"act", required_argument, NULL, 'a'},
         {"per-tensor", no_argument, NULL, 'P'},
         {"weights-only", no_argument, NULL, 'W'},
+        {"no-fold", no_argument, NULL, 'F'},
         {"exclude", required_argument, NULL, 'x'},
         {"eval", required_argument, NULL, 'e'},
         {"max-drop", required_argument, NULL, 'D'},
@@ -162,6 +165,7 @@ int cmd_quant(int argc, char **argv)
             break;
         case 'P': q.qo.per_tensor = true; break;
         case 'W': q.qo.weights_only = true; break;
+        case 'F': no_fold = true; break;
         case 'x':
             if (!prec_list_add(optarg, &q.exclude, &q.n_exclude)) return EXIT_FAIL;
             break;
@@ -196,9 +200,6 @@ int cmd_quant(int argc, char **argv)
     const char **needed = NULL;
     size_t n_needed = 0;
     if ((r = tool_load(&t, NULL, &m))) goto done;
-    if (opt_onnx_serialize(m, &bytes, &q.len, &e) != OPT_OK) goto fail;
-    q.bytes = bytes;
-
     if (table) {
         if (opt_calib_table_read_csv(table, &q.tab, &e) != OPT_OK) {
             r = tool_fail(&t, NULL, &e);
@@ -218,8 +219,12 @@ int cmd_quant(int argc, char **argv)
                 goto done;
             }
         opt_strmap_free(&names);
-    } else if (data) {
-        if ((r = prec_open(&t, data, &d, false, &cal))) goto done;
+    }
+    if (!no_fold && opt_quant_fold_bn(m, &n_folded, &e) != OPT_OK) goto fail;
+    if (opt_onnx_serialize(m, &bytes, &q.len, &e) != OPT_OK) goto fail;
+    q.bytes = bytes;
+    if (data && (r = prec_open(&t, data, &d, false, &cal))) goto done;
+    if (!table && data) {
         if (!q.qo.weights_only) {
             if (opt_quant_needed(m, &q.qo, &needed, &n_needed, &e) != OPT_OK) goto fail;
             opt_collect_opts co = {.batch = d.batch, .threads = d.threads, .only = needed, .n_only = n_needed,
@@ -302,6 +307,7 @@ int cmd_quant(int argc, char **argv)
     if ((r = tool_save(&t, out, NULL, true))) goto done;
 
     size_t nq = rep.n_quantized;
+    if (n_folded) tool_note(&t, "folded %zu BatchNormalization into the Conv before them", n_folded);
     tool_note(&t, "quantized %zu/%zu nodes to int8 (%zu weights, %zu biases, %zu activations; %s activations, %s weights)",
               nq, rep.n_candidates, rep.n_weights, rep.n_biases, rep.n_activations,
               ro.qdtype == OPT_DT_INT8 ? "int8 symmetric" : "uint8 asymmetric",

@@ -715,3 +715,140 @@ done:
     plan_free(&p);
     return s;
 }
+
+/* ---- BatchNormalization folding ------------------------------------------------------------ */
+
+/* Number of node inputs (and graph outputs) that read name. */
+static size_t uses_of(const opt_graph *g, const char *name)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < g->n_nodes; i++)
+        for (size_t q = 0; q < g->nodes[i]->n_inputs; q++) k += strcmp(g->nodes[i]->inputs[q], name) == 0;
+    for (size_t i = 0; i < g->n_outputs; i++) k += g->outputs[i]->name && strcmp(g->outputs[i]->name, name) == 0;
+    for (size_t i = 0; i < g->n_inputs; i++) k += g->inputs[i]->name && strcmp(g->inputs[i]->name, name) == 0;
+    return k;
+}
+
+/* Folds BN node bi into Conv node ci when everything is constant and private; false to skip. */
+static opt_status fold_one(opt_graph *g, size_t ci, size_t bi, bool *done, opt_error *err)
+{
+    opt_node *c = g->nodes[ci], *bn = g->nodes[bi];
+    *done = false;
+    if (bn->n_inputs < 5 || opt_node_attr_int(bn, "training_mode", 0) != 0) return OPT_OK;
+    for (size_t k = 1; k < bn->n_outputs; k++)
+        if (bn->outputs[k][0]) return OPT_OK;
+    const opt_tensor *w = opt_graph_initializer(g, c->inputs[1]);
+    const opt_tensor *b = c->n_inputs > 2 && c->inputs[2][0] ? opt_graph_initializer(g, c->inputs[2]) : NULL;
+    if (!w || w->data_type != OPT_DT_FLOAT || w->n_dims < 3 || uses_of(g, w->name) != 1) return OPT_OK;
+    if (c->n_inputs > 2 && c->inputs[2][0] && (!b || b->data_type != OPT_DT_FLOAT || uses_of(g, b->name) != 1))
+        return OPT_OK;
+    int64_t M = w->dims[0];
+    float *p[4] = {0}, *wv = NULL, *bv = NULL;
+    uint64_t n, nw;
+    opt_status s = OPT_OK;
+    for (int k = 0; k < 4; k++) {
+        const opt_tensor *t = opt_graph_initializer(g, bn->inputs[k + 1]);
+        if (!t || t->data_type != OPT_DT_FLOAT || opt_tensor_is_external(t) || !opt_tensor_numel(t, &n) ||
+            n != (uint64_t)M)
+            goto out;
+        if ((s = opt_tensor_to_f32_alloc(t, &p[k], &n, err)) != OPT_OK) goto out;
+    }
+    if ((s = opt_tensor_to_f32_alloc(w, &wv, &nw, err)) != OPT_OK) goto out;
+    bv = calloc((size_t)M, sizeof *bv);
+    if (!bv) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (b) {
+        float *tmp;
+        if ((s = opt_tensor_to_f32_alloc(b, &tmp, &n, err)) != OPT_OK) goto out;
+        if (n != (uint64_t)M) {
+            free(tmp);
+            goto out;
+        }
+        memcpy(bv, tmp, (size_t)M * sizeof *bv);
+        free(tmp);
+    }
+    float eps = opt_node_attr_float(bn, "epsilon", 1e-5f);
+    uint64_t inner = nw / (uint64_t)M;
+    for (int64_t o = 0; o < M; o++) {
+        double sc = p[0][o] / sqrt((double)p[3][o] + eps);
+        for (uint64_t i = 0; i < inner; i++) wv[(uint64_t)o * inner + i] = (float)(wv[(uint64_t)o * inner + i] * sc);
+        bv[o] = (float)(((double)bv[o] - p[2][o]) * sc + p[1][o]);
+    }
+    opt_tensor *wt = opt_graph_initializer(g, c->inputs[1]);
+    if ((s = opt_tensor_set_f32(wt, OPT_DT_FLOAT, wv, nw, err)) != OPT_OK) goto out;
+    if (b) {
+        s = opt_tensor_set_f32(opt_graph_initializer(g, c->inputs[2]), OPT_DT_FLOAT, bv, (uint64_t)M, err);
+    } else {
+        char *base = cat2(bn->name && bn->name[0] ? bn->name : c->outputs[0], "_folded_bias");
+        const char *bn_name = base ? add_init(g, base, OPT_DT_FLOAT, &M, 1, bv, (size_t)M * 4, err) : NULL;
+        free(base);
+        if (!bn_name) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        char **ins = realloc(c->inputs, 3 * sizeof *ins);
+        if (!ins) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        c->inputs = ins;
+        if (c->n_inputs < 3) ins[2] = NULL;
+        free(ins[2]);
+        ins[2] = opt_strdup(bn_name);
+        c->n_inputs = 3;
+        if (!ins[2]) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    }
+    if (s != OPT_OK) goto out;
+    /* The Conv now writes the BatchNormalization's output. */
+    char *old = c->outputs[0];
+    c->outputs[0] = bn->outputs[0];
+    bn->outputs[0] = old;
+    *done = true;
+out:
+    for (int k = 0; k < 4; k++) free(p[k]);
+    free(wv);
+    free(bv);
+    return s;
+}
+
+opt_status opt_quant_fold_bn(opt_model *m, size_t *n_folded, opt_error *err)
+{
+    opt_graph *g = m->graph;
+    *n_folded = 0;
+    for (size_t bi = 0; bi < g->n_nodes; bi++) {
+        opt_node *bn = g->nodes[bi];
+        if (!opt_node_is_onnx(bn) || strcmp(bn->op_type, "BatchNormalization") != 0 || bn->n_inputs < 1) continue;
+        size_t ci = g->n_nodes;
+        for (size_t i = 0; i < g->n_nodes; i++)
+            for (size_t k = 0; k < g->nodes[i]->n_outputs; k++)
+                if (strcmp(g->nodes[i]->outputs[k], bn->inputs[0]) == 0) ci = i;
+        if (ci == g->n_nodes || !opt_node_is_onnx(g->nodes[ci]) || strcmp(g->nodes[ci]->op_type, "Conv") != 0) continue;
+        if (uses_of(g, bn->inputs[0]) != 1 || g->nodes[ci]->n_inputs < 2) continue;
+        bool done;
+        OPT_TRY(fold_one(g, ci, bi, &done, err));
+        if (!done) continue;
+        /* Drop the BatchNormalization (its output name now belongs to the Conv) and the
+         * parameters nothing else reads; value_info of the vanished value goes too. */
+        char *gone = opt_strdup(bn->outputs[0]);
+        char *params[4];
+        for (int k = 0; k < 4; k++) params[k] = opt_strdup(bn->inputs[k + 1]);
+        opt_graph_remove_node(g, bi);
+        for (int k = 0; k < 4; k++) {
+            if (params[k] && uses_of(g, params[k]) == 0) opt_graph_remove_initializer(g, params[k]);
+            free(params[k]);
+        }
+        for (size_t v = 0; gone && v < g->n_value_info; v++)
+            if (g->value_info[v]->name && strcmp(g->value_info[v]->name, gone) == 0) {
+                opt_value_info_free(g->value_info[v]);
+                memmove(&g->value_info[v], &g->value_info[v + 1], (g->n_value_info - v - 1) * sizeof *g->value_info);
+                g->n_value_info--;
+                break;
+            }
+        free(gone);
+        (*n_folded)++;
+        bi--;
+    }
+    return OPT_OK;
+}

@@ -75,6 +75,13 @@ opt_status opt_quant_needed(const opt_model *m, const opt_quant_opts *o, const c
 opt_status opt_quant_int8(opt_model *m, const opt_quant_opts *o, opt_quant_report *rep,
                           opt_error *err);
 
+/* Folds each inference-mode BatchNormalization that is the only consumer of a Conv's output
+ * into that Conv (W' = W * s, b' = (b - mean) * s + beta, s = scale / sqrt(var + epsilon), per
+ * output channel), as quantizers do before int8 so that the per-channel weight scales absorb
+ * the normalization. The Conv takes over the BatchNormalization's output name. Only constant
+ * parameters are folded, and only weights no other node uses. *n receives the count. */
+opt_status opt_quant_fold_bn(opt_model *m, size_t *n, opt_error *err);
+
 #ifdef __cplusplus
 }
 #endif

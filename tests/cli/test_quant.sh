@@ -8,7 +8,9 @@ PY=${PY:-$ROOT/.venv/bin/python}
 L5=$ROOT/datasets/lenet5.onnx
 L3=$ROOT/datasets/lenet300.onnx
 "$PY" "$ROOT/tests/precision/make_models.py" "$T/g" || { echo "FAIL make_models.py"; exit 1; }
-ops() { "$PY" -c "import onnx,sys,collections; c=collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node); print(' '.join(f'{k}={v}' for k,v in sorted(c.items())))" "$1"; }
+export PY ROOT
+ops() { "${PY:-$ROOT/.venv/bin/python}" -c "import onnx,sys,collections; c=collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node); print(' '.join(f'{k}={v}' for k,v in sorted(c.items())))" "$1"; }
+export -f ops
 top1() { "$MOPT" eval --data fashion-mnist:test --batch 500 "$@" 2>&1 | awk '$2 == 10000 {print $3}' | tail -1; }
 
 check "calibrate" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:train --limit 1000 -o "$T/t.csv"
@@ -43,6 +45,13 @@ check "--exclude a node and an op type" 0 'quantized 1/5 nodes.*' -- \
     "$MOPT" quant --int8 "$L5" --table "$T/t.csv" --exclude conv1 --exclude Gemm -o "$T/qx.onnx"
 assert "excluded node named" grep -q 'float: conv1 (excluded by name' "$T/err"
 assert "excluded op type named" grep -q 'float: fc3 (excluded by op type' "$T/err"
+
+RC=$ROOT/datasets/rescnn.onnx
+check "BatchNormalization folded into the Conv before it" 0 'folded 9 BatchNormalization into the Conv before them' -- \
+    "$MOPT" quant --int8 "$RC" --data fashion-mnist:train --limit 200 -o "$T/rc.onnx"
+assert "folded: no BatchNormalization left, checker and ONNX Runtime" bash -c "! ops '$T/rc.onnx' | grep -q BatchNormalization && '$PY' '$ROOT/tests/precision/check_model.py' '$T/rc.onnx'"
+check "--no-fold keeps them" 0 '' -- "$MOPT" quant --int8 "$RC" --no-fold --data fashion-mnist:train --limit 200 -o "$T/rc2.onnx"
+assert "--no-fold: 9 BatchNormalization" bash -c "ops '$T/rc2.onnx' | grep -q 'BatchNormalization=9'"
 
 # Accuracy-aware fallback.
 check "gate met at once" 0 'top-1: float32 [0-9.]+%, int8 [0-9.]+% \(drop -?0\.[0-9]+ points, gate 1.00\)' -- \
