@@ -207,29 +207,34 @@ typedef struct pack_job {
     bool pointwise;
 } pack_job;
 
-/* dst[0..n) = src[0..n) * stride, the positions outside [lo, hi) of the source index (in
- * elements, relative to src) reading as zero. */
-static NN_VEC void copy_run(float *restrict dst, const float *restrict src, int64_t n,
-                            int64_t stride, int64_t first, int64_t lo, int64_t hi)
+/* dst[t] = src[first + t * stride] for t in [0, n), reading source positions outside [0, w) as
+ * zero. Inlined into the packer: no divisions for stride 1, the common case. */
+static inline void copy_run(float *restrict dst, const float *restrict src, int64_t n,
+                            int64_t stride, int64_t first, int64_t w)
 {
-    /* Source index of element t: first + t * stride. */
-    int64_t t0 = 0, t1 = n;
-    if (first < lo) t0 = (lo - first + stride - 1) / stride;
-    if (first + (n - 1) * stride >= hi) t1 = hi - first <= 0 ? 0 : (hi - first + stride - 1) / stride;
+    int64_t t0, t1;
+    if (stride == 1) {
+        t0 = first < 0 ? -first : 0;
+        t1 = w - first < n ? w - first : n;
+    } else {
+        t0 = first < 0 ? (-first + stride - 1) / stride : 0;
+        t1 = first + (n - 1) * stride < w ? n : w - first <= 0 ? 0 : (w - first + stride - 1) / stride;
+    }
     if (t0 > n) t0 = n;
     if (t1 < t0) t1 = t0;
     for (int64_t t = 0; t < t0; t++) dst[t] = 0.0f;
     if (stride == 1) {
-        const float *s = src + first;
-        for (int64_t t = t0; t < t1; t++) dst[t] = s[t];
+        const float *sp = src + first;
+        for (int64_t t = t0; t < t1; t++) dst[t] = sp[t];
     } else {
         for (int64_t t = t0; t < t1; t++) dst[t] = src[first + t * stride];
     }
     for (int64_t t = t1; t < n; t++) dst[t] = 0.0f;
 }
 
-/* The packer for nn_sgemm_packed: columns [c0, c0 + nc) of the unfolded image. */
-static void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *dst)
+/* The packer for nn_sgemm_packed: columns [c0, c0 + nc) of the unfolded image, written panel
+ * by panel. Positions advance incrementally (no division per run of columns). */
+static NN_VEC void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *dst)
 {
     const pack_job *j = ctx;
     const nn_conv_geom *g = j->g;
@@ -239,11 +244,16 @@ static void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *dst)
             memset(dst + (npan - 1) * K * NN_NR + r * NN_NR + (NN_NR - tail), 0,
                    (size_t)tail * sizeof *dst);
     if (j->pointwise) {
-        for (int64_t r = 0; r < K; r++) {
-            const float *src = j->x + r * j->insz + c0;
-            for (int64_t p = 0; p < npan; p++) {
-                int64_t n = nc - p * NN_NR < NN_NR ? nc - p * NN_NR : NN_NR;
-                memcpy(dst + p * K * NN_NR + r * NN_NR, src + p * NN_NR, (size_t)n * sizeof *dst);
+        for (int64_t p = 0; p < npan; p++) {
+            int64_t n = nc - p * NN_NR < NN_NR ? nc - p * NN_NR : NN_NR;
+            const float *src = j->x + c0 + p * NN_NR;
+            float *d = dst + p * K * NN_NR;
+            if (n == NN_NR) {
+                for (int64_t r = 0; r < K; r++)
+                    for (int64_t l = 0; l < NN_NR; l++) d[r * NN_NR + l] = src[r * j->insz + l];
+            } else {
+                for (int64_t r = 0; r < K; r++)
+                    for (int64_t l = 0; l < n; l++) d[r * NN_NR + l] = src[r * j->insz + l];
             }
         }
         return;
@@ -284,23 +294,28 @@ static void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *dst)
     int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
     int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
     int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    int64_t oh0 = c0 / OW, ow0 = c0 % OW;
     for (int64_t r = 0; r < K; r++) {
         int64_t c = r / j->ks, kk = r % j->ks, kh = kk / KW, kw = kk % KW;
         const float *xc = j->x + c * j->insz;
-        int64_t q = 0;
+        int64_t woff = kw * dw - pw, hoff = kh * dh - ph;
+        int64_t q = 0, oh = oh0, ow = ow0, lane = 0;
+        float *panel = dst + r * NN_NR;
         while (q < nc) {
-            int64_t p = c0 + q, oh = p / OW, ow = p % OW;
-            int64_t lane = q % NN_NR;
             int64_t n = OW - ow;
             if (n > nc - q) n = nc - q;
             if (n > NN_NR - lane) n = NN_NR - lane;
-            float *d = dst + (q / NN_NR) * K * NN_NR + r * NN_NR + lane;
-            int64_t ih = oh * sh - ph + kh * dh;
+            float *d = panel + lane;
+            int64_t ih = oh * sh + hoff;
             if (ih < 0 || ih >= H)
-                memset(d, 0, (size_t)n * sizeof *d);
+                for (int64_t t = 0; t < n; t++) d[t] = 0.0f;
             else
-                copy_run(d, xc + ih * W, n, sw, ow * sw - pw + kw * dw, 0, W);
+                copy_run(d, xc + ih * W, n, sw, ow * sw + woff, W);
             q += n;
+            ow += n;
+            if (ow == OW) ow = 0, oh++;
+            lane += n;
+            if (lane == NN_NR) lane = 0, panel += K * NN_NR;
         }
     }
 }
