@@ -225,7 +225,8 @@ Test(fuse, conv_chains_compute_what_their_nodes_compute)
 Test(fuse, large_layers_cross_the_blocking_boundaries)
 {
     /* K = 64 * 9 = 576 (three K blocks), 41 x 41 = 1681 output columns (four chunks), M = 50 (a
-     * partial row panel), two images; then a pointwise one with K = 300 and a strided one. */
+     * partial row panel), two images; then a pointwise one with K = 300, a strided grouped one
+     * and a depthwise one with rows wider than a vector. */
     kt_rng r = {0x5eed0002};
     chain c = {.nsp = 2, .N = 2, .C = 64, .M = 50, .group = 1, .in = {41, 41}, .k = {3, 3},
                .stride = {1, 1}, .pad = {1, 1}, .dil = {1, 1}, .out = {41, 41}, .bias = true,
@@ -239,6 +240,10 @@ Test(fuse, large_layers_cross_the_blocking_boundaries)
                .stride = {2, 2}, .pad = {1, 1}, .dil = {1, 1}, .out = {15, 16}, .bias = true,
                .add = true, .add_first = true, .act = 3};
     check_chain(&s, &r, 2, "strided grouped", 2);
+    chain d = {.nsp = 2, .N = 2, .C = 6, .M = 6, .group = 6, .in = {9, 47}, .k = {3, 3},
+               .stride = {2, 2}, .pad = {1, 1}, .dil = {1, 1}, .out = {5, 24}, .bias = true,
+               .bn = true, .add = true, .act = 2};
+    check_chain(&d, &r, 2, "wide depthwise", 3);
 }
 
 Test(fuse, a_residual_that_broadcasts_is_added_correctly)

@@ -208,3 +208,30 @@ Test(conv, channel_mismatch_fails_naming_the_node)
     opt_exec_free(e);
     opt_model_free(m);
 }
+
+Test(conv, wide_depthwise_rows_match_the_reference)
+{
+    /* Rows of 16 columns and more reach the vector kernel's unmasked interior; strides 1 and 2,
+     * 3x3 and 5x5, padded and not, dilated, odd widths. */
+    kt_rng r = {0xd3b7};
+    const int64_t cases[][6] = {/* H, W, k, stride, pad, dil */
+                                {9, 45, 3, 1, 1, 1}, {8, 50, 3, 2, 1, 1}, {7, 67, 5, 2, 2, 1},
+                                {6, 33, 3, 1, 0, 1}, {5, 40, 3, 2, 0, 2}, {4, 112, 3, 2, 1, 1},
+                                {3, 17, 1, 1, 0, 1}, {5, 64, 7, 1, 3, 1}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        nn_conv_geom g = {0};
+        g.nsp = 2;
+        g.N = 2;
+        g.group = g.C = g.M = 3;
+        g.in[0] = cases[t][0];
+        g.in[1] = cases[t][1];
+        for (int i = 0; i < 2; i++) {
+            g.k[i] = cases[t][2];
+            g.stride[i] = cases[t][3];
+            g.pad_b[i] = g.pad_e[i] = cases[t][4];
+            g.dil[i] = cases[t][5];
+            g.out[i] = (g.in[i] + 2 * g.pad_b[i] - (g.k[i] - 1) * g.dil[i] - 1) / g.stride[i] + 1;
+        }
+        check_conv(&g, &r, "wide depthwise", (int)t);
+    }
+}

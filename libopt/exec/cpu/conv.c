@@ -114,6 +114,7 @@ typedef struct dw_job {
     const float *x, *w, *b;
     float *y;
     const nn_conv_epi *epi; /* or NULL */
+    bool fast;              /* AVX-512 planes (nn_sgemm_fast) */
 } dw_job;
 
 /* One plane of a direct 2-D depthwise convolution (1-D as height 1): per output row, one
@@ -180,6 +181,115 @@ static NN_VEC void epi_plane(const nn_conv_epi *e, const float *restrict z, floa
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* Bits [lo, hi) of a lane mask (0 <= lo, hi <= 32). */
+static inline uint32_t lane_bits(int64_t lo, int64_t hi)
+{
+    if (lo < 0) lo = 0;
+    if (hi > 32) hi = 32;
+    if (hi <= lo) return 0;
+    return (uint32_t)((((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1));
+}
+
+#define DW_AVX512 __attribute__((target("avx512f,avx512dq,fma"), optimize("O3")))
+
+/* One output row of a depthwise plane, 16 columns at a time. KH and KW are passed as constants
+ * for 3x3 so the tap loops unroll. Interior chunks (every tap inside the row) load without masks;
+ * at the edges each tap is a masked load (lanes outside the image read as zero, so padding needs
+ * no branches). The taps are summed in dw_plane's order, z and the activation applied before the
+ * one store. */
+static DW_AVX512 inline __attribute__((always_inline)) void
+dw_row_avx512(const float *xp, const float *wp, float bias, const float *zr, int act, __m512 lo,
+              __m512 hi, __m512 alpha, float *yr, int64_t oh, int64_t H, int64_t W, int64_t OW,
+              int64_t KH, int64_t KW, int64_t sh, int64_t sw, int64_t dh, int64_t dw, int64_t ph,
+              int64_t pw)
+{
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+        int64_t nv = OW - ow0 < 16 ? OW - ow0 : 16;
+        __mmask16 om = (__mmask16)lane_bits(0, nv);
+        bool interior = nv == 16 && ow0 * sw - pw >= 0 && (ow0 + 15) * sw + (KW - 1) * dw - pw < W;
+        __m512 acc = _mm512_set1_ps(bias);
+        for (int64_t kh = 0; kh < KH; kh++) {
+            int64_t ih = oh * sh - ph + kh * dh;
+            if (ih < 0 || ih >= H) continue;
+            uintptr_t xr = (uintptr_t)(xp + ih * W);
+            for (int64_t kw = 0; kw < KW; kw++) {
+                int64_t start = ow0 * sw + kw * dw - pw; /* input column of lane 0 */
+                /* Integer address arithmetic: masked-off lanes may lie outside the row. */
+                const float *at = (const float *)(xr + (uintptr_t)start * sizeof(float));
+                const float *at16 = (const float *)(xr + (uintptr_t)(start + 16) * sizeof(float));
+                __m512 v;
+                if (interior) {
+                    v = sw == 1 ? _mm512_loadu_ps(at)
+                                : _mm512_permutex2var_ps(_mm512_loadu_ps(at), even,
+                                                         _mm512_maskz_loadu_ps(0x7FFF, at16));
+                } else if (sw == 1) {
+                    __mmask16 m = (__mmask16)lane_bits(-start, W - start < nv ? W - start : nv);
+                    if (!m) continue;
+                    v = _mm512_maskz_loadu_ps(m, at);
+                } else {
+                    int64_t span = 2 * nv - 1;
+                    uint32_t m = lane_bits(-start, W - start < span ? W - start : span);
+                    if (!m) continue;
+                    v = _mm512_permutex2var_ps(_mm512_maskz_loadu_ps((__mmask16)(m & 0xFFFF), at),
+                                               even, _mm512_maskz_loadu_ps((__mmask16)(m >> 16), at16));
+                }
+                acc = _mm512_fmadd_ps(_mm512_set1_ps(wp[kh * KW + kw]), v, acc);
+            }
+        }
+        if (zr) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(om, zr + ow0));
+        if (act == NN_ACT_RELU) acc = _mm512_max_ps(acc, zero);
+        else if (act == NN_ACT_CLIP) acc = _mm512_min_ps(hi, _mm512_max_ps(lo, acc));
+        else if (act == NN_ACT_LEAKY)
+            acc = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(acc, zero, _CMP_GE_OQ),
+                                       _mm512_mul_ps(acc, alpha), acc);
+        _mm512_mask_storeu_ps(yr + ow0, om, acc);
+    }
+}
+
+/* dw_plane and its epilogue for strides 1 and 2 with AVX-512 (dw_row_avx512); false, doing
+ * nothing, for other strides. */
+static DW_AVX512 bool dw_plane_avx512(const nn_conv_geom *g, const float *xp, const float *wp,
+                                      float bias, const float *zp, const nn_conv_epi *epi,
+                                      float *yp)
+{
+    int sp = g->nsp;
+    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
+    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
+    int64_t KH = sp == 2 ? g->k[0] : 1, KW = g->k[sp - 1];
+    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
+    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
+    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    if (sw > 2) return false;
+    int act = epi ? epi->act : NN_ACT_NONE;
+    __m512 lo = _mm512_set1_ps(epi ? epi->lo : 0), hi = _mm512_set1_ps(epi ? epi->hi : 0);
+    __m512 alpha = _mm512_set1_ps(epi ? epi->alpha : 0);
+    bool k33 = KH == 3 && KW == 3 && dh == 1 && dw == 1;
+    for (int64_t oh = 0; oh < OH; oh++) {
+        const float *zr = zp ? zp + oh * OW : NULL;
+        float *yr = yp + oh * OW;
+        if (k33 && sw == 1)
+            dw_row_avx512(xp, wp, bias, zr, act, lo, hi, alpha, yr, oh, H, W, OW, 3, 3, sh, 1, 1, 1, ph, pw);
+        else if (k33)
+            dw_row_avx512(xp, wp, bias, zr, act, lo, hi, alpha, yr, oh, H, W, OW, 3, 3, sh, 2, 1, 1, ph, pw);
+        else
+            dw_row_avx512(xp, wp, bias, zr, act, lo, hi, alpha, yr, oh, H, W, OW, KH, KW, sh, sw, dh, dw, ph, pw);
+    }
+    return true;
+}
+#else
+static bool dw_plane_avx512(const nn_conv_geom *g, const float *xp, const float *wp, float bias,
+                            const float *zp, const nn_conv_epi *epi, float *yp)
+{
+    (void)g, (void)xp, (void)wp, (void)bias, (void)zp, (void)epi, (void)yp;
+    return false;
+}
+#endif
+
 /* Planes [begin, end) of N*C. */
 static void dw_planes(void *ctx, size_t begin, size_t end)
 {
@@ -192,6 +302,10 @@ static void dw_planes(void *ctx, size_t begin, size_t end)
     for (size_t pl = begin; pl < end; pl++) {
         int64_t c = (int64_t)pl % g->C;
         float *yp = j->y + (int64_t)pl * outsz;
+        const float *zp = j->epi && j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL;
+        if (j->fast && dw_plane_avx512(g, j->x + (int64_t)pl * insz, j->w + c * ks,
+                                       j->b ? j->b[c] : 0.0f, zp, j->epi, yp))
+            continue;
         dw_plane(g, j->x + (int64_t)pl * insz, j->w + c * ks, j->b ? j->b[c] : 0.0f, yp);
         if (j->epi && (j->epi->z || j->epi->act))
             epi_plane(j->epi, j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL, yp, outsz);
@@ -398,7 +512,7 @@ void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const fl
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     int64_t insz = nn_geom_in_size(g), outsz = nn_geom_out_size(g), ks = nn_geom_k_size(g);
     if (g->group == g->C && g->M == g->C && g->nsp <= 2) {
-        dw_job j = {g, x, w, b, y, epi};
+        dw_job j = {g, x, w, b, y, epi, nn_sgemm_fast()};
         nn_parallel(k, (size_t)(g->N * g->C), dw_planes, &j);
         return;
     }
