@@ -976,7 +976,7 @@ static opt_status check_tensor_tree(const opt_tensor *t, const char *what, opt_e
 {
     if (!t) return OPT_OK;
     opt_status s = opt_tensor_check(t, err);
-    if (s != OPT_OK && what) {
+    if (s != OPT_OK && what && err) {
         char buf[sizeof err->msg];
         snprintf(buf, sizeof buf, "%s", err->msg);
         opt_error_set(err, s, "%s: %s", what, buf);
