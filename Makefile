@@ -160,7 +160,7 @@ $(UNIT): $(UNIT_OBJ) $(B)/libopt.a
 
 ## test: everything CI runs (SAN=1 for ASan+UBSan); ends with Criterion's summary
 test: deps
-	$(MAKE) --no-print-directory all
+	$(if $(filter 1,$(SAN)),,$(MAKE) --no-print-directory all)
 	$(MAKE) --no-print-directory $(MOPT) $(UNIT)
 	MOPT=$(MOPT) bash tests/cli/run.sh
 	MOPT=$(MOPT) PY=$(PY) bash tests/roundtrip.sh
