@@ -129,6 +129,7 @@ rm -f "$O"/.prev.onnx.*
 # A real full file system, where mounting a tmpfs is allowed (root, not in every container).
 mkdir -p "$T/full"
 if mount -t tmpfs -o size=128k mopt-test "$T/full" 2>/dev/null; then
+    trap 'umount "$T/full" 2>/dev/null; rm -rf "$T"' EXIT
     cp "$GOOD" "$T/full/prev.onnx"
     check "full tmpfs: exit 1" 1 "^mopt cat: .*prev\.onnx: writing .* failed: No space left on device" -- \
         "$MOPT" cat "$G/big.onnx" -o "$T/full/prev.onnx"
