@@ -407,7 +407,7 @@ static bool save_hook(void *vctx, const opt_tensor *t, void ***kvs_out, size_t *
             return false;
         }
         snprintf(c->data_tmp, k, "%s/.%s.XXXXXX", c->dir, c->data_name);
-        int fd = mkstemp(c->data_tmp);
+        int fd = mkostemp(c->data_tmp, O_CLOEXEC);
         if (fd < 0 || !(c->data = fdopen(fd, "wb"))) {
             if (fd >= 0) close(fd);
             free(c->data_tmp);
@@ -496,7 +496,7 @@ opt_status opt_onnx_save(const opt_model *m, const char *path, const opt_save_op
     size_t k = strlen(dir) + strlen(base) + 16;
     if (!(tmp = malloc(k))) goto oom;
     snprintf(tmp, k, "%s/.%s.XXXXXX", dir, base);
-    int fd = mkstemp(tmp);
+    int fd = mkostemp(tmp, O_CLOEXEC);
     if (fd < 0) {
         st = opt_error_set(err, OPT_ERR_IO, "cannot create a temporary file in '%s': %s", dir,
                            strerror(errno));

@@ -115,6 +115,39 @@ check "terminal on stdin" 0 '' -- script -qec "'$MOPT' cat -o '$O/t.onnx'; echo 
 assert "terminal on stdin: no input model, exit 2" grep -q 'no input model' "$T/out"
 assert "terminal on stdin: exit 2" grep -q 'rc=2' "$T/out"
 
+# --- atomic writes: temporary files in the target directory, fsync, rename, fsync the directory
+if command -v strace >/dev/null; then
+    check "strace a save with a side file" 0 '' -- strace -f -e trace=openat,fsync,rename,renameat,renameat2 \
+        -o "$T/strace.log" "$MOPT" cat --external-data --size-threshold 1 "$GOOD" -o "$O/s.onnx"
+    check "temporaries in the target directory, fsynced, renamed, directory fsynced" 0 '' -- "$PY" - "$T/strace.log" "$O" <<'PYEOF'
+import re, sys
+log, d = open(sys.argv[1]).read().splitlines(), sys.argv[2]
+fds, events = {}, []
+for line in log:
+    m = re.search(r'openat\(AT_FDCWD, "([^"]+)", ([^,)]+).*\) = (\d+)', line)
+    if m:
+        fds[m.group(3)] = m.group(1)
+        events.append(("open", m.group(1), m.group(2)))
+    m = re.search(r'fsync\((\d+)\) += 0', line)
+    if m:
+        events.append(("fsync", fds.get(m.group(1)), ""))
+    m = re.search(r'rename(?:at2?)?\(.*"([^"]+)",.*"([^"]+)"', line)
+    if m:
+        events.append(("rename", m.group(1), m.group(2)))
+tmp = [e[1] for e in events if e[0] == "open" and "O_CREAT" in e[2] and e[1].startswith(d + "/.")]
+assert len(tmp) == 2, ("a temporary model and side file in the target directory", events)
+order = [(k, a) for k, a, _ in events if k in ("fsync", "rename")]
+for t in tmp:
+    assert ("fsync", t) in order and ("rename", t) in order, (t, order)
+    assert order.index(("fsync", t)) < order.index(("rename", t)), ("fsync before rename", t, order)
+assert order[-1] == ("fsync", d), ("the directory is fsynced last", order)
+ren = [a for k, a in order if k == "rename"]
+assert ren[-1] == [t for t in tmp if ".s.onnx." in t and ".data." not in t][0], ("the model is renamed last", ren)
+PYEOF
+else
+    echo "note: strace is not installed; the fsync/rename order of a save is not checked here"
+fi
+
 # --- nothing lost: a full disk leaves the previous file intact -------------------------------
 cp "$GOOD" "$O/prev.onnx"
 # ulimit -f: with SIGXFSZ ignored (as a shell trap passes on to mopt), write fails with EFBIG.
