@@ -137,6 +137,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--quick", action="store_true", help="2,000 samples, one round, small models only")
+    ap.add_argument("--no-zoo", action="store_true", help="latency of the bundled models only")
     ap.add_argument("--update-doc", default=None)
     a = ap.parse_args()
     if a.quick:
@@ -172,7 +173,7 @@ def main():
     models = [("lenet5", os.path.join(ROOT, "datasets/lenet5.onnx"), 64),
               ("rescnn", os.path.join(ROOT, "datasets/rescnn.onnx"), 64)]
     zoo = os.path.join(ROOT, "build", "models")
-    if not a.quick and os.path.exists(os.path.join(zoo, "resnet50.onnx")):
+    if not a.quick and not a.no_zoo and os.path.exists(os.path.join(zoo, "resnet50.onnx")):
         models += [("mobilenetv2", os.path.join(zoo, "mobilenetv2.onnx"), 8),
                    ("resnet50", os.path.join(zoo, "resnet50.onnx"), 8)]
     out.append("")
