@@ -27,6 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* Input pointer slots kept NULL past each node's inputs (see run_node). */
+#define IN_PAD 8
+
 /* OpenBLAS's thread count is process-wide; we set it to the executor's. */
 void openblas_set_num_threads(int num_threads);
 
@@ -365,6 +368,10 @@ static opt_status run_node(opt_exec *e, size_t i, opt_error *err)
         }
         e->in_ptrs[j] = &e->vals[en->in[j]].arr;
     }
+    /* Defence in depth for crafted models: a kernel that reads in[1] of a node given one input
+     * sees NULL (an omitted input it must refuse) instead of a stale pointer (found by the
+     * exec_run fuzz target: Mod with one input). */
+    for (size_t j = en->n_in; j < en->n_in + IN_PAD - 1; j++) e->in_ptrs[j] = NULL;
     for (size_t j = 0; j < en->n_out; j++) {
         memset(&e->out_arrs[j], 0, sizeof e->out_arrs[j]);
         e->cur_bufs[j] = NULL;
@@ -633,7 +640,7 @@ static opt_status plan(opt_exec *e, opt_error *err)
         e->prof[e->n_nodes - 1] = (opt_exec_prof){e->labels[e->n_nodes - 1], n->op_type, 0, 0};
         /* Constant nodes are evaluated now; their outputs become constants. */
         if (opt_node_is_onnx(n) && strcmp(n->op_type, "Constant") == 0) {
-            size_t need = e->max_out + 1, need_in = e->max_in + 1;
+            size_t need = e->max_out + 1, need_in = e->max_in + IN_PAD;
             ebuf **cb = realloc(e->cur_bufs, need * sizeof *cb);
             if (cb) e->cur_bufs = cb;
             opt_array *oa = realloc(e->out_arrs, need * sizeof *oa);
@@ -676,7 +683,7 @@ static opt_status plan(opt_exec *e, opt_error *err)
         e->vals[v].uses++;
         e->outputs[e->n_outputs++] = v;
     }
-    size_t need = e->max_out + 1, need_in = e->max_in + 1;
+    size_t need = e->max_out + 1, need_in = e->max_in + IN_PAD;
     ebuf **cb = realloc(e->cur_bufs, need * sizeof *cb);
     if (cb) e->cur_bufs = cb;
     opt_array *oa = realloc(e->out_arrs, need * sizeof *oa);

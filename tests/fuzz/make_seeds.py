@@ -54,6 +54,10 @@ def main():
     keep += small[:: max(1, len(small) // 80)]
     for m in sorted(set(keep)):
         put(out, "onnx_load", m.split("/")[-2] + ".onnx", open(m, "rb").read())
+    # exec_run: the node tests (one op each, small inputs), every fourth.
+    for m in sorted(glob.glob(TESTDATA + "/node/*/model.onnx"))[::4]:
+        if os.path.getsize(m) <= 16384:
+            put(out, "exec_run", m.split("/")[-2] + ".onnx", open(m, "rb").read())
     # tensor_pb: the backend tests' own TensorProto files.
     pbs = [p for p in sorted(glob.glob(TESTDATA + "/node/*/test_data_set_0/*.pb")) if os.path.getsize(p) <= 4096]
     for p in pbs[:: max(1, len(pbs) // 60)]:
