@@ -152,17 +152,24 @@ static void accumulate2(rlayer *l, const float *xq, const float *xf, int ndim, c
     int64_t rows = patch_rows(l, xq, ndim, dims, 0, 0, NULL);
     if (rows <= 0) return;
     int64_t images = l->kind == K_GEMM ? 1 : dims[0], groups = l->kind == K_GEMM ? 1 : l->G;
-    float *P = malloc((size_t)(rows * l->D) * sizeof *P), *Pf = xf ? malloc((size_t)(rows * l->D) * sizeof *Pf) : NULL;
+    /* Several images' patches per BLAS call: small calls waste most of the time. */
+    int64_t chunk = rows >= 4096 ? 1 : 4096 / rows;
+    if (chunk > images) chunk = images;
+    size_t cap = (size_t)(chunk * rows * l->D);
+    float *P = malloc(cap * sizeof *P), *Pf = xf ? malloc(cap * sizeof *Pf) : NULL;
     if (!P || (xf && !Pf)) {
         free(P);
         free(Pf);
         return;
     }
-    for (int64_t n = 0; n < images; n++)
-        for (int64_t g = 0; g < groups; g++) {
-            patch_rows(l, xq, ndim, dims, n, g, P);
-            if (xf) patch_rows(l, xf, ndim, dims, n, g, Pf);
-            add_rows(l, g, P, Pf, rows);
+    for (int64_t g = 0; g < groups; g++)
+        for (int64_t n0 = 0; n0 < images; n0 += chunk) {
+            int64_t n1 = n0 + chunk < images ? n0 + chunk : images;
+            for (int64_t n = n0; n < n1; n++) {
+                patch_rows(l, xq, ndim, dims, n, g, P + (n - n0) * rows * l->D);
+                if (xf) patch_rows(l, xf, ndim, dims, n, g, Pf + (n - n0) * rows * l->D);
+            }
+            add_rows(l, g, P, Pf, rows * (n1 - n0));
         }
     free(P);
     free(Pf);
