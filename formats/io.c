@@ -29,16 +29,25 @@ opt_status opt_onnx__parse_mapped(const uint8_t *map, size_t len, const char *di
 
 static bool is_stdio(const char *path) { return !path || strcmp(path, "-") == 0; }
 
-opt_status opt_read_file(const char *path, uint8_t **buf, size_t *len, opt_error *err)
+/* A model file holds at most 2 GiB (protobuf's limit; larger models keep their weights in
+ * external data), so the loader stops reading there: `mopt cat /dev/zero` or an endless pipe fails
+ * instead of eating all memory. */
+#define MODEL_MAX_BYTES ((size_t)2 << 30)
+
+static opt_status read_limited(const char *path, size_t limit, uint8_t **buf, size_t *len,
+                               opt_error *err)
 {
     int fd = is_stdio(path) ? STDIN_FILENO : open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return opt_error_set(err, OPT_ERR_IO, "cannot open: %s", strerror(errno));
     struct stat st;
     size_t cap = 1 << 16;
     if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
-        if (S_ISDIR(st.st_mode)) {
+        if ((uint64_t)st.st_size > limit) {
             if (fd != STDIN_FILENO) close(fd);
-            return opt_error_set(err, OPT_ERR_IO, "is a directory");
+            return opt_error_set(err, OPT_ERR_LIMIT,
+                                 "%llu bytes is more than a model file may hold (%zu MiB; larger "
+                                 "models keep their weights in external data)",
+                                 (unsigned long long)st.st_size, limit >> 20);
         }
         cap = (size_t)st.st_size + 1;
     } else if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
@@ -52,8 +61,16 @@ opt_status opt_read_file(const char *path, uint8_t **buf, size_t *len, opt_error
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory reading input");
     }
     for (;;) {
+        if (n > limit) {
+            free(p);
+            if (fd != STDIN_FILENO) close(fd);
+            return opt_error_set(err, OPT_ERR_LIMIT,
+                                 "input is more than a model file may hold (%zu MiB; larger models "
+                                 "keep their weights in external data)",
+                                 limit >> 20);
+        }
         if (n == cap) {
-            size_t ncap = cap * 2;
+            size_t ncap = cap > limit / 2 ? limit + 1 : cap * 2; /* never more than limit + 1 */
             uint8_t *q = realloc(p, ncap);
             if (!q) {
                 free(p);
@@ -80,6 +97,11 @@ opt_status opt_read_file(const char *path, uint8_t **buf, size_t *len, opt_error
     return OPT_OK;
 }
 
+opt_status opt_read_file(const char *path, uint8_t **buf, size_t *len, opt_error *err)
+{
+    return read_limited(path, SIZE_MAX - 1, buf, len, err);
+}
+
 static char *dir_of(const char *path)
 {
     const char *slash = strrchr(path, '/');
@@ -104,6 +126,13 @@ opt_status opt_onnx_load(const char *path, const opt_load_opts *opts, opt_model 
         int fd = open(path, O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+            if ((uint64_t)st.st_size > MODEL_MAX_BYTES) {
+                close(fd);
+                return opt_error_set(err, OPT_ERR_LIMIT,
+                                     "%llu bytes is more than a model file may hold (%zu MiB; "
+                                     "larger models keep their weights in external data)",
+                                     (unsigned long long)st.st_size, MODEL_MAX_BYTES >> 20);
+            }
             size_t n = (size_t)st.st_size;
             void *map = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
             close(fd);
@@ -119,7 +148,7 @@ opt_status opt_onnx_load(const char *path, const opt_load_opts *opts, opt_model 
             close(fd);
         }
     }
-    OPT_TRY(opt_read_file(path, &buf, &len, err));
+    OPT_TRY(read_limited(path, MODEL_MAX_BYTES, &buf, &len, err));
     char *dir = is_stdio(path) ? opt_strdup(".") : dir_of(path);
     if (!dir) {
         free(buf);

@@ -57,6 +57,11 @@ bad "external missing file" "$E/missing.onnx" "tensor 'W': external data file 'n
 bad "external directory" "$E/directory.onnx" "external data 'sub' is not a regular file"
 bad "external FIFO (must not hang)" "$E/fifo.onnx" "external data 'fifo\.bin' is not a regular file"
 
+# A model file over 2 GiB (sparse: no disk used) is refused before it is read.
+truncate -s 3G "$T/huge.onnx"
+bad "3 GiB model file" "$T/huge.onnx" "3221225472 bytes is more than a model file may hold \(2048 MiB"
+rm -f "$T/huge.onnx"
+
 # Standard input.
 check "empty stdin" 1 '^mopt cat: <stdin>: empty input' -- bash -c '"$0" cat </dev/null' "$MOPT"
 assert "empty stdin: nothing on stdout" [ ! -s "$T/out" ]
