@@ -4,7 +4,8 @@
  * Any bytes: opt_onnx_parse either fails with a one-line message or returns a model that
  * (1) serializes, (2) parses back, (3) serializes to the same bytes again (the IR loses nothing
  * of what it accepted), and (4) survives the graph helpers (index, topological order) and typed
- * access to every initializer. No external files are touched (skip_external).
+ * access to every initializer; and (5) opt_onnx_load, which maps the file and releases pages as
+ * it goes, reads the same model. No external files are touched (skip_external).
  */
 #include "fuzz_util.h"
 #include "formats/onnx.h"
@@ -71,6 +72,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_REQUIRE(opt_onnx_serialize(m2, &b2, &n2, &err) == OPT_OK, "serialize again: %s", err.msg);
     FUZZ_REQUIRE(n1 == n2 && memcmp(b1, b2, n1) == 0, "second serialization differs (%zu vs %zu bytes)",
                  n1, n2);
+    /* The file path: opt_onnx_load maps regular files and releases pages the parser has copied
+     * out of; it must read exactly what opt_onnx_parse reads from memory. */
+    char path[64];
+    int fd;
+    if (fuzz_memfile(data, size, path, sizeof path, &fd) == 0) {
+        opt_model *m3 = NULL;
+        opt_error e3 = {0};
+        FUZZ_REQUIRE(opt_onnx_load(path, &lo, &m3, &e3) == OPT_OK, "parses from memory, not from a file: %s",
+                     e3.msg);
+        uint8_t *b3 = NULL;
+        size_t n3 = 0;
+        FUZZ_REQUIRE(opt_onnx_serialize(m3, &b3, &n3, &e3) == OPT_OK, "serialize the loaded model");
+        FUZZ_REQUIRE(n3 == n1 && memcmp(b3, b1, n1) == 0, "the mapped load differs from the parse");
+        free(b3);
+        opt_model_free(m3);
+        close(fd);
+    }
     free(b1);
     free(b2);
     opt_model_free(m2);
