@@ -9,8 +9,8 @@
  * uint8 payload "X.huf" and a node ai.mopt::HuffmanDecode(X.huf) -> X (docs/formats/huffman.md).
  *
  * Weights are the initializers a Conv, ConvTranspose or Gemm takes as input 1 and a MatMul takes
- * as input 0 or 1, of a floating-point dtype, used by nothing else; biases, BatchNorm
- * parameters and every other tensor are never touched.
+ * as input 0 or 1, of a floating-point dtype, used by nothing else and not a graph input or
+ * output; biases, BatchNorm parameters and every other tensor are never touched.
  *
  * Every pass fills a per-layer report (an array the caller frees with opt_layer_stats_free) and
  * an opt_error naming the tensor at fault. None prints.

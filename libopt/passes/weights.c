@@ -49,6 +49,12 @@ opt_status opt_weights_find(opt_graph *g, const opt_weight_filter *f, opt_weight
     for (size_t i = 0; i < g->n_initializers; i++) {
         opt_tensor *t = g->initializers[i];
         if (!t->name || !is_float_dtype(t->data_type) || opt_graph_is_output(ix, t->name)) continue;
+        /* An initializer that is also a graph input is a default the caller may override: not
+         * ours to rewrite (cluster would define the name twice). */
+        bool is_input = false;
+        for (size_t q = 0; q < g->n_inputs && !is_input; q++)
+            is_input = g->inputs[q]->name && strcmp(g->inputs[q]->name, t->name) == 0;
+        if (is_input) continue;
         size_t nc;
         const size_t *cons = opt_graph_consumers(ix, t->name, &nc);
         if (nc == 0) continue;
