@@ -31,7 +31,7 @@ SAMPLES[lenet5]=20000
 TITLE[rescnn]="ResCNN (BatchNorm)"
 PRUNE[rescnn]="--sparsity 0.7"
 CLUSTER[rescnn]="--bits-conv 4 --bits-fc 4"
-SAMPLES[rescnn]=10000
+SAMPLES[rescnn]=2000
 
 top1() { # MODEL -> top-1 in percent, from mopt eval's table
     "$MOPT" eval --data fashion-mnist:test --batch 1000 "$1" 2>&1 >/dev/null |
