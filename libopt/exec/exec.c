@@ -18,6 +18,7 @@
 #include "libopt/exec/exec.h"
 #include "libopt/exec/fuse.h"
 #include "libopt/exec/kernel.h"
+#include "libopt/exec/qdq_fuse.h"
 #include "libopt/exec/threads.h"
 #include "libopt/ir/strmap.h"
 
@@ -67,6 +68,7 @@ typedef struct enode {
 struct opt_exec {
     const opt_model *m;        /* what is planned: the user's model or fused's view of it */
     opt_fuse_view *fused;      /* owned; NULL when nothing was fused */
+    opt_qdq_view *qdq;         /* owned; QDQ islands as int8 ops (qdq_fuse.h), or NULL */
     opt_exec_opts o;
     int threads;
     opt_tpool *pool;
@@ -720,8 +722,13 @@ opt_status opt_exec_new(const opt_model *m, const opt_exec_opts *opts, opt_exec 
     }
     e->threads = e->o.threads > 0 ? e->o.threads : cpu_count();
     opt_status s = OPT_OK;
-    if (!e->o.no_fuse && !e->o.observe) {
-        s = opt_fuse(m, &e->fused, err);
+    const char *nq = getenv("MOPT_NO_QDQ_FUSE");
+    if (!e->o.no_qdq_fuse && !e->o.observe && !(nq && *nq && strcmp(nq, "0") != 0)) {
+        s = opt_qdq_fuse(m, &e->qdq, err);
+        if (e->qdq) e->m = &e->qdq->model;
+    }
+    if (s == OPT_OK && !e->o.no_fuse && !e->o.observe) {
+        s = opt_fuse(e->m, &e->fused, err);
         if (e->fused) e->m = &e->fused->model;
     }
     if (s == OPT_OK) s = plan(e, err);
@@ -772,6 +779,7 @@ void opt_exec_free(opt_exec *e)
     free(e->labels);
     free(e->prof);
     opt_fuse_view_free(e->fused);
+    opt_qdq_view_free(e->qdq);
     free(e);
 }
 
@@ -842,6 +850,9 @@ void opt_exec_explain(const opt_exec *e, char *buf, size_t len)
     EMIT("partitions: %zu (%zu nodes on cpu, %zu on cuda)\n", parts, ncpu, e->n_nodes - ncpu);
     EMIT("buffers: peak %zu bytes of activations; %zu outputs written in place so far\n",
          e->peak_bytes, e->n_inplace);
+    if (e->qdq)
+        EMIT("int8 at load: %zu Conv, %zu MatMul, %zu Gemm QDQ islands on integer kernels, %zu ops on int8 data\n",
+             e->qdq->n_conv, e->qdq->n_matmul, e->qdq->n_gemm, e->qdq->n_passthrough);
     if (e->fused)
         EMIT("fused at load: %zu Conv chains (%zu BatchNormalization folded, %zu Add, %zu activations)\n",
              e->fused->n_own_nodes, e->fused->n_bn, e->fused->n_add, e->fused->n_act);

@@ -56,6 +56,10 @@ typedef struct opt_exec_opts {
     bool profile;              /* time every node */
     bool no_fuse;              /* run every node as written: no Conv+BatchNormalization+Add+Relu
                                 * fusion at load (libopt/exec/fuse.h); also implied by observe */
+    bool no_qdq_fuse;          /* run QDQ models as written (DequantizeLinear -> float op ->
+                                * QuantizeLinear, simulated in float) instead of as int8 ops
+                                * (libopt/exec/qdq_fuse.h); also env MOPT_NO_QDQ_FUSE=1 and
+                                * implied by observe */
     opt_observe_fn observe;    /* optional; sees every node's outputs, so nothing is fused */
     void *observe_ctx;
 } opt_exec_opts;

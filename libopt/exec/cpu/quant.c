@@ -11,10 +11,13 @@
  * (DequantizeLinear input) and the float8 types.
  */
 #include "libopt/exec/cpu/nn.h"
+#include "libopt/exec/cpu/qgemm.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+static bool qlinear_generic(void);
 
 /* ---- integer GEMM ---------------------------------------------------------------------------- */
 
@@ -326,6 +329,26 @@ static opt_status int_matmul(opt_kctx *k, const opt_array *A, const opt_array *a
     return OPT_OK;
 }
 
+/* A constant 2-D B (and its zero point) packed for the integer GEMM at load; the state is the
+ * nn_qweights itself. */
+static opt_status qmm_prepare(const opt_node *n, int opset, const opt_array *const *consts,
+                              size_t n_in, void **state, opt_error *err)
+{
+    bool ql = strcmp(n->op_type, "QLinearMatMul") == 0;
+    size_t bi = ql ? 3 : 1, bz = ql ? 5 : 3;
+    if (bi >= n_in || !consts[bi] || (bz < n_in && n->inputs[bz][0] && !consts[bz])) return OPT_OK;
+    const opt_array *b = consts[bi], *z = bz < n_in ? consts[bz] : NULL;
+    if (b->ndim != 2 || !opt_array_numel(b) || (b->dtype != OPT_DT_UINT8 && b->dtype != OPT_DT_INT8)) return OPT_OK;
+    if (z && opt_array_numel(z) != 1 && (int64_t)opt_array_numel(z) != b->dims[1]) return OPT_OK;
+    *state = nn_qweights_matmul(b, z);
+    return *state ? OPT_OK : opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+}
+
+static void qmm_release(void *state)
+{
+    nn_qweights_free(state);
+}
+
 static opt_status mmint_run(opt_kctx *k, opt_error *err)
 {
     mm_shape s;
@@ -335,6 +358,9 @@ static opt_status mmint_run(opt_kctx *k, opt_error *err)
         memset(k->out[0].data, 0, k->out[0].nbytes);
         return OPT_OK;
     }
+    nn_qop o = {.x = k->in[0], .w = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL,
+                .wz = opt_kctx_has(k, 3) ? k->in[3] : NULL, .y = &k->out[0]};
+    if (!qlinear_generic() && nn_qmatmul_ok(&o)) return nn_qmatmul(k, &o, k->state, err);
     return int_matmul(k, k->in[0], opt_kctx_has(k, 2) ? k->in[2] : NULL, k->in[1],
                       opt_kctx_has(k, 3) ? k->in[3] : NULL, &s, k->out[0].data, err);
 }
@@ -357,6 +383,12 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
         opt_array_numel(k->in[6]) != 1)
         return opt_kerr(k, err, OPT_ERR_INVALID, "scales must be per tensor, per row of A or per "
                                                  "column of B");
+    if (s.K) {
+        nn_qop o = {.x = k->in[0], .xs = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL, .w = k->in[3],
+                    .ws = k->in[4], .wz = opt_kctx_has(k, 5) ? k->in[5] : NULL, .ys = k->in[6], .yz = yzp,
+                    .y = &k->out[0]};
+        if (!qlinear_generic() && nn_qmatmul_ok(&o)) return nn_qmatmul(k, &o, k->state, err);
+    }
     int32_t *acc = malloc(total * sizeof *acc);
     if (!acc) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     if (!s.K) memset(acc, 0, total * sizeof *acc);
@@ -381,7 +413,8 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
 /* ---- ConvInteger and QLinearConv ------------------------------------------------------------- */
 
 typedef struct qconv_state {
-    int16_t *w; /* W minus its zero point, [M x Cg*ks], when W is a constant */
+    int16_t *w;      /* W minus its zero point, [M x Cg*ks], for the generic path */
+    nn_qweights *pw; /* W for the integer GEMM (qlinear.c), when W is a constant */
 } qconv_state;
 
 static void qconv_release(void *state)
@@ -389,7 +422,22 @@ static void qconv_release(void *state)
     qconv_state *s = state;
     if (!s) return;
     free(s->w);
+    nn_qweights_free(s->pw);
     free(s);
+}
+
+/* MOPT_QLINEAR_GENERIC=1 sends every QLinearConv/QLinearMatMul/ConvInteger/MatMulInteger through
+ * the generic int16 loops (for comparisons and benchmarks of the GEMM path). */
+static bool qlinear_generic(void)
+{
+    static int v = -1;
+    int r = __atomic_load_n(&v, __ATOMIC_RELAXED);
+    if (r < 0) {
+        const char *e = getenv("MOPT_QLINEAR_GENERIC");
+        r = e && *e && strcmp(e, "0") != 0;
+        __atomic_store_n(&v, r, __ATOMIC_RELAXED);
+    }
+    return r;
 }
 
 /* Which inputs hold x, w and w's zero point for ConvInteger (x, w, x_zp, w_zp) and QLinearConv
@@ -417,6 +465,11 @@ static opt_status qconv_prepare(const opt_node *n, int opset, const opt_array *c
     *state = s;
     if (z && opt_array_numel(z) != 1 && (int64_t)opt_array_numel(z) != w->dims[0])
         return opt_node_err(n, err, OPT_ERR_INVALID, "w_zero_point must have 1 or M values");
+    if (w->dtype == OPT_DT_UINT8 || w->dtype == OPT_DT_INT8) {
+        s->pw = nn_qweights_conv(w, z);
+        if (!s->pw) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
+        if (!qlinear_generic()) return OPT_OK; /* the generic path converts W itself if needed */
+    }
     s->w = to_i16(w, z, (int64_t)(opt_array_numel(w) / (uint64_t)w->dims[0]));
     if (!s->w) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
     return OPT_OK;
@@ -494,6 +547,10 @@ static opt_status convint_run(opt_kctx *k, opt_error *err)
     for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
     OPT_TRY(opt_kctx_output(k, 0, OPT_DT_INT32, k->in[0]->ndim, dims, err));
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
+    nn_qop o = {.x = k->in[0], .w = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL,
+                .wz = opt_kctx_has(k, 3) ? k->in[3] : NULL, .y = &k->out[0]};
+    const qconv_state *s = k->state;
+    if (!qlinear_generic() && nn_qconv_ok(&g, &o)) return nn_qconv(k, &g, &o, s ? s->pw : NULL, err);
     return qconv_acc(k, &g, k->out[0].data, err);
 }
 
@@ -518,6 +575,11 @@ static opt_status qlconv_run(opt_kctx *k, opt_error *err)
     OPT_TRY(opt_kctx_output(k, 0, yzp ? yzp->dtype : k->in[0]->dtype, k->in[0]->ndim, dims, err));
     uint64_t total = opt_array_numel(&k->out[0]);
     if (!total) return OPT_OK;
+    nn_qop o = {.x = k->in[0], .xs = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL, .w = k->in[3],
+                .ws = k->in[4], .wz = opt_kctx_has(k, 5) ? k->in[5] : NULL, .ys = k->in[6], .yz = yzp,
+                .b = B, .y = &k->out[0]};
+    const qconv_state *qs = k->state;
+    if (!qlinear_generic() && nn_qconv_ok(&g, &o)) return nn_qconv(k, &g, &o, qs ? qs->pw : NULL, err);
     int32_t *acc = malloc(total * sizeof *acc);
     if (!acc) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     opt_status st = qconv_acc(k, &g, acc, err);
@@ -562,10 +624,12 @@ const opt_kernel opt_kernels_quant[] = {
      NULL},
     {"", "DynamicQuantizeLinear", 11, INT_MAX, OPT_DT_BIT(OPT_DT_FLOAT), 0, OPT_DEVICE_CPU,
      dyn_infer, NULL, dynq_run, NULL},
-    {"", "MatMulInteger", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, int32_infer, NULL, mmint_run, NULL},
+    {"", "MatMulInteger", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, int32_infer, qmm_prepare, mmint_run,
+     qmm_release},
     {"", "ConvInteger", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, int32_infer, qconv_prepare,
      convint_run, qconv_release},
-    {"", "QLinearMatMul", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, NULL, qlmm_run, NULL},
+    {"", "QLinearMatMul", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, qmm_prepare, qlmm_run,
+     qmm_release},
     {"", "QLinearConv", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, qconv_prepare,
      qlconv_run, qconv_release},
     {0},

@@ -1,0 +1,368 @@
+/*
+ * libopt/exec/cpu/qlinear.c — QLinearConv, ConvInteger, QLinearMatMul and MatMulInteger on the
+ * 8-bit integer GEMM (qgemm.h): weights brought to int8 rows or panels once, activations
+ * unfolded (im2col) straight into uint8 panels, zero points folded into integer corrections, and
+ * requantisation in the GEMM's epilogue. quant.c calls these when nn_qconv_ok / nn_qmatmul_ok
+ * hold and keeps its generic int16 loops for everything else.
+ *
+ * The algebra: with x' = x (uint8) or x + 128 (int8 activations) and w' = w (int8) or w - 128
+ * (uint8 weights), and their zero points moved the same way,
+ *   sum_k (x_k - xz)(w_k - wz) = sum x'w' - xz' * sum_k w' - wz' * sum_k x' + K * xz' * wz'
+ * The first term is the GEMM; sum_k w' is known at load; sum_k x' (only needed when wz' != 0) is
+ * taken while packing. Integer arithmetic wraps modulo 2^32, so the result is exact whenever the
+ * true sum fits in int32, as it does in the reference.
+ */
+#include "libopt/exec/cpu/nn.h"
+#include "libopt/exec/cpu/qgemm.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static bool is8(const opt_array *a)
+{
+    return a && (a->dtype == OPT_DT_UINT8 || a->dtype == OPT_DT_INT8);
+}
+
+static int32_t ival(const opt_array *a, uint64_t i)
+{
+    if (!a) return 0;
+    switch (a->dtype) {
+    case OPT_DT_UINT8: return ((const uint8_t *)a->data)[i];
+    case OPT_DT_INT8: return ((const int8_t *)a->data)[i];
+    case OPT_DT_INT32: return ((const int32_t *)a->data)[i];
+    default: return (int32_t)opt_array_get(a, i);
+    }
+}
+
+static float fval(const opt_array *a, uint64_t i)
+{
+    return a->dtype == OPT_DT_FLOAT ? ((const float *)a->data)[i] : (float)opt_array_get(a, i);
+}
+
+static bool numel_is(const opt_array *a, uint64_t n1, uint64_t n2)
+{
+    uint64_t n = opt_array_numel(a);
+    return n == n1 || n == n2;
+}
+
+/* ---- weights --------------------------------------------------------------------------------- */
+
+void nn_qweights_free(nn_qweights *w)
+{
+    if (!w) return;
+    free(w->w);
+    free(w->sum);
+    free(w->zp);
+    free(w);
+}
+
+static nn_qweights *qw_new(int64_t rows, int64_t K, size_t wbytes)
+{
+    nn_qweights *q = calloc(1, sizeof *q);
+    if (!q) return NULL;
+    q->rows = rows;
+    q->K = K;
+    q->Kp = nn_qkp(K);
+    q->w = aligned_alloc(64, (wbytes + 63) & ~(size_t)63);
+    q->sum = calloc((size_t)rows + 1, sizeof *q->sum);
+    q->zp = calloc((size_t)rows + 1, sizeof *q->zp);
+    if (!q->w || !q->sum || !q->zp) {
+        nn_qweights_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+/* Zero point of row r in the int8 domain (uint8 weights and their zero points move by -128). */
+static void qw_zp(nn_qweights *q, const opt_array *w, const opt_array *wz)
+{
+    uint64_t nz = wz ? opt_array_numel(wz) : 0;
+    int32_t shift = w->dtype == OPT_DT_UINT8 ? 128 : 0;
+    for (int64_t r = 0; r < q->rows; r++) {
+        q->zp[r] = (nz ? ival(wz, nz == 1 ? 0 : (uint64_t)r) : 0) - shift;
+        q->any_zp |= q->zp[r] != 0;
+    }
+}
+
+nn_qweights *nn_qweights_conv(const opt_array *w, const opt_array *wz)
+{
+    if (!is8(w) || w->ndim < 1 || w->dims[0] < 1) return NULL;
+    int64_t M = w->dims[0], K = (int64_t)(opt_array_numel(w) / (uint64_t)M);
+    if (K < 1) return NULL;
+    nn_qweights *q = qw_new(M, K, (size_t)(M * nn_qkp(K)));
+    if (!q) return NULL;
+    uint8_t flip = w->dtype == OPT_DT_UINT8 ? 0x80 : 0;
+    const uint8_t *src = w->data;
+    for (int64_t m = 0; m < M; m++) {
+        uint8_t *d = q->w + m * q->Kp;
+        int32_t s = 0;
+        for (int64_t k = 0; k < K; k++) {
+            d[k] = src[m * K + k] ^ flip;
+            s += (int8_t)d[k];
+        }
+        memset(d + K, 0, (size_t)(q->Kp - K));
+        q->sum[m] = s;
+    }
+    qw_zp(q, w, wz);
+    return q;
+}
+
+nn_qweights *nn_qweights_matmul(const opt_array *b, const opt_array *bz)
+{
+    if (!is8(b) || b->ndim != 2 || b->dims[0] < 1 || b->dims[1] < 1) return NULL;
+    int64_t K = b->dims[0], N = b->dims[1];
+    nn_qweights *q = qw_new(N, K, nn_qpack_bytes(K, N));
+    if (!q) return NULL;
+    uint8_t flip = b->dtype == OPT_DT_UINT8 ? 0x80 : 0;
+    nn_qpack(b->data, N, K, N, flip, q->w);
+    const uint8_t *src = b->data;
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) q->sum[n] += (int8_t)(src[k * N + n] ^ flip);
+    qw_zp(q, b, bz);
+    return q;
+}
+
+/* ---- conv ------------------------------------------------------------------------------------ */
+
+bool nn_qconv_ok(const nn_conv_geom *g, const nn_qop *o)
+{
+    if (g->nsp > 2 || !is8(o->x) || !is8(o->w)) return false;
+    if (o->xz && (opt_array_numel(o->xz) != 1 || o->xz->dtype != o->x->dtype)) return false;
+    if (o->wz && (!numel_is(o->wz, 1, (uint64_t)g->M) || o->wz->dtype != o->w->dtype)) return false;
+    if (o->ys) {
+        if (!is8(o->y) || opt_array_numel(o->xs) != 1 || opt_array_numel(o->ys) != 1 ||
+            !numel_is(o->ws, 1, (uint64_t)g->M))
+            return false;
+        if (o->yz && (opt_array_numel(o->yz) != 1 || o->yz->dtype != o->y->dtype)) return false;
+        if (o->b && (o->b->dtype != OPT_DT_INT32 || opt_array_numel(o->b) != (uint64_t)g->M)) return false;
+    } else if (o->y->dtype != OPT_DT_INT32) {
+        return false;
+    }
+    return true;
+}
+
+typedef struct qcol {
+    const uint8_t *x;   /* first channel of the group, image 0 */
+    int64_t img_stride; /* bytes per image (C * H * W) */
+    int64_t H, W, OW, P, KH, KW, sh, sw, dh, dw, ph, pw, Kg;
+    const int32_t *ktab; /* per k: channel offset (ci * H * W), ky, kx */
+    uint8_t flip, fill;
+} qcol;
+
+static void qcol_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
+{
+    const qcol *q = ctx;
+    for (int64_t c = 0; c < nc;) {
+        int64_t j = j0 + c, img = j / q->P, pix = j % q->P, oh = pix / q->OW, ow = pix % q->OW;
+        int64_t L = nc - c < q->OW - ow ? nc - c : q->OW - ow;
+        const uint8_t *xi = q->x + img * q->img_stride;
+        for (int64_t k = 0; k < q->Kg; k++) {
+            const int32_t *kt = q->ktab + 3 * k;
+            uint8_t *d = tmp + k * NN_QNR + c;
+            int64_t ih = oh * q->sh - q->ph + kt[1] * q->dh;
+            if (ih < 0 || ih >= q->H) {
+                memset(d, q->fill, (size_t)L);
+                continue;
+            }
+            const uint8_t *row = xi + kt[0] + ih * q->W;
+            int64_t iw0 = ow * q->sw - q->pw + kt[2] * q->dw;
+            if (q->sw == 1) {
+                int64_t a = iw0 < 0 ? -iw0 : 0, b = q->W - iw0;
+                if (a > L) a = L;
+                if (b > L) b = L;
+                if (b < a) b = a;
+                memset(d, q->fill, (size_t)a);
+                memcpy(d + a, row + iw0 + a, (size_t)(b - a));
+                memset(d + b, q->fill, (size_t)(L - b));
+            } else {
+                for (int64_t l = 0; l < L; l++) {
+                    int64_t iw = iw0 + l * q->sw;
+                    d[l] = iw >= 0 && iw < q->W ? row[iw] : q->fill;
+                }
+            }
+        }
+        c += L;
+    }
+    if (colsum) {
+        for (int64_t c = 0; c < nc; c++) colsum[c] = 0;
+        for (int64_t k = 0; k < q->Kg; k++)
+            for (int64_t c = 0; c < nc; c++) colsum[c] += (uint8_t)(tmp[k * NN_QNR + c] ^ q->flip);
+    }
+    nn_qpack_panel(tmp, NN_QNR, q->Kg, 0, nc, q->flip, panel);
+}
+
+/* 1x1 kernel over a 1x1 input (a Gemm written as a conv): column j is image j's channel vector. */
+static void qcol_pack_vec(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
+{
+    (void)tmp;
+    const qcol *q = ctx;
+    int64_t K = q->Kg, kq = nn_qkp(K) / 4;
+    uint32_t fx = q->flip * 0x01010101u;
+    for (int64_t c = 0; c < nc; c++) {
+        const uint8_t *src = q->x + (j0 + c) * q->img_stride;
+        int32_t s = 0;
+        for (int64_t qq = 0; qq < kq; qq++) {
+            uint8_t *o = panel + (qq * NN_QNR + c) * 4;
+            if (4 * qq + 3 < K) {
+                uint32_t v;
+                memcpy(&v, src + 4 * qq, 4);
+                v ^= fx;
+                memcpy(o, &v, 4);
+            } else {
+                for (int t = 0; t < 4; t++) o[t] = 4 * qq + t < K ? (uint8_t)(src[4 * qq + t] ^ q->flip) : 0;
+            }
+            if (colsum)
+                for (int t = 0; t < 4; t++) s += 4 * qq + t < K ? o[t] : 0;
+        }
+        if (colsum) colsum[c] = s;
+    }
+    if (nc < NN_QNR)
+        for (int64_t qq = 0; qq < kq; qq++) memset(panel + (qq * NN_QNR + nc) * 4, 0, (size_t)(NN_QNR - nc) * 4);
+}
+
+opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const nn_qweights *pw, opt_error *err)
+{
+    int64_t G = g->group, Mg = g->M / G, Cg = g->C / G, ks = nn_geom_k_size(g), Kg = Cg * ks;
+    int64_t insz = nn_geom_in_size(g), P = nn_geom_out_size(g), M = g->M;
+    nn_qweights *own = NULL;
+    if (!pw) pw = own = nn_qweights_conv(o->w, o->wz);
+    if (!pw) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    if (pw->rows != M || pw->K != Kg) {
+        nn_qweights_free(own);
+        return opt_kerr(k, err, OPT_ERR_INVALID, "w's shape changed since load");
+    }
+    uint8_t flip = o->x->dtype == OPT_DT_INT8 ? 0x80 : 0;
+    int32_t xz = ival(o->xz, 0) + (flip ? 128 : 0);
+    int32_t *rbias = malloc((size_t)M * sizeof *rbias), *rfac = malloc((size_t)M * sizeof *rfac);
+    int32_t *ktab = malloc((size_t)(3 * Kg) * sizeof *ktab);
+    float *rmul = malloc((size_t)M * sizeof *rmul);
+    opt_status st = OPT_OK;
+    if (!rbias || !rfac || !rmul || !ktab) {
+        st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int64_t m = 0; m < M; m++) {
+        uint32_t v = (uint32_t)(o->b ? ival(o->b, (uint64_t)m) : 0);
+        v -= (uint32_t)xz * (uint32_t)pw->sum[m];
+        v += (uint32_t)Kg * (uint32_t)xz * (uint32_t)pw->zp[m];
+        rbias[m] = (int32_t)v;
+        rfac[m] = (int32_t)(0u - (uint32_t)pw->zp[m]);
+        if (o->ys) {
+            float xs = fval(o->xs, 0), ys = fval(o->ys, 0);
+            rmul[m] = xs * fval(o->ws, opt_array_numel(o->ws) == 1 ? 0 : (uint64_t)m) / ys;
+        }
+    }
+    int64_t KH = g->nsp == 2 ? g->k[0] : 1, KW = g->k[g->nsp - 1];
+    int64_t H = g->nsp == 2 ? g->in[0] : 1, W = g->in[g->nsp - 1];
+    for (int64_t q = 0; q < Kg; q++) {
+        int64_t ci = q / (KH * KW), r = q % (KH * KW);
+        ktab[3 * q] = (int32_t)(ci * H * W);
+        ktab[3 * q + 1] = (int32_t)(r / KW);
+        ktab[3 * q + 2] = (int32_t)(r % KW);
+    }
+    int two = g->nsp == 2;
+    qcol qc = {
+        .img_stride = g->C * insz, .H = H, .W = W, .OW = g->out[g->nsp - 1], .P = P, .KH = KH, .KW = KW,
+        .sh = two ? g->stride[0] : 1, .sw = g->stride[g->nsp - 1], .dh = two ? g->dil[0] : 1,
+        .dw = g->dil[g->nsp - 1], .ph = two ? g->pad_b[0] : 0, .pw = g->pad_b[g->nsp - 1], .Kg = Kg,
+        .ktab = ktab, .flip = flip, .fill = (uint8_t)ival(o->xz, 0),
+    };
+    bool vec = ks == 1 && insz == 1 && P == 1;
+    size_t es = o->y->dtype == OPT_DT_INT32 ? 4 : 1;
+    for (int64_t gi = 0; gi < G && st == OPT_OK; gi++) {
+        qc.x = (const uint8_t *)o->x->data + gi * Cg * insz;
+        nn_qepi ep = {.rbias = rbias + gi * Mg, .rfac = pw->any_zp ? rfac + gi * Mg : NULL,
+                      .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+        nn_qgemm_args a = {
+            .M = Mg, .N = g->N * P, .K = Kg, .s_unsigned = false, .s = pw->w + gi * Mg * pw->Kp, .lds = pw->Kp,
+            .pack_v = vec ? qcol_pack_vec : qcol_pack, .pack_ctx = &qc, .pack_tmp = vec ? 0 : (size_t)Kg * NN_QNR,
+            .pack_colsum = pw->any_zp, .ep = &ep, .out = (char *)o->y->data + (size_t)(gi * Mg * P) * es,
+            .ldo = P, .P = P, .img_stride = M * P,
+        };
+        if (!nn_qgemm(k, nn_qisa_best(), &a)) st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+done:
+    free(rbias);
+    free(rfac);
+    free(rmul);
+    free(ktab);
+    nn_qweights_free(own);
+    return st;
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------- */
+
+bool nn_qmatmul_ok(const nn_qop *o)
+{
+    const opt_array *A = o->x, *B = o->w;
+    if (!is8(A) || !is8(B) || B->ndim != 2 || A->ndim < 2 || A->dims[A->ndim - 1] != B->dims[0]) return false;
+    uint64_t N = (uint64_t)B->dims[1];
+    if (o->xz && (opt_array_numel(o->xz) != 1 || o->xz->dtype != A->dtype)) return false;
+    if (o->wz && (!numel_is(o->wz, 1, N) || o->wz->dtype != B->dtype)) return false;
+    if (o->ys) {
+        if (!is8(o->y) || opt_array_numel(o->xs) != 1 || opt_array_numel(o->ys) != 1 || !numel_is(o->ws, 1, N))
+            return false;
+        if (o->yz && (opt_array_numel(o->yz) != 1 || o->yz->dtype != o->y->dtype)) return false;
+    } else if (o->y->dtype != OPT_DT_INT32) {
+        return false;
+    }
+    return true;
+}
+
+opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_error *err)
+{
+    const opt_array *A = o->x, *B = o->w;
+    int64_t K = B->dims[0], N = B->dims[1], rows = (int64_t)(opt_array_numel(A) / (uint64_t)K);
+    nn_qweights *own = NULL;
+    if (!pw) pw = own = nn_qweights_matmul(B, o->wz);
+    if (!pw) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    if (pw->rows != N || pw->K != K) {
+        nn_qweights_free(own);
+        return opt_kerr(k, err, OPT_ERR_INVALID, "B's shape changed since load");
+    }
+    uint8_t flip = A->dtype == OPT_DT_INT8 ? 0x80 : 0;
+    int32_t az = ival(o->xz, 0) + (flip ? 128 : 0);
+    int64_t Kp = pw->Kp;
+    bool copy = flip || Kp != K || pw->any_zp;
+    uint8_t *as = copy ? malloc((size_t)(rows * Kp) + 1) : NULL;
+    int32_t *rsum = pw->any_zp ? malloc((size_t)rows * sizeof *rsum + 1) : NULL;
+    int32_t *cbias = malloc((size_t)N * sizeof *cbias), *cfac = malloc((size_t)N * sizeof *cfac);
+    float *cmul = malloc((size_t)N * sizeof *cmul);
+    opt_status st = OPT_OK;
+    if ((copy && !as) || (pw->any_zp && !rsum) || !cbias || !cfac || !cmul) {
+        st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    const uint8_t *a = A->data;
+    if (copy)
+        for (int64_t i = 0; i < rows; i++) {
+            uint8_t *d = as + i * Kp;
+            int32_t s = 0;
+            for (int64_t q = 0; q < K; q++) {
+                d[q] = a[i * K + q] ^ flip;
+                s += d[q];
+            }
+            memset(d + K, 0, (size_t)(Kp - K));
+            if (rsum) rsum[i] = s;
+        }
+    for (int64_t n = 0; n < N; n++) {
+        uint32_t v = 0u - (uint32_t)az * (uint32_t)pw->sum[n];
+        v += (uint32_t)K * (uint32_t)az * (uint32_t)pw->zp[n];
+        cbias[n] = (int32_t)v;
+        cfac[n] = (int32_t)(0u - (uint32_t)pw->zp[n]);
+        if (o->ys) cmul[n] = fval(o->xs, 0) * fval(o->ws, opt_array_numel(o->ws) == 1 ? 0 : (uint64_t)n) / fval(o->ys, 0);
+    }
+    nn_qepi ep = {.cbias = cbias, .rfac = rsum, .cfac = rsum ? cfac : NULL, .cmul = o->ys ? cmul : NULL,
+                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+    nn_qgemm_args ga = {.M = rows, .N = N, .K = K, .s_unsigned = true, .s = copy ? as : a, .lds = copy ? Kp : K,
+                        .vpacked = pw->w, .ep = &ep, .out = o->y->data, .ldo = N, .P = N, .img_stride = 0};
+    if (!nn_qgemm(k, nn_qisa_best(), &ga)) st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+done:
+    free(as);
+    free(rsum);
+    free(cbias);
+    free(cfac);
+    free(cmul);
+    nn_qweights_free(own);
+    return st;
+}
