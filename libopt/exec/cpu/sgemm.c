@@ -163,11 +163,24 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
                              bool last, const nn_epilogue *ep, int64_t row0, int64_t col0)
 {
     __m512 c0[NN_MR], c1[NN_MR];
+    /* The output tile (and the residual) are usually not in cache: ask for them now so they
+     * arrive while the multiply-adds run. */
+    for (int i = 0; i < mr; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 16, 1, 3);
+        if (first && ep->z) {
+            __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0, 0, 3);
+            __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0 + 16, 0, 3);
+        }
+    }
 #pragma GCC unroll 12
     for (int i = 0; i < NN_MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    /* The next row panel of A follows this one in memory (nn_pack_a's layout): stream it in. */
+    const float *anext = a + kc * NN_MR;
     for (int64_t kk = 0; kk < kc; kk++) {
         __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR), b1 = _mm512_loadu_ps(b + kk * NN_NR + 16);
         const float *ak = a + kk * NN_MR;
+        __builtin_prefetch(anext + kk * NN_MR, 0, 2);
 #pragma GCC unroll 12
         for (int i = 0; i < NN_MR; i++) {
             __m512 ai = _mm512_set1_ps(ak[i]);
