@@ -118,6 +118,44 @@ static void pool_2d_vs_3d(const char *op, bool include_pad)
     free(x);
 }
 
+/* MaxPool's vector rows (2-D, strides 1 and 2, rows wider than a vector) give exactly what the
+ * N-D loop gives: the same pooling as 2-D and as 3-D with a unit leading spatial dim. */
+Test(pool, max_pool_vector_rows_are_bit_identical_to_the_n_d_loop)
+{
+    kt_rng r = {17};
+    const int64_t cases[][7] = {/* H, W, k, stride, pad, dil, ceil */
+                                {9, 45, 3, 2, 1, 1, 0}, {8, 50, 3, 1, 1, 1, 0}, {7, 37, 2, 2, 0, 1, 1},
+                                {6, 40, 3, 2, 1, 2, 1}, {5, 112, 3, 2, 1, 1, 0}, {4, 17, 5, 1, 2, 1, 0}};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        int64_t H = cases[t][0], W = cases[t][1], k = cases[t][2], st = cases[t][3];
+        int64_t pd = cases[t][4], dl = cases[t][5];
+        float *x = kt_randf(&r, (size_t)(2 * 3 * H * W));
+        int odt = OPT_DT_FLOAT;
+        kt_operand in2 = {"x", OPT_DT_FLOAT, 4, {2, 3, H, W}, x, false};
+        kt_operand in3 = {"x", OPT_DT_FLOAT, 5, {2, 3, 1, H, W}, x, false};
+        opt_model *m2 = kt_model("MaxPool", 12, &in2, 1, &odt, 1);
+        opt_model *m3 = kt_model("MaxPool", 12, &in3, 1, &odt, 1);
+        kt_attr_ints(m2, "kernel_shape", (int64_t[]){k, k}, 2);
+        kt_attr_ints(m3, "kernel_shape", (int64_t[]){1, k, k}, 3);
+        kt_attr_ints(m2, "strides", (int64_t[]){st, st}, 2);
+        kt_attr_ints(m3, "strides", (int64_t[]){1, st, st}, 3);
+        kt_attr_ints(m2, "pads", (int64_t[]){pd, pd, pd, pd}, 4);
+        kt_attr_ints(m3, "pads", (int64_t[]){0, pd, pd, 0, pd, pd}, 6);
+        kt_attr_ints(m2, "dilations", (int64_t[]){dl, dl}, 2);
+        kt_attr_ints(m3, "dilations", (int64_t[]){1, dl, dl}, 3);
+        kt_attr_int(m2, "ceil_mode", cases[t][6]);
+        kt_attr_int(m3, "ceil_mode", cases[t][6]);
+        opt_array y2 = {0}, y3 = {0};
+        kt_run(m2, 2, &in2, 1, &y2, 1);
+        kt_run(m3, 1, &in3, 1, &y3, 1);
+        cr_assert_eq(y2.nbytes, y3.nbytes, "case %zu", t);
+        cr_assert_eq(memcmp(y2.data, y3.data, y2.nbytes), 0, "case %zu", t);
+        opt_array_free(&y2), opt_array_free(&y3);
+        opt_model_free(m2), opt_model_free(m3);
+        free(x);
+    }
+}
+
 Test(pool, two_d_and_n_d_loops_agree_with_ceil_mode_dilations_and_pads)
 {
     pool_2d_vs_3d("MaxPool", false);

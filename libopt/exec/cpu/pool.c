@@ -41,12 +41,90 @@ static void win(const nn_conv_geom *g, int d, int64_t o, int64_t *j0, int64_t *j
     *padn = pn;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+
+/* Bits [lo, hi) of a lane mask (0 <= lo, hi <= 32). */
+static inline uint32_t lane_bits(int64_t lo, int64_t hi)
+{
+    if (lo < 0) lo = 0;
+    if (hi > 32) hi = 32;
+    if (hi <= lo) return 0;
+    return (uint32_t)((((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1));
+}
+
+/* A 1-D/2-D max-pool plane without indices, strides 1 or 2, with AVX-512: 16 outputs at a time,
+ * each tap a masked load whose lanes outside the image read as -inf. max_ps keeps the running
+ * maximum when the tap is NaN, as the scalar `v > m ? v : m` does, so the results are the same
+ * bits. False (nothing done) for other strides. */
+__attribute__((target("avx512f"), optimize("O3")))
+static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *yp)
+{
+    int sp = g->nsp;
+    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
+    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
+    int64_t KH = sp == 2 ? g->k[0] : 1, KW = g->k[sp - 1];
+    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
+    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
+    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    if (sw > 2) return false;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512 ninf = _mm512_set1_ps(-INFINITY);
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += 16) {
+            int64_t nv = OW - ow0 < 16 ? OW - ow0 : 16;
+            __m512 m = ninf;
+            for (int64_t kh = 0; kh < KH; kh++) {
+                int64_t ih = oh * sh - ph + kh * dh;
+                if (ih < 0 || ih >= H) continue;
+                uintptr_t xr = (uintptr_t)(xp + ih * W);
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    int64_t start = ow0 * sw + kw * dw - pw;
+                    /* Integer address arithmetic: masked-off lanes may lie outside the row. */
+                    const float *at = (const float *)(xr + (uintptr_t)start * sizeof(float));
+                    __m512 v;
+                    if (sw == 1) {
+                        __mmask16 k = (__mmask16)lane_bits(-start, W - start < nv ? W - start : nv);
+                        if (!k) continue;
+                        v = _mm512_mask_loadu_ps(ninf, k, at);
+                    } else {
+                        int64_t span = 2 * nv - 1;
+                        uint32_t k = lane_bits(-start, W - start < span ? W - start : span);
+                        if (!k) continue;
+                        const float *at16 = (const float *)(xr + (uintptr_t)(start + 16) * sizeof(float));
+                        v = _mm512_permutex2var_ps(_mm512_mask_loadu_ps(ninf, (__mmask16)(k & 0xFFFF), at),
+                                                   even,
+                                                   _mm512_mask_loadu_ps(ninf, (__mmask16)(k >> 16), at16));
+                    }
+                    m = _mm512_max_ps(v, m);
+                }
+            }
+            _mm512_mask_storeu_ps(yp + oh * OW + ow0, (__mmask16)lane_bits(0, nv), m);
+        }
+    return true;
+}
+#else
+static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *yp)
+{
+    (void)g, (void)xp, (void)yp;
+    return false;
+}
+#endif
+
 /* 1-D/2-D planes [begin, end) of N*C. */
 static void pool_planes_2d(void *ctx, size_t begin, size_t end)
 {
     const pool_job *j = ctx;
     const nn_conv_geom *g = j->g;
     int sp = g->nsp;
+    if (j->max && !j->idx && nn_sgemm_fast()) {
+        size_t pl = begin;
+        for (; pl < end; pl++)
+            if (!maxpool_plane_avx512(g, j->x + (int64_t)pl * j->insz, j->y + (int64_t)pl * j->outsz))
+                break;
+        if (pl == end) return;
+        begin = pl;
+    }
     int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
     int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
     int64_t sh = sp == 2 ? g->stride[0] : 1, dh = sp == 2 ? g->dil[0] : 1;
