@@ -32,6 +32,8 @@ static const char help[] =
     "  --samples N            calibration samples to use (default 1000)\n"
     "  --threads N            executor threads for --refine (default: all cores)\n"
     "  --inline               write the centroid values into the float weights\n"
+    "  --uint4                packed 4-bit index tensors where the codebook has at most 16\n"
+    "                         entries (the model must have IR version 10 and opset 21)\n"
     "  -o, --output OUT       output path (default: standard output)\n"
     "  --report FILE          also write the per-layer table to FILE (.json, .csv or .md)\n"
     "  -q, --quiet            no summary on stderr\n"
@@ -70,6 +72,7 @@ int cmd_cluster(int argc, char **argv)
         {"samples", required_argument, NULL, 'N'},
         {"threads", required_argument, NULL, 'T'},
         {"inline", no_argument, NULL, 'n'},
+        {"uint4", no_argument, NULL, 'U'},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -100,6 +103,7 @@ int cmd_cluster(int argc, char **argv)
         case 'N': rc = copt_number(&t, "--samples", optarg, 1, 1e9, &samples); break;
         case 'T': rc = copt_number(&t, "--threads", optarg, 0, 1024, &threads); break;
         case 'n': co.inline_values = true; break;
+        case 'U': co.uint4 = true; break;
         default: rc = tool_usage(&t, "bad option");
         }
         if (rc) goto out;

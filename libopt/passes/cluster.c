@@ -210,7 +210,8 @@ static inline int nearest(const float *c, int k, float x)
 
 /* Rewrites weight ref as idx + codebook + Cast + Gather, or inline. */
 static opt_status emit(opt_graph *g, const opt_weight_ref *ref, const uint8_t *idx,
-                       const float *book, int nbook, const float *w, bool inl, opt_error *err)
+                       const float *book, int nbook, const float *w, bool inl, bool packed4,
+                       opt_error *err)
 {
     opt_tensor *t = ref->t;
     int dt = t->data_type;
@@ -236,7 +237,18 @@ static opt_status emit(opt_graph *g, const opt_weight_ref *ref, const uint8_t *i
     ti->name = idx_name;
     idx_name = NULL;
     if ((s = opt_tensor_set_dims(ti, t->dims, t->n_dims, err)) != OPT_OK) goto fail;
-    if ((s = opt_tensor_set_raw(ti, OPT_DT_UINT8, idx, (size_t)ref->numel, err)) != OPT_OK) goto fail;
+    if (packed4 && nbook <= 16) {
+        /* uint4, two indices per byte, the first in the low nibble (ONNX's packing). */
+        size_t nb = (size_t)(ref->numel + 1) / 2;
+        uint8_t *pk = calloc(nb ? nb : 1, 1);
+        if (!pk) goto nomem;
+        for (uint64_t j = 0; j < ref->numel; j++) pk[j / 2] |= (uint8_t)(idx[j] << (4 * (j & 1)));
+        s = opt_tensor_set_raw(ti, OPT_DT_UINT4, pk, nb, err);
+        free(pk);
+        if (s != OPT_OK) goto fail;
+    } else if ((s = opt_tensor_set_raw(ti, OPT_DT_UINT8, idx, (size_t)ref->numel, err)) != OPT_OK) {
+        goto fail;
+    }
     tc->name = cb_name;
     cb_name = NULL;
     int64_t kd = nbook;
@@ -299,6 +311,14 @@ opt_status opt_cluster(opt_model *m, const opt_cluster_opts *o, opt_layer_stat *
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }
     if (o->refine && n && (s = opt_refine_new(m, refs, n, o->refine, &rf, err)) != OPT_OK) goto done;
+    /* uint4 indices need IR 10 (the dtype) and opset 21 (Cast from uint4). */
+    bool packed4 = o->uint4;
+    if (packed4 && !(m->has_ir_version && m->ir_version >= 10 && opt_model_opset(m, "") >= 21)) {
+        s = opt_error_set(err, OPT_ERR_UNSUPPORTED,
+                          "uint4 indices need IR version 10 and opset 21 (the model has IR %lld, opset %lld)",
+                          (long long)m->ir_version, (long long)opt_model_opset(m, ""));
+        goto done;
+    }
 
     for (size_t i = 0; i < n; i++) {
         opt_weight_ref *r = &refs[i];
@@ -371,7 +391,7 @@ opt_status opt_cluster(opt_model *m, const opt_cluster_opts *o, opt_layer_stat *
         for (uint64_t j = 0; j < ne; j++) z += w[j] == 0.0f;
         st[i].zeros_after = z;
         if (rf && (s = opt_refine_bias(rf, i, w, err)) != OPT_OK) goto layer_out;
-        s = emit(m->graph, r, idx, book, nbook, w, o->inline_values, err);
+        s = emit(m->graph, r, idx, book, nbook, w, o->inline_values, packed4, err);
     layer_out:
         free(w);
         free(nz);

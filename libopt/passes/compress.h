@@ -142,6 +142,8 @@ typedef struct opt_cluster_opts {
     int max_iter;                  /* 0: until the assignment stops changing (at most 1000) */
     uint64_t seed;                 /* random and kmeans++ */
     bool inline_values;            /* write centroids back into the float weight */
+    bool uint4;                    /* uint4 index tensors for layers of at most 16 codebook
+                                      entries (needs IR 10 and opset 21; else an error) */
     const opt_calib_batches *refine; /* non-NULL: least-squares fit to each layer's output */
 } opt_cluster_opts;
 

@@ -228,7 +228,7 @@ opt_status opt_huffman(opt_model *m, const opt_huffman_opts *o, opt_layer_stat *
     for (size_t i = 0; i < g->n_initializers; i++) {
         opt_tensor *t = g->initializers[i];
         opt_node *cast;
-        if (!t->name || t->data_type != OPT_DT_UINT8) continue;
+        if (!t->name || (t->data_type != OPT_DT_UINT8 && t->data_type != OPT_DT_UINT4)) continue;
         opt_node *gat = clustered_use(g, t->name, &cast);
         if (!gat || !name_match(o ? &o->filter : NULL, t->name, gat->outputs[0])) continue;
         todo[nt++] = opt_strdup(t->name);
@@ -372,7 +372,8 @@ static opt_status unpack_dense(opt_graph *g, size_t i, bool *done, opt_error *er
                 cast = g->nodes[j];
                 ix = opt_graph_initializer(g, cast->inputs[0]);
             }
-    if (!ix || (ix->data_type != OPT_DT_UINT8 && ix->data_type != OPT_DT_INT32 && ix->data_type != OPT_DT_INT64))
+    if (!ix || (ix->data_type != OPT_DT_UINT8 && ix->data_type != OPT_DT_UINT4 && ix->data_type != OPT_DT_INT32 &&
+                ix->data_type != OPT_DT_INT64))
         return OPT_OK;
     uint64_t ne, k;
     OPT_TRY(opt_tensor_check(ix, err));

@@ -41,6 +41,23 @@ sys.exit(0 if rows and all(float(r['out_err_refined'])<=float(r['out_err_kmeans'
 check "refined model runs in mopt" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/or" "$T/cr.onnx"
 assert "refined model runs in ONNX Runtime alike" $CC ort "$T/cr.onnx" "$T/x5.npy" "$T/or"
 check "clustering a clustered model changes nothing" 0 'no Conv' -- "$MOPT" cluster "$T/c.onnx" -o "$T/cc.onnx"
+# uint4 indices: only where IR 10 / opset 21 allow them; ONNX Runtime runs them, and the Huffman
+# stage (which mopt's executor runs) gives the same outputs.
+check "--uint4 on an IR 8 model fails naming the requirement" 1 'IR version 10 and opset 21' -- \
+    "$MOPT" cluster --uint4 "$T/p.onnx" -o "$T/u4bad.onnx"
+assert "no output left (uint4)" test ! -e "$T/u4bad.onnx"
+"$PY" -c "
+import onnx,sys
+m=onnx.load('$T/p.onnx'); m.ir_version=10
+for o in m.opset_import:
+    if o.domain in ('','ai.onnx'): o.version=21
+onnx.save(m,'$T/p21.onnx')"
+check "--uint4 on an IR 10 / opset 21 model" 0 '' -- "$MOPT" cluster --bits 3 --uint4 "$T/p21.onnx" -o "$T/u4.onnx"
+assert "uint4 model passes the ONNX checker" $CC check "$T/u4.onnx"
+assert "index tensors are uint4" bash -c "'$MOPT' info '$T/u4.onnx' 2>&1 | grep -Eq 'fc1\.weight\.idx +\[120,400\] +uint4'"
+check "huffman of the uint4 model" 0 '' -- "$MOPT" huffman "$T/u4.onnx" -o "$T/u4h.onnx"
+check "mopt runs it" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/ou4" "$T/u4h.onnx"
+assert "ONNX Runtime's uint4 Gather form gives mopt's outputs" $CC ort "$T/u4.onnx" "$T/x5.npy" "$T/ou4"
 check "bits 9 is a usage error" 2 'bits' -- "$MOPT" cluster --bits 9 "$L5"
 check "unknown init is a usage error" 2 'init' -- "$MOPT" cluster --init foo "$L5"
 check "refine without data is a usage error" 2 'needs --data' -- "$MOPT" cluster --refine data "$L5"
