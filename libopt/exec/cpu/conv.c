@@ -340,6 +340,9 @@ static inline void copy_run(float *restrict dst, const float *restrict src, int6
     if (stride == 1) {
         const float *sp = src + first;
         for (int64_t t = t0; t < t1; t++) dst[t] = sp[t];
+    } else if (stride == 2) { /* a constant stride vectorises (two loads and a permute) */
+        const float *sp = src + first;
+        for (int64_t t = t0; t < t1; t++) dst[t] = sp[2 * t];
     } else {
         for (int64_t t = t0; t < t1; t++) dst[t] = src[first + t * stride];
     }
