@@ -51,4 +51,16 @@ check "refine data keeps the counts" 0 '' -- "$MOPT" prune --sparsity 0.8 --per-
     --data fashion-mnist:train --samples 500 "$L300" -o "$T/rf.onnx"
 assert "refine: fc2 exactly 24000 zeros" $CC zeros "$T/rf.onnx" fc2.weight 24000
 assert "refine: only weights and biases change; BatchNorm-free lenet300 biases may move" $CC check "$T/rf.onnx"
+
+# mopt sensitivity: one row per layer and sparsity after the baseline; the model is restored
+# between rows (the baseline row and the zero-sparsity rows agree).
+check "sensitivity writes CSV" 0 'sensitivity' -- "$MOPT" sensitivity --data fashion-mnist:test --limit 300 \
+    --sparsities 0,0.9 "$L5" -o "$T/sens.csv"
+assert "sensitivity: header, baseline and 2 rows per layer" test "$(wc -l < "$T/sens.csv")" -eq 12
+assert "sensitivity: sparsity 0 changes nothing" "$PY" -c "
+import csv,sys
+r=list(csv.DictReader(open('$T/sens.csv')))
+base=r[0]['top1']
+sys.exit(0 if all(x['top1']==base for x in r if x['sparsity']=='0') and any(float(x['drop'])>0 for x in r) else 1)"
+check "sensitivity needs --data" 2 'data' -- "$MOPT" sensitivity "$L5"
 finish
