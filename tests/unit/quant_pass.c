@@ -158,8 +158,8 @@ Test(quant_pass, the_int8_rewrite_computes_what_the_qdq_model_computes)
     cr_assert_not_null(v, "fc1 -> relu -> Q is an int8 island");
     cr_assert_eq(v->n_gemm, 2);
     opt_exec *a = NULL, *b = NULL;
-    opt_exec_opts eo = {.threads = 1};
-    cr_assert_eq(opt_exec_new(m, &eo, &a, &e), OPT_OK, "%s", e.msg);
+    opt_exec_opts eo = {.threads = 1}, sim = {.threads = 1, .no_qdq_fuse = true};
+    cr_assert_eq(opt_exec_new(m, &sim, &a, &e), OPT_OK, "%s", e.msg);
     cr_assert_eq(opt_exec_new(&v->model, &eo, &b, &e), OPT_OK, "%s", e.msg);
     opt_array in = {.dtype = OPT_DT_FLOAT, .ndim = 2, .dims = {5, 4}};
     cr_assert(opt_array_alloc(&in));

@@ -15,6 +15,7 @@
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/qgemm.h"
 
+#include <emmintrin.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -146,34 +147,86 @@ typedef struct qcol {
     int64_t img_stride; /* bytes per image (C * H * W) */
     int64_t H, W, OW, P, KH, KW, sh, sw, dh, dw, ph, pw, Kg;
     const int32_t *ktab; /* per k: channel offset (ci * H * W), ky, kx */
+    const uint8_t *x_end; /* end of x's data (copies never read past it) */
     uint8_t flip, fill;
 } qcol;
 
+/* Row stride of the unfolding buffer: a panel's columns plus 16 bytes, so row pieces can be
+ * copied and filled 16 bytes at a time, spilling into columns that a later piece rewrites. */
+#define QT (NN_QNR + 16)
+
+static inline void fill16(uint8_t *d, int64_t n, __m128i v)
+{
+    for (int64_t l = 0; l < n; l += 16) _mm_storeu_si128((__m128i *)(d + l), v);
+}
+
+/* Copies n bytes in 16-byte steps (may write up to 15 bytes past n); reads past n only when that
+ * stays before end. */
+static inline void copy16(uint8_t *d, const uint8_t *s, int64_t n, const uint8_t *end)
+{
+    int64_t l = 0;
+    if (s + ((n + 15) & ~(int64_t)15) <= end) {
+        for (; l < n; l += 16) _mm_storeu_si128((__m128i *)(d + l), _mm_loadu_si128((const __m128i *)(s + l)));
+        return;
+    }
+    for (; l + 16 <= n; l += 16) _mm_storeu_si128((__m128i *)(d + l), _mm_loadu_si128((const __m128i *)(s + l)));
+    for (; l < n; l++) d[l] = s[l];
+}
+
+/* Unfolds columns [j0, j0 + nc) into tmp (K rows of QT bytes), then interleaves them into the
+ * panel. The row pieces are short (an output row at most), so they are moved 16 bytes at a time
+ * inline rather than through memcpy/memset calls, which cost more than the copies here. */
+/* Unfolds columns [j0, j0 + nc) into tmp (K rows of QT bytes), then interleaves them into the
+ * panel. The columns fall into runs along output rows; per k each run is one row piece of x.
+ * Pieces are short (an output row at most), so they move 16 bytes at a time inline rather than
+ * through memcpy/memset calls, which cost more than the copies here; runs whose window never
+ * touches padding (the common case) skip the bound arithmetic. */
 static void qcol_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
 {
     const qcol *q = ctx;
-    for (int64_t c = 0; c < nc;) {
+    const __m128i fv = _mm_set1_epi8((char)q->fill);
+    struct run {
+        int32_t c, L, hb, wb;
+        const uint8_t *x;
+        bool inside;
+    } runs[NN_QNR];
+    int nr = 0;
+    for (int64_t c = 0; c < nc; nr++) {
         int64_t j = j0 + c, img = j / q->P, pix = j % q->P, oh = pix / q->OW, ow = pix % q->OW;
         int64_t L = nc - c < q->OW - ow ? nc - c : q->OW - ow;
-        const uint8_t *xi = q->x + img * q->img_stride;
-        for (int64_t k = 0; k < q->Kg; k++) {
-            const int32_t *kt = q->ktab + 3 * k;
-            uint8_t *d = tmp + k * NN_QNR + c;
-            int64_t ih = oh * q->sh - q->ph + kt[1] * q->dh;
-            if (ih < 0 || ih >= q->H) {
-                memset(d, q->fill, (size_t)L);
+        struct run *r = &runs[nr];
+        r->c = (int32_t)c, r->L = (int32_t)L;
+        r->hb = (int32_t)(oh * q->sh - q->ph), r->wb = (int32_t)(ow * q->sw - q->pw);
+        r->x = q->x + img * q->img_stride;
+        r->inside = r->hb >= 0 && r->hb + (q->KH - 1) * q->dh < q->H && r->wb >= 0 &&
+                    r->wb + (L - 1) * q->sw + (q->KW - 1) * q->dw < q->W;
+        c += L;
+    }
+    for (int64_t k = 0; k < q->Kg; k++) {
+        const int32_t *kt = q->ktab + 3 * k;
+        int64_t kh = kt[1] * q->dh, kw = kt[2] * q->dw;
+        uint8_t *dk = tmp + k * QT;
+        for (int ri = 0; ri < nr; ri++) {
+            const struct run *r = &runs[ri];
+            uint8_t *d = dk + r->c;
+            int64_t L = r->L, ih = r->hb + kh, iw0 = r->wb + kw;
+            const uint8_t *row = r->x + kt[0] + ih * q->W;
+            if (r->inside && q->sw == 1) {
+                copy16(d, row + iw0, L, q->x_end);
                 continue;
             }
-            const uint8_t *row = xi + kt[0] + ih * q->W;
-            int64_t iw0 = ow * q->sw - q->pw + kt[2] * q->dw;
+            if (ih < 0 || ih >= q->H) {
+                fill16(d, L, fv);
+                continue;
+            }
             if (q->sw == 1) {
                 int64_t a = iw0 < 0 ? -iw0 : 0, b = q->W - iw0;
                 if (a > L) a = L;
                 if (b > L) b = L;
                 if (b < a) b = a;
-                memset(d, q->fill, (size_t)a);
-                memcpy(d + a, row + iw0 + a, (size_t)(b - a));
-                memset(d + b, q->fill, (size_t)(L - b));
+                if (a) fill16(d, a, fv);
+                copy16(d + a, row + iw0 + a, b - a, q->x_end);
+                if (b < L) fill16(d + b, L - b, fv);
             } else {
                 for (int64_t l = 0; l < L; l++) {
                     int64_t iw = iw0 + l * q->sw;
@@ -181,14 +234,13 @@ static void qcol_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, u
                 }
             }
         }
-        c += L;
     }
     if (colsum) {
         for (int64_t c = 0; c < nc; c++) colsum[c] = 0;
         for (int64_t k = 0; k < q->Kg; k++)
-            for (int64_t c = 0; c < nc; c++) colsum[c] += (uint8_t)(tmp[k * NN_QNR + c] ^ q->flip);
+            for (int64_t c = 0; c < nc; c++) colsum[c] += (uint8_t)(tmp[k * QT + c] ^ q->flip);
     }
-    nn_qpack_panel(tmp, NN_QNR, q->Kg, 0, nc, q->flip, panel);
+    nn_qpack_panel(tmp, QT, q->Kg, 0, nc, q->flip, panel);
 }
 
 /* 1x1 kernel over a 1x1 input (a Gemm written as a conv): column j is image j's channel vector. */
@@ -266,6 +318,7 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         .sh = two ? g->stride[0] : 1, .sw = g->stride[g->nsp - 1], .dh = two ? g->dil[0] : 1,
         .dw = g->dil[g->nsp - 1], .ph = two ? g->pad_b[0] : 0, .pw = g->pad_b[g->nsp - 1], .Kg = Kg,
         .ktab = ktab, .flip = flip, .fill = (uint8_t)ival(o->xz, 0),
+        .x_end = (const uint8_t *)o->x->data + opt_array_numel(o->x),
     };
     bool vec = ks == 1 && insz == 1 && P == 1;
     size_t es = o->y->dtype == OPT_DT_INT32 ? 4 : 1;
@@ -275,7 +328,7 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
                       .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
         nn_qgemm_args a = {
             .M = Mg, .N = g->N * P, .K = Kg, .s_unsigned = false, .s = pw->w + gi * Mg * pw->Kp, .lds = pw->Kp,
-            .pack_v = vec ? qcol_pack_vec : qcol_pack, .pack_ctx = &qc, .pack_tmp = vec ? 0 : (size_t)Kg * NN_QNR,
+            .pack_v = vec ? qcol_pack_vec : qcol_pack, .pack_ctx = &qc, .pack_tmp = vec ? 0 : (size_t)Kg * QT,
             .pack_colsum = pw->any_zp, .ep = &ep, .out = (char *)o->y->data + (size_t)(gi * Mg * P) * es,
             .ldo = P, .P = P, .img_stride = M * P,
         };

@@ -139,8 +139,76 @@ static opt_status ql_infer(const opt_node *n, int opset, const int *in_dt, size_
     return OPT_OK;
 }
 
+/* float32 -> uint8/int8 with one scale and zero point: x / s rounded half to even (the 1.5 * 2^23
+ * trick, exact for |v| < 2^22; v is clamped to +-512 first, which changes nothing after
+ * saturation), plus the zero point, saturated. NaN gives the zero point. Same bytes as the
+ * generic loop below. */
+static NN_VEC void quantize_f32_u8(const float *restrict x, uint64_t n, float s, float zp, float lo, float hi,
+                                   uint8_t *restrict y, bool is_signed)
+{
+    const float magic = 12582912.0f; /* 1.5 * 2^23 */
+    for (uint64_t i = 0; i < n; i++) {
+        float v = x[i] / s;
+        v = v == v ? v : 0.0f;
+        v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+        v = (v + magic) - magic + zp;
+        v = v < lo ? lo : v > hi ? hi : v;
+        y[i] = is_signed ? (uint8_t)(int8_t)(int32_t)v : (uint8_t)(int32_t)v;
+    }
+}
+
+static NN_VEC void dequantize_u8_f32(const uint8_t *restrict x, uint64_t n, float s, int32_t zp, bool is_signed,
+                                     float *restrict y)
+{
+    if (is_signed)
+        for (uint64_t i = 0; i < n; i++) y[i] = (float)((int32_t)(int8_t)x[i] - zp) * s;
+    else
+        for (uint64_t i = 0; i < n; i++) y[i] = (float)((int32_t)x[i] - zp) * s;
+}
+
+typedef struct qdq_job {
+    const void *x;
+    void *y;
+    float s, zp, lo, hi;
+    bool is_signed, quantize;
+} qdq_job;
+
+static void qdq_chunk(void *ctx, size_t b, size_t e)
+{
+    const qdq_job *j = ctx;
+    if (j->quantize)
+        quantize_f32_u8((const float *)j->x + b, e - b, j->s, j->zp, j->lo, j->hi, (uint8_t *)j->y + b, j->is_signed);
+    else
+        dequantize_u8_f32((const uint8_t *)j->x + b, e - b, j->s, (int32_t)j->zp, j->is_signed, (float *)j->y + b);
+}
+
+/* Runs the per-tensor float32 <-> 8-bit conversion over k's threads in blocks of 16K values. */
+static void qdq_fast(opt_kctx *k, qdq_job *j, uint64_t n)
+{
+    enum { BLK = 16384 };
+    if (nn_threads(k) > 1 && n >= 2 * BLK)
+        opt_parallel_for(k, (size_t)n, qdq_chunk, j);
+    else
+        qdq_chunk(j, 0, (size_t)n);
+}
+
 static opt_status quantize_run(opt_kctx *k, opt_error *err)
 {
+    {
+        const opt_array *X = k->in[0], *S = k->in[1], *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
+        int od = (int)opt_node_attr_int(k->node, "output_dtype", 0);
+        int dt = od ? od : Z ? Z->dtype : OPT_DT_UINT8;
+        if (X->dtype == OPT_DT_FLOAT && S->dtype == OPT_DT_FLOAT && opt_array_numel(S) == 1 &&
+            (!Z || (opt_array_numel(Z) == 1 && Z->dtype == dt)) && (dt == OPT_DT_UINT8 || dt == OPT_DT_INT8)) {
+            OPT_TRY(opt_kctx_output(k, 0, dt, X->ndim, X->dims, err));
+            bool sg = dt == OPT_DT_INT8;
+            qdq_job j = {.x = X->data, .y = k->out[0].data, .s = *(const float *)S->data,
+                         .zp = Z ? (float)iget(Z, 0) : 0.0f, .lo = sg ? -128.0f : 0.0f, .hi = sg ? 127.0f : 255.0f,
+                         .is_signed = sg, .quantize = true};
+            qdq_fast(k, &j, opt_array_numel(X));
+            return OPT_OK;
+        }
+    }
     const opt_array *X = k->in[0], *S = k->in[1];
     const opt_array *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
     int dt = Z ? Z->dtype : OPT_DT_UINT8;
@@ -189,6 +257,20 @@ static opt_status dql_infer(const opt_node *n, int opset, const int *in_dt, size
 
 static opt_status dequantize_run(opt_kctx *k, opt_error *err)
 {
+    {
+        const opt_array *X = k->in[0], *S = k->in[1], *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
+        int odt = k->opset >= 19 ? S->dtype : OPT_DT_FLOAT;
+        int od = (int)opt_node_attr_int(k->node, "output_dtype", 0);
+        if (od) odt = od;
+        if ((X->dtype == OPT_DT_UINT8 || X->dtype == OPT_DT_INT8) && S->dtype == OPT_DT_FLOAT &&
+            odt == OPT_DT_FLOAT && opt_array_numel(S) == 1 && (!Z || opt_array_numel(Z) == 1)) {
+            OPT_TRY(opt_kctx_output(k, 0, OPT_DT_FLOAT, X->ndim, X->dims, err));
+            qdq_job j = {.x = X->data, .y = k->out[0].data, .s = *(const float *)S->data,
+                         .zp = Z ? (float)iget(Z, 0) : 0.0f, .is_signed = X->dtype == OPT_DT_INT8};
+            qdq_fast(k, &j, opt_array_numel(X));
+            return OPT_OK;
+        }
+    }
     const opt_array *X = k->in[0], *S = k->in[1];
     const opt_array *Z = opt_kctx_has(k, 2) ? k->in[2] : NULL;
     int64_t len, inner;

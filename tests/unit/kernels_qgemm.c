@@ -1,0 +1,305 @@
+/*
+ * tests/unit/kernels_qgemm.c — the 8-bit integer GEMM and the ops on it are exact: every kernel
+ * this CPU has (AVX-512 VNNI, AVX2, C) gives the same bytes as the three-loop reference for any
+ * shape, signedness and epilogue; QLinearConv (int8 activations, uint8 weights with per-channel
+ * zero points, strides, dilations, pads, images smaller than a panel), a Gemm written as a 1x1
+ * QLinearConv and QLinearMatMul equal integer references computed here; the per-tensor
+ * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
+ */
+#include "libopt/exec/cpu/qgemm.h"
+#include "tests/unit/kernels_util.h"
+
+static uint8_t *rand_bytes(kt_rng *r, size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    for (size_t i = 0; i < n; i++) p[i] = (uint8_t)kt_int(r, 0, 255);
+    return p;
+}
+
+static int32_t *rand_i32(kt_rng *r, size_t n, int32_t lo, int32_t hi)
+{
+    int32_t *p = malloc((n ? n : 1) * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = (int32_t)kt_int(r, lo, hi);
+    return p;
+}
+
+Test(qgemm, every_kernel_equals_the_reference_exactly)
+{
+    kt_rng r = {4242};
+    const nn_qisa isas[3] = {NN_QISA_C, NN_QISA_AVX2, NN_QISA_VNNI};
+    for (int t = 0; t < 60; t++) {
+        int64_t M = kt_int(&r, 1, 21), N = kt_int(&r, 1, 150), K = kt_int(&r, 1, 70), Kp = nn_qkp(K);
+        bool su = t % 2;
+        int odts[3] = {OPT_DT_UINT8, OPT_DT_INT8, OPT_DT_INT32};
+        nn_qepi ep = {.out_dt = odts[t % 3], .zp = (int32_t)kt_int(&r, -20, 20), .mul = 0.0005f * (float)(t + 1)};
+        if (ep.out_dt == OPT_DT_UINT8) ep.zp += 128;
+        uint8_t *s = calloc((size_t)(M * Kp), 1), *v = rand_bytes(&r, (size_t)(K * N));
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t k = 0; k < K; k++) s[i * Kp + k] = (uint8_t)kt_int(&r, 0, 255);
+        int32_t *rb = rand_i32(&r, (size_t)M, -40000, 40000), *cb = rand_i32(&r, (size_t)N, -40000, 40000);
+        int32_t *rf = rand_i32(&r, (size_t)M, -300, 300), *cf = rand_i32(&r, (size_t)N, -300, 300);
+        float *rm = malloc((size_t)M * sizeof *rm), *cm = malloc((size_t)N * sizeof *cm);
+        for (int64_t i = 0; i < M; i++) rm[i] = 0.0001f * (float)kt_int(&r, 1, 40);
+        for (int64_t j = 0; j < N; j++) cm[j] = 0.0001f * (float)kt_int(&r, 1, 40);
+        if (t % 4 != 0) ep.rbias = rb;
+        if (t % 5 != 0) ep.cbias = cb;
+        if (t % 3 == 1) ep.rfac = rf, ep.cfac = cf;
+        if (t % 7 < 3) ep.rmul = rm;
+        else if (t % 7 < 5) ep.cmul = cm;
+        uint8_t *packed = malloc(nn_qpack_bytes(K, N));
+        nn_qpack(v, N, K, N, 0, packed);
+        size_t es = ep.out_dt == OPT_DT_INT32 ? 4 : 1, ob = (size_t)(M * N) * es;
+        uint8_t *want = malloc(ob), *got = malloc(ob);
+        nn_qgemm_ref(M, N, K, su, s, Kp, v, N, &ep, want, N);
+        for (int q = 0; q < 3; q++) {
+            if (!nn_qisa_available(isas[q])) continue;
+            memset(got, 0xa5, ob);
+            nn_qgemm_args a = {.M = M, .N = N, .K = K, .s_unsigned = su, .s = s, .lds = Kp, .vpacked = packed,
+                               .ep = &ep, .out = got, .ldo = N, .P = N};
+            cr_assert(nn_qgemm(NULL, isas[q], &a));
+            cr_assert_arr_eq(got, want, ob, "trial %d (M %lld N %lld K %lld, %s)", t, (long long)M, (long long)N,
+                             (long long)K, nn_qisa_name(isas[q]));
+        }
+        free(s), free(v), free(rb), free(cb), free(rf), free(cf), free(rm), free(cm);
+        free(packed), free(want), free(got);
+    }
+}
+
+Test(qgemm, requantisation_rounds_half_to_even_and_saturates)
+{
+    /* 1 x 6 times 6 x 6 identity-like V: sums are S's bytes; mul 0.5 puts them on .5 ties. */
+    uint8_t s[8] = {1, 3, 5, 7, 255, 0, 0, 0}; /* as int8: 1 3 5 7 -1 0 */
+    uint8_t v[6 * 6] = {0};
+    for (int k = 0; k < 6; k++) v[k * 6 + k] = 1;
+    v[4 * 6 + 5] = 200; /* column 5 = -1 * 200 = -200 -> -100 -> saturates at 0 */
+    uint8_t packed[2 * NN_QNR * 4 * 2];
+    nn_qpack(v, 6, 6, 6, 0, packed);
+    nn_qepi ep = {.mul = 0.5f, .zp = 0, .out_dt = OPT_DT_UINT8};
+    const uint8_t want[6] = {0, 2, 2, 4, 0, 0}; /* 0.5 1.5 2.5 3.5 -0.5 -100 */
+    const nn_qisa isas[3] = {NN_QISA_C, NN_QISA_AVX2, NN_QISA_VNNI};
+    for (int q = 0; q < 3; q++) {
+        if (!nn_qisa_available(isas[q])) continue;
+        uint8_t got[6];
+        nn_qgemm_args a = {.M = 1, .N = 6, .K = 6, .s = s, .lds = 8, .vpacked = packed, .ep = &ep, .out = got,
+                           .ldo = 6, .P = 6};
+        cr_assert(nn_qgemm(NULL, isas[q], &a));
+        cr_assert_arr_eq(got, want, 6, "%s", nn_qisa_name(isas[q]));
+    }
+}
+
+/* Direct QLinearConv reference (2-D, group 1): int32 sums of (x - xz)(w - wz[m]) + b[m], then
+ * saturate(nearbyint(sum * (xs * ws[m] / ys) + yz)). */
+static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, int oh, int ow, int C, int H, int W,
+                            int KH, int KW, const int *st, const int *dl, const int *pd, int32_t xz, int32_t wz)
+{
+    int32_t acc = 0;
+    for (int c = 0; c < C; c++)
+        for (int kh = 0; kh < KH; kh++)
+            for (int kw = 0; kw < KW; kw++) {
+                int ih = oh * st[0] - pd[0] + kh * dl[0], iw = ow * st[1] - pd[1] + kw * dl[1];
+                int32_t xv = ih < 0 || ih >= H || iw < 0 || iw >= W ? 0 : x[((n * C + c) * H + ih) * W + iw] - xz;
+                acc += xv * (w[((m * C + c) * KH + kh) * KW + kw] - wz);
+            }
+    return acc;
+}
+
+Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
+{
+    kt_rng r = {77};
+    enum { N = 3, C = 5, H = 6, W = 9, M = 11, KH = 3, KW = 2 };
+    const int st[2] = {2, 1}, dl[2] = {1, 2}, pd[4] = {1, 2, 0, 1};
+    const int OH = (H + pd[0] + pd[2] - dl[0] * (KH - 1) - 1) / st[0] + 1;
+    const int OW = (W + pd[1] + pd[3] - dl[1] * (KW - 1) - 1) / st[1] + 1;
+    static int8_t x[N * C * H * W];
+    static uint8_t w[M * C * KH * KW];
+    uint8_t wzp[M];
+    float wsc[M];
+    int32_t bias[M];
+    for (size_t i = 0; i < sizeof x; i++) x[i] = (int8_t)kt_int(&r, -128, 127);
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int m = 0; m < M; m++) {
+        wzp[m] = (uint8_t)kt_int(&r, 100, 150);
+        wsc[m] = 0.0007f * (float)(m + 1);
+        bias[m] = (int32_t)kt_int(&r, -20000, 20000);
+    }
+    int8_t xzp = -3, yzp = -10;
+    float xsc = 0.03f, ysc = 0.4f;
+    kt_operand in[9] = {
+        {"x", OPT_DT_INT8, 4, {N, C, H, W}, x, false},
+        {"xs", OPT_DT_FLOAT, 0, {0}, &xsc, true},
+        {"xz", OPT_DT_INT8, 0, {0}, &xzp, true},
+        {"w", OPT_DT_UINT8, 4, {M, C, KH, KW}, w, true},
+        {"ws", OPT_DT_FLOAT, 1, {M}, wsc, true},
+        {"wz", OPT_DT_UINT8, 1, {M}, wzp, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ysc, true},
+        {"yz", OPT_DT_INT8, 0, {0}, &yzp, true},
+        {"b", OPT_DT_INT32, 1, {M}, bias, true},
+    };
+    int odt = OPT_DT_INT8;
+    opt_model *m = kt_model("QLinearConv", 10, in, 9, &odt, 1);
+    kt_attr_ints(m, "pads", (const int64_t[]){pd[0], pd[1], pd[2], pd[3]}, 4);
+    kt_attr_ints(m, "strides", (const int64_t[]){st[0], st[1]}, 2);
+    kt_attr_ints(m, "dilations", (const int64_t[]){dl[0], dl[1]}, 2);
+    static int32_t xi[sizeof x], wi[sizeof w];
+    for (size_t i = 0; i < sizeof x; i++) xi[i] = x[i];
+    for (size_t i = 0; i < sizeof w; i++) wi[i] = w[i];
+    for (int threads = 1; threads <= 2; threads++) {
+        opt_array y = {0};
+        kt_run(m, threads, in, 9, &y, 1);
+        cr_assert_eq(y.dtype, OPT_DT_INT8);
+        cr_assert_eq(opt_array_numel(&y), (uint64_t)(N * M * OH * OW));
+        const int8_t *yv = y.data;
+        for (int n = 0; n < N; n++)
+            for (int mo = 0; mo < M; mo++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        int32_t acc = bias[mo] + conv_ref_sum(xi, wi, n, mo, oh, ow, C, H, W, KH, KW, st, dl, pd,
+                                                              xzp, wzp[mo]);
+                        float mult = xsc * wsc[mo] / ysc;
+                        double v = nearbyint((double)acc * mult + yzp);
+                        int8_t want = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+                        int8_t got = yv[((n * M + mo) * OH + oh) * OW + ow];
+                        cr_assert_eq(got, want, "%d threads: y[%d,%d,%d,%d] = %d, want %d", threads, n, mo, oh, ow,
+                                     got, want);
+                    }
+        opt_array_free(&y);
+    }
+    opt_model_free(m);
+}
+
+Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)
+{
+    kt_rng r = {91};
+    enum { B = 61, K = 37, M = 19 };
+    static uint8_t x[B * K];
+    static int8_t w[M * K];
+    float wsc[M];
+    int32_t bias[M];
+    for (size_t i = 0; i < sizeof x; i++) x[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (int8_t)kt_int(&r, -127, 127);
+    for (int m = 0; m < M; m++) wsc[m] = 0.002f + 0.0001f * (float)m, bias[m] = (int32_t)kt_int(&r, -9000, 9000);
+    int8_t wzp[M] = {0};
+    uint8_t xzp = 7, yzp = 0; /* output zero point 0: saturation is the Relu */
+    float xsc = 0.01f, ysc = 0.05f;
+    kt_operand in[9] = {
+        {"x", OPT_DT_UINT8, 4, {B, K, 1, 1}, x, false},
+        {"xs", OPT_DT_FLOAT, 0, {0}, &xsc, true},
+        {"xz", OPT_DT_UINT8, 0, {0}, &xzp, true},
+        {"w", OPT_DT_INT8, 4, {M, K, 1, 1}, w, true},
+        {"ws", OPT_DT_FLOAT, 1, {M}, wsc, true},
+        {"wz", OPT_DT_INT8, 1, {M}, wzp, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ysc, true},
+        {"yz", OPT_DT_UINT8, 0, {0}, &yzp, true},
+        {"b", OPT_DT_INT32, 1, {M}, bias, true},
+    };
+    int odt = OPT_DT_UINT8;
+    opt_model *m = kt_model("QLinearConv", 10, in, 9, &odt, 1);
+    opt_array y = {0};
+    kt_run(m, 2, in, 9, &y, 1);
+    const uint8_t *yv = y.data;
+    for (int b = 0; b < B; b++)
+        for (int mo = 0; mo < M; mo++) {
+            int32_t acc = bias[mo];
+            for (int k = 0; k < K; k++) acc += (x[b * K + k] - xzp) * w[mo * K + k];
+            double v = nearbyint((double)acc * (xsc * wsc[mo] / ysc) + yzp);
+            uint8_t want = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            cr_assert_eq(yv[b * M + mo], want, "y[%d,%d] = %d, want %d", b, mo, yv[b * M + mo], want);
+        }
+    opt_array_free(&y);
+    opt_model_free(m);
+}
+
+Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_integer_reference)
+{
+    kt_rng r = {5};
+    enum { D0 = 2, M = 7, K = 13, N = 57 };
+    static int8_t a[D0 * M * K];
+    static uint8_t b[K * N], bz[N];
+    static float bs[N];
+    for (size_t i = 0; i < sizeof a; i++) a[i] = (int8_t)kt_int(&r, -128, 127);
+    for (size_t i = 0; i < sizeof b; i++) b[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int n = 0; n < N; n++) bz[n] = (uint8_t)kt_int(&r, 110, 140), bs[n] = 0.001f * (float)(1 + n % 9);
+    int8_t az = 5;
+    uint8_t yz = 128;
+    float as = 0.02f, ys = 0.3f;
+    kt_operand in[8] = {
+        {"a", OPT_DT_INT8, 3, {D0, M, K}, a, false},
+        {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
+        {"az", OPT_DT_INT8, 0, {0}, &az, true},
+        {"b", OPT_DT_UINT8, 2, {K, N}, b, true},
+        {"bs", OPT_DT_FLOAT, 1, {N}, bs, true},
+        {"bz", OPT_DT_UINT8, 1, {N}, bz, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ys, true},
+        {"yz", OPT_DT_UINT8, 0, {0}, &yz, true},
+    };
+    int odt = OPT_DT_UINT8;
+    opt_model *m = kt_model("QLinearMatMul", 10, in, 8, &odt, 1);
+    opt_array y = {0};
+    kt_run(m, 2, in, 8, &y, 1);
+    cr_assert_eq(opt_array_numel(&y), (uint64_t)(D0 * M * N));
+    const uint8_t *yv = y.data;
+    for (int i = 0; i < D0 * M; i++)
+        for (int n = 0; n < N; n++) {
+            int32_t acc = 0;
+            for (int k = 0; k < K; k++) acc += (a[i * K + k] - az) * (b[k * N + n] - bz[n]);
+            float mult = as * bs[n] / ys;
+            double v = nearbyint((double)acc * mult + yz);
+            uint8_t want = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            cr_assert_eq(yv[i * N + n], want, "y[%d,%d] = %d, want %d", i, n, yv[i * N + n], want);
+        }
+    opt_array_free(&y);
+    opt_model_free(m);
+}
+
+Test(quantize_linear, per_tensor_loop_equals_the_onnx_formula)
+{
+    enum { n = 40000 };
+    static float x[n];
+    kt_rng r = {3};
+    for (int i = 0; i < n; i++) x[i] = (float)kt_int(&r, -4000, 4000) * 0.0625f; /* many exact .5 ties */
+    float s = 0.125f;
+    for (int sg = 0; sg < 2; sg++) {
+        uint8_t zu = 100;
+        int8_t zs = -7;
+        kt_operand in[3] = {
+            {"x", OPT_DT_FLOAT, 1, {n}, x, false},
+            {"s", OPT_DT_FLOAT, 0, {0}, &s, true},
+            {"z", sg ? OPT_DT_INT8 : OPT_DT_UINT8, 0, {0}, sg ? (void *)&zs : (void *)&zu, true},
+        };
+        int odt = sg ? OPT_DT_INT8 : OPT_DT_UINT8;
+        opt_model *m = kt_model("QuantizeLinear", 13, in, 3, &odt, 1);
+        opt_array y = {0};
+        kt_run(m, 2, in, 3, &y, 1);
+        for (int i = 0; i < n; i++) {
+            float v = nearbyintf(x[i] / s) + (sg ? zs : zu);
+            float lo = sg ? -128 : 0, hi = sg ? 127 : 255;
+            v = v < lo ? lo : v > hi ? hi : v;
+            int got = sg ? ((int8_t *)y.data)[i] : ((uint8_t *)y.data)[i];
+            cr_assert_eq(got, (int)v, "x %g: %d, want %d", x[i], got, (int)v);
+        }
+        opt_array_free(&y);
+        /* and back: DequantizeLinear gives (q - z) * s */
+        opt_model_free(m);
+    }
+}
+
+Test(dequantize_linear, per_tensor_loop_equals_the_onnx_formula)
+{
+    static uint8_t q[300];
+    for (int i = 0; i < 300; i++) q[i] = (uint8_t)(i * 7);
+    float s = 0.37f;
+    int8_t z = -3;
+    kt_operand in[3] = {
+        {"q", OPT_DT_INT8, 1, {300}, q, false},
+        {"s", OPT_DT_FLOAT, 0, {0}, &s, true},
+        {"z", OPT_DT_INT8, 0, {0}, &z, true},
+    };
+    int odt = OPT_DT_FLOAT;
+    opt_model *m = kt_model("DequantizeLinear", 13, in, 3, &odt, 1);
+    opt_array y = {0};
+    kt_run(m, 1, in, 3, &y, 1);
+    for (int i = 0; i < 300; i++)
+        cr_assert_eq(((float *)y.data)[i], (float)((int8_t)q[i] - z) * s, "element %d", i);
+    opt_array_free(&y);
+    opt_model_free(m);
+}
