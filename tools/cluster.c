@@ -49,6 +49,11 @@ static int parse_bits(const tool_opts *t, const char *opt, const char *arg, int 
     return 0;
 }
 
+static void progress(void *ctx, size_t done, size_t total)
+{
+    tool_progress(ctx, "cluster", done, total);
+}
+
 int cmd_cluster(int argc, char **argv)
 {
     tool_opts t = {.cmd = "cluster", .argc = argc, .argv = argv};
@@ -138,6 +143,8 @@ int cmd_cluster(int argc, char **argv)
     opt_layer_stat *st = NULL;
     size_t n = 0;
     opt_error e = {0};
+    co.progress = progress;
+    co.progress_ctx = &t;
     if (opt_cluster(m, &co, &st, &n, &e) != OPT_OK) {
         rc = tool_fail(&t, tool_in_name(&t), &e);
         copt_calib_free(&cb);

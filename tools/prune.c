@@ -34,6 +34,11 @@ static const char help[] =
     "  -q, --quiet            no summary on stderr\n"
     "  -h, --help             this help\n";
 
+static void progress(void *ctx, size_t done, size_t total)
+{
+    tool_progress(ctx, "prune", done, total);
+}
+
 int cmd_prune(int argc, char **argv)
 {
     tool_opts t = {.cmd = "prune", .argc = argc, .argv = argv};
@@ -111,6 +116,8 @@ int cmd_prune(int argc, char **argv)
     opt_layer_stat *st = NULL;
     size_t n = 0;
     opt_error e = {0};
+    po.progress = progress;
+    po.progress_ctx = &t;
     opt_status ps = opt_prune(m, &po, &st, &n, &e);
     copt_calib_free(&cb);
     if (ps != OPT_OK) {

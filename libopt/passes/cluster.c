@@ -397,6 +397,7 @@ opt_status opt_cluster(opt_model *m, const opt_cluster_opts *o, opt_layer_stat *
         free(nz);
         free(idx);
         if (s != OPT_OK) goto done;
+        if (o->progress) o->progress(o->progress_ctx, i + 1, n);
     }
     *stats = st;
     *n_stats = n;

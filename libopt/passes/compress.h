@@ -94,6 +94,9 @@ typedef struct opt_calib_batches {
     const opt_model *reference;
 } opt_calib_batches;
 
+/* Called after each layer a pass has finished (for progress bars); may be NULL. */
+typedef void (*opt_layer_progress_fn)(void *ctx, size_t done, size_t total);
+
 /* ---- prune ---------------------------------------------------------------------------------- */
 
 typedef enum opt_prune_mode {
@@ -113,6 +116,8 @@ typedef struct opt_prune_opts {
      * Optimal Brain Surgeon saliency on these inputs and refit them by least squares to the
      * layer's output, then correct the bias (libopt/passes/refine.h). */
     const opt_calib_batches *refine;
+    opt_layer_progress_fn progress;
+    void *progress_ctx;
 } opt_prune_opts;
 
 /* Zeroes the smallest-magnitude weights of m in place. Layers with an override get exactly that
@@ -145,6 +150,8 @@ typedef struct opt_cluster_opts {
     bool uint4;                    /* uint4 index tensors for layers of at most 16 codebook
                                       entries (needs IR 10 and opset 21; else an error) */
     const opt_calib_batches *refine; /* non-NULL: least-squares fit to each layer's output */
+    opt_layer_progress_fn progress;
+    void *progress_ctx;
 } opt_cluster_opts;
 
 /* Replaces each selected weight by 2^bits shared values found by 1-D k-means over its non-zero

@@ -240,6 +240,7 @@ opt_status opt_prune(opt_model *m, const opt_prune_opts *o, opt_layer_stat **sta
         st[i].zeros_after = z;
         st[i].threshold = none ? 0 : thr;
         if ((s = view_close(L[i].ref.t, &v, changed, err)) != OPT_OK) goto done;
+        if (o->progress) o->progress(o->progress_ctx, i + 1, n);
     }
     *stats = st;
     *n_stats = n;
