@@ -2,7 +2,7 @@
  * tests/unit/kernels_qgemm.c — the 8-bit integer GEMM and the ops on it are exact: every kernel
  * this CPU has (AVX-512 VNNI, AVX2, C) gives the same bytes as the three-loop reference for any
  * shape, signedness and epilogue; QLinearConv (int8 activations, uint8 weights with per-channel
- * zero points, strides, dilations, pads, images smaller than a panel), a Gemm written as a 1x1
+ * zero points, strides, dilations, pads, images smaller than a panel; both unfoldings), a Gemm written as a 1x1
  * QLinearConv and QLinearMatMul equal integer references computed here; the per-tensor
  * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
  */
@@ -103,20 +103,22 @@ static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, in
     return acc;
 }
 
-Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
+/* One QLinearConv case with C input channels (C % 4 == 0 takes the channels-last unfolding). */
+static void qlconv_case(int C, uint64_t seed)
 {
-    kt_rng r = {77};
-    enum { N = 3, C = 5, H = 6, W = 9, M = 11, KH = 3, KW = 2 };
+    kt_rng r = {seed};
+    enum { N = 3, H = 6, W = 9, M = 11, KH = 3, KW = 2 };
     const int st[2] = {2, 1}, dl[2] = {1, 2}, pd[4] = {1, 2, 0, 1};
     const int OH = (H + pd[0] + pd[2] - dl[0] * (KH - 1) - 1) / st[0] + 1;
     const int OW = (W + pd[1] + pd[3] - dl[1] * (KW - 1) - 1) / st[1] + 1;
-    static int8_t x[N * C * H * W];
-    static uint8_t w[M * C * KH * KW];
+    const size_t nx = (size_t)(N * C * H * W), nw = (size_t)(M * C * KH * KW);
+    int8_t *x = malloc(nx);
+    uint8_t *w = malloc(nw);
     uint8_t wzp[M];
     float wsc[M];
     int32_t bias[M];
-    for (size_t i = 0; i < sizeof x; i++) x[i] = (int8_t)kt_int(&r, -128, 127);
-    for (size_t i = 0; i < sizeof w; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (size_t i = 0; i < nx; i++) x[i] = (int8_t)kt_int(&r, -128, 127);
+    for (size_t i = 0; i < nw; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
     for (int m = 0; m < M; m++) {
         wzp[m] = (uint8_t)kt_int(&r, 100, 150);
         wsc[m] = 0.0007f * (float)(m + 1);
@@ -140,9 +142,9 @@ Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_
     kt_attr_ints(m, "pads", (const int64_t[]){pd[0], pd[1], pd[2], pd[3]}, 4);
     kt_attr_ints(m, "strides", (const int64_t[]){st[0], st[1]}, 2);
     kt_attr_ints(m, "dilations", (const int64_t[]){dl[0], dl[1]}, 2);
-    static int32_t xi[sizeof x], wi[sizeof w];
-    for (size_t i = 0; i < sizeof x; i++) xi[i] = x[i];
-    for (size_t i = 0; i < sizeof w; i++) wi[i] = w[i];
+    int32_t *xi = malloc(nx * sizeof *xi), *wi = malloc(nw * sizeof *wi);
+    for (size_t i = 0; i < nx; i++) xi[i] = x[i];
+    for (size_t i = 0; i < nw; i++) wi[i] = w[i];
     for (int threads = 1; threads <= 2; threads++) {
         opt_array y = {0};
         kt_run(m, threads, in, 9, &y, 1);
@@ -159,12 +161,18 @@ Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_
                         double v = nearbyint((double)acc * mult + yzp);
                         int8_t want = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
                         int8_t got = yv[((n * M + mo) * OH + oh) * OW + ow];
-                        cr_assert_eq(got, want, "%d threads: y[%d,%d,%d,%d] = %d, want %d", threads, n, mo, oh, ow,
-                                     got, want);
+                        cr_assert_eq(got, want, "C %d, %d threads: y[%d,%d,%d,%d] = %d, want %d", C, threads, n, mo,
+                                     oh, ow, got, want);
                     }
         opt_array_free(&y);
     }
-    opt_model_free(m);
+    opt_model_free(m);    free(x), free(w), free(xi), free(wi);
+}
+
+Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
+{
+    qlconv_case(5, 77); /* unfolding by row pieces */
+    qlconv_case(8, 78); /* channels-last unfolding */
 }
 
 Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)

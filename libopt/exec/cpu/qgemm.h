@@ -131,6 +131,8 @@ typedef struct nn_qweights {
     uint8_t *w;
     int32_t *sum, *zp;
     bool any_zp;
+    bool hwc; /* conv rows in (kernel position, channel) order, for channels-last unfolding:
+               * chosen when C/group is a multiple of 4 and the kernel is larger than 1x1 */
 } nn_qweights;
 
 /* Conv weights W [M, C/group, k...] (uint8 or int8) and zero point wz (NULL, 1 or M values).

@@ -94,11 +94,15 @@ nn_qweights *nn_qweights_conv(const opt_array *w, const opt_array *wz)
     if (!q) return NULL;
     uint8_t flip = w->dtype == OPT_DT_UINT8 ? 0x80 : 0;
     const uint8_t *src = w->data;
+    int64_t Cg = w->ndim >= 2 ? w->dims[1] : K, ks = Cg > 0 ? K / Cg : 1;
+    q->hwc = w->ndim >= 3 && Cg % 4 == 0 && ks > 1 && Cg * ks == K;
     for (int64_t m = 0; m < M; m++) {
         uint8_t *d = q->w + m * q->Kp;
         int32_t s = 0;
         for (int64_t k = 0; k < K; k++) {
-            d[k] = src[m * K + k] ^ flip;
+            /* hwc: position k = sp * Cg + ci holds w[m][ci][sp] */
+            int64_t from = q->hwc ? (k % Cg) * ks + k / Cg : k;
+            d[k] = src[m * K + from] ^ flip;
             s += (int8_t)d[k];
         }
         memset(d + K, 0, (size_t)(q->Kp - K));
@@ -272,6 +276,72 @@ static void qcol_pack_vec(const void *ctx, int64_t j0, int64_t nc, uint8_t *pane
         for (int64_t qq = 0; qq < kq; qq++) memset(panel + (qq * NN_QNR + nc) * 4, 0, (size_t)(NN_QNR - nc) * 4);
 }
 
+/* Channels-last unfolding. The group's channels of x are first laid out as xt [N][Hp][Wp][Cg]
+ * (spatially padded with the zero point, sign-flipped where needed), so the 4 channels of one
+ * k-group at one pixel are one aligned 32-bit word: a panel row is then one word per column,
+ * instead of four bytes from four rows interleaved. */
+typedef struct qhwc {
+    const uint8_t *xt;
+    int64_t Hp, Wp, Cg, OW, P, sh, sw, dh, dw, KW, ks;
+    bool colsum_needed;
+} qhwc;
+
+static void qhwc_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
+{
+    (void)tmp;
+    const qhwc *q = ctx;
+    const uint8_t *cb[NN_QNR];
+    for (int64_t c = 0; c < nc; c++) {
+        int64_t j = j0 + c, img = j / q->P, pix = j % q->P, oh = pix / q->OW, ow = pix % q->OW;
+        cb[c] = q->xt + ((img * q->Hp + oh * q->sh) * q->Wp + ow * q->sw) * q->Cg;
+    }
+    int64_t g4 = q->Cg / 4;
+    for (int64_t sp = 0; sp < q->ks; sp++) {
+        int64_t off = ((sp / q->KW) * q->dh * q->Wp + (sp % q->KW) * q->dw) * q->Cg;
+        for (int64_t c4 = 0; c4 < g4; c4++) {
+            uint32_t *o = (uint32_t *)(panel + (sp * g4 + c4) * NN_QNR * 4);
+            int64_t at = off + c4 * 4;
+            for (int64_t c = 0; c < nc; c++) memcpy(&o[c], cb[c] + at, 4);
+            for (int64_t c = nc; c < NN_QNR; c++) o[c] = 0;
+        }
+    }
+    if (colsum) {
+        int64_t kq = q->ks * g4;
+        for (int64_t c = 0; c < nc; c++) {
+            int32_t s = 0;
+            for (int64_t qq = 0; qq < kq; qq++) {
+                const uint8_t *b = panel + (qq * NN_QNR + c) * 4;
+                s += b[0] + b[1] + b[2] + b[3];
+            }
+            colsum[c] = s;
+        }
+    }
+}
+
+typedef struct qhwc_tr {
+    const uint8_t *x;     /* group's first channel, image 0 */
+    uint8_t *xt;
+    int64_t C, H, W, Hp, Wp, Cg, pt, pl; /* C: channels of x (image stride C*H*W) */
+    uint8_t flip, fill;
+} qhwc_tr;
+
+static void qhwc_transpose(void *ctx, size_t b, size_t e)
+{
+    const qhwc_tr *t = ctx;
+    for (size_t n = b; n < e; n++) {
+        uint8_t *dst = t->xt + (int64_t)n * t->Hp * t->Wp * t->Cg;
+        memset(dst, t->fill, (size_t)(t->Hp * t->Wp * t->Cg));
+        for (int64_t ci = 0; ci < t->Cg; ci++) {
+            const uint8_t *src = t->x + ((int64_t)n * t->C + ci) * t->H * t->W;
+            for (int64_t h = 0; h < t->H; h++) {
+                uint8_t *d = dst + ((h + t->pt) * t->Wp + t->pl) * t->Cg + ci;
+                const uint8_t *s = src + h * t->W;
+                for (int64_t w = 0; w < t->W; w++) d[w * t->Cg] = s[w] ^ t->flip;
+            }
+        }
+    }
+}
+
 opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const nn_qweights *pw, opt_error *err)
 {
     int64_t G = g->group, Mg = g->M / G, Cg = g->C / G, ks = nn_geom_k_size(g), Kg = Cg * ks;
@@ -288,6 +358,7 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
     int32_t *rbias = malloc((size_t)M * sizeof *rbias), *rfac = malloc((size_t)M * sizeof *rfac);
     int32_t *ktab = malloc((size_t)(3 * Kg) * sizeof *ktab);
     float *rmul = malloc((size_t)M * sizeof *rmul);
+    uint8_t *xt = NULL;
     opt_status st = OPT_OK;
     if (!rbias || !rfac || !rmul || !ktab) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
@@ -322,19 +393,39 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
     };
     bool vec = ks == 1 && insz == 1 && P == 1;
     size_t es = o->y->dtype == OPT_DT_INT32 ? 4 : 1;
+    int64_t pt = two ? g->pad_b[0] : 0, pl = g->pad_b[g->nsp - 1];
+    int64_t Hp = H + pt + (two ? g->pad_e[0] : 0), Wp = W + pl + g->pad_e[g->nsp - 1];
+    qhwc hc = {.Hp = Hp, .Wp = Wp, .Cg = Cg, .OW = qc.OW, .P = P, .sh = qc.sh, .sw = qc.sw, .dh = qc.dh,
+               .dw = qc.dw, .KW = KW, .ks = ks};
+    if (pw->hwc) {
+        xt = malloc((size_t)(g->N * Hp * Wp * Cg) + 64);
+        if (!xt) {
+            st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        hc.xt = xt;
+    }
     for (int64_t gi = 0; gi < G && st == OPT_OK; gi++) {
         qc.x = (const uint8_t *)o->x->data + gi * Cg * insz;
+        if (pw->hwc) {
+            qhwc_tr tr = {.x = qc.x, .xt = xt, .C = g->C, .H = H, .W = W, .Hp = Hp, .Wp = Wp, .Cg = Cg, .pt = pt,
+                          .pl = pl, .flip = flip, .fill = (uint8_t)(qc.fill ^ flip)};
+            nn_parallel(k, (size_t)g->N, qhwc_transpose, &tr);
+        }
         nn_qepi ep = {.rbias = rbias + gi * Mg, .rfac = pw->any_zp ? rfac + gi * Mg : NULL,
                       .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
         nn_qgemm_args a = {
             .M = Mg, .N = g->N * P, .K = Kg, .s_unsigned = false, .s = pw->w + gi * Mg * pw->Kp, .lds = pw->Kp,
-            .pack_v = vec ? qcol_pack_vec : qcol_pack, .pack_ctx = &qc, .pack_tmp = vec ? 0 : (size_t)Kg * QT,
+            .pack_v = pw->hwc ? qhwc_pack : vec ? qcol_pack_vec : qcol_pack,
+            .pack_ctx = pw->hwc ? (const void *)&hc : (const void *)&qc,
+            .pack_tmp = vec || pw->hwc ? 0 : (size_t)Kg * QT,
             .pack_colsum = pw->any_zp, .ep = &ep, .out = (char *)o->y->data + (size_t)(gi * Mg * P) * es,
             .ldo = P, .P = P, .img_stride = M * P,
         };
         if (!nn_qgemm(k, nn_qisa_best(), &a)) st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     }
 done:
+    free(xt);
     free(rbias);
     free(rfac);
     free(rmul);
