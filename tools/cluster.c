@@ -34,6 +34,9 @@ static const char help[] =
     "  --inline               write the centroid values into the float weights\n"
     "  --uint4                packed 4-bit index tensors where the codebook has at most 16\n"
     "                         entries (the model must have IR version 10 and opset 21)\n"
+    "  --eval SPEC            labelled data for --max-drop, e.g. fashion-mnist:test\n"
+    "  --max-drop P           exit 3 and write nothing when top-1 on --eval falls by more\n"
+    "                         than P points (mopt's executor)\n"
     "  -o, --output OUT       output path (default: standard output)\n"
     "  --report FILE          also write the per-layer table to FILE (.json, .csv or .md)\n"
     "  -q, --quiet            no summary on stderr\n"
@@ -59,8 +62,8 @@ int cmd_cluster(int argc, char **argv)
     tool_opts t = {.cmd = "cluster", .argc = argc, .argv = argv};
     opt_cluster_opts co = {0};
     copt_lists l = {0};
-    const char *data = NULL, *refine = NULL;
-    double samples = 1000, threads = 0, v;
+    const char *data = NULL, *refine = NULL, *eval_spec = NULL;
+    double samples = 1000, threads = 0, v, max_drop = -1, base = 0;
     int rc = 0;
     static const struct option longopts[] = {
         {"bits", required_argument, NULL, 'B'},
@@ -78,6 +81,8 @@ int cmd_cluster(int argc, char **argv)
         {"threads", required_argument, NULL, 'T'},
         {"inline", no_argument, NULL, 'n'},
         {"uint4", no_argument, NULL, 'U'},
+        {"eval", required_argument, NULL, 0x2001},
+        {"max-drop", required_argument, NULL, 0x2002},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -94,6 +99,8 @@ int cmd_cluster(int argc, char **argv)
         case 'L': rc = copt_add_layer(&t, &l, optarg, 1, 8); break;
         case 'I': rc = copt_add_globs(&t, &l.include, &l.n_include, optarg); break;
         case 'X': rc = copt_add_globs(&t, &l.exclude, &l.n_exclude, optarg); break;
+        case 0x2001: eval_spec = optarg; break;
+        case 0x2002: rc = copt_number(&t, "--max-drop", optarg, 0, 100, &max_drop); break;
         case 'i':
             if (strcmp(optarg, "linear") == 0) co.init = OPT_INIT_LINEAR;
             else if (strcmp(optarg, "density") == 0) co.init = OPT_INIT_DENSITY;
@@ -130,8 +137,16 @@ int cmd_cluster(int argc, char **argv)
     co.n_layers = l.n_layers;
     co.filter = (opt_weight_filter){l.include, l.n_include, l.exclude, l.n_exclude};
 
+    if ((max_drop >= 0) != (eval_spec != NULL)) {
+        rc = tool_usage(&t, "--max-drop and --eval go together");
+        goto out;
+    }
     opt_model *m;
     if ((rc = tool_load(&t, NULL, &m))) goto out;
+    if (eval_spec && (rc = copt_top1(&t, m, eval_spec, (int)threads, &base))) {
+        opt_model_free(m);
+        goto out;
+    }
     opt_calib_batches cb = {0};
     if (refine) {
         if ((rc = copt_calib_load(&t, m, data, (size_t)samples, 0, (int)threads, &cb))) {
@@ -169,6 +184,8 @@ int cmd_cluster(int argc, char **argv)
     rc = t.report ? tool_report_write(&t, &tb, 1) : 0;
     tool_table_free(&tb);
     opt_layer_stats_free(st, n);
+    double now;
+    if (!rc && eval_spec && !(rc = copt_top1(&t, m, eval_spec, (int)threads, &now))) rc = copt_gate(&t, base, now, max_drop);
     if (!rc) rc = tool_save(&t, m, NULL, true);
     opt_model_free(m);
 out:

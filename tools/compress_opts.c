@@ -147,3 +147,33 @@ void copt_calib_free(opt_calib_batches *cb)
     opt_model_free((opt_model *)cb->reference);
     memset(cb, 0, sizeof *cb);
 }
+
+#include "calib/eval.h"
+
+int copt_top1(const tool_opts *t, const opt_model *m, const char *spec, int threads, double *top1)
+{
+    opt_error e = {0};
+    opt_dataset *ds = NULL;
+    opt_exec *x = NULL;
+    opt_exec_opts eo = {.threads = threads};
+    opt_eval_opts vo = {.batch = 250};
+    int rc = 0;
+    if (opt_dataset_open(spec, NULL, &ds, &e) != OPT_OK) return tool_fail(t, NULL, &e);
+    if (opt_exec_new(m, &eo, &x, &e) != OPT_OK || opt_eval_top1(x, ds, &vo, top1, &e) != OPT_OK)
+        rc = tool_fail(t, tool_in_name(t), &e);
+    opt_exec_free(x);
+    opt_dataset_free(ds);
+    return rc;
+}
+
+int copt_gate(const tool_opts *t, double base, double now, double max_drop)
+{
+    double drop = 100 * (base - now);
+    if (drop > max_drop + 1e-9) {
+        fprintf(stderr, "mopt %s: %s: top-1 %.2f%% -> %.2f%%, a drop of %.2f points exceeds --max-drop %.2f; nothing written\n",
+                t->cmd, tool_in_name(t), 100 * base, 100 * now, drop, max_drop);
+        return EXIT_GATE;
+    }
+    tool_note(t, "top-1 %.2f%% -> %.2f%% (%+.2f points, --max-drop %.2f)", 100 * base, 100 * now, -drop, max_drop);
+    return 0;
+}

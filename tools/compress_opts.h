@@ -41,3 +41,8 @@ static inline double copt_pct(uint64_t part, uint64_t whole)
 int copt_calib_load(const tool_opts *t, const opt_model *m, const char *spec, size_t limit,
                     size_t batch, int threads, opt_calib_batches *cb);
 void copt_calib_free(opt_calib_batches *cb);
+
+/* --eval SPEC --max-drop P: top-1 of m on SPEC (mopt's executor), in [0,1]. 0 or the exit code. */
+int copt_top1(const tool_opts *t, const opt_model *m, const char *spec, int threads, double *top1);
+/* Prints the gate line and returns 0 when base - now <= max_drop points, else EXIT_GATE. */
+int copt_gate(const tool_opts *t, double base, double now, double max_drop);

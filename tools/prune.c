@@ -29,6 +29,9 @@ static const char help[] =
     "  --threads N            executor threads for --refine (default: all cores)\n"
     "  --include PAT[,PAT]    only layers whose node name, weight name or op type matches\n"
     "  --exclude PAT[,PAT]    leave these layers alone (wins over --include)\n"
+    "  --eval SPEC            labelled data for --max-drop, e.g. fashion-mnist:test\n"
+    "  --max-drop P           exit 3 and write nothing when top-1 on --eval falls by more\n"
+    "                         than P points (mopt's executor)\n"
     "  -o, --output OUT       output path (default: standard output)\n"
     "  --report FILE          also write the per-layer table to FILE (.json, .csv or .md)\n"
     "  -q, --quiet            no summary on stderr\n"
@@ -45,8 +48,8 @@ int cmd_prune(int argc, char **argv)
     opt_prune_opts po = {.mode = OPT_PRUNE_SPARSITY, .value = 0.5};
     copt_lists l = {0};
     int modes = 0, rc = 0;
-    const char *refine = NULL, *data = NULL;
-    double samples = 1000, threads = 0;
+    const char *refine = NULL, *data = NULL, *eval_spec = NULL;
+    double samples = 1000, threads = 0, max_drop = -1, base = 0;
     static const struct option longopts[] = {
         {"sparsity", required_argument, NULL, 'S'},
         {"threshold", required_argument, NULL, 'T'},
@@ -59,6 +62,8 @@ int cmd_prune(int argc, char **argv)
         {"data", required_argument, NULL, 'D'},
         {"samples", required_argument, NULL, 'N'},
         {"threads", required_argument, NULL, 'H'},
+        {"eval", required_argument, NULL, 0x2001},
+        {"max-drop", required_argument, NULL, 0x2002},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -74,6 +79,8 @@ int cmd_prune(int argc, char **argv)
         case 'L': rc = copt_add_layer(&t, &l, optarg, 0, 1); break;
         case 'I': rc = copt_add_globs(&t, &l.include, &l.n_include, optarg); break;
         case 'X': rc = copt_add_globs(&t, &l.exclude, &l.n_exclude, optarg); break;
+        case 0x2001: eval_spec = optarg; break;
+        case 0x2002: rc = copt_number(&t, "--max-drop", optarg, 0, 100, &max_drop); break;
         case 'R': refine = optarg; break;
         case 'D': data = optarg; break;
         case 'N': rc = copt_number(&t, "--samples", optarg, 1, 1e9, &samples); break;
@@ -103,8 +110,16 @@ int cmd_prune(int argc, char **argv)
     po.n_layers = l.n_layers;
     po.filter = (opt_weight_filter){l.include, l.n_include, l.exclude, l.n_exclude};
 
+    if ((max_drop >= 0) != (eval_spec != NULL)) {
+        rc = tool_usage(&t, "--max-drop and --eval go together");
+        goto out;
+    }
     opt_model *m;
     if ((rc = tool_load(&t, NULL, &m))) goto out;
+    if (eval_spec && (rc = copt_top1(&t, m, eval_spec, (int)threads, &base))) {
+        opt_model_free(m);
+        goto out;
+    }
     opt_calib_batches cb = {0};
     if (refine) {
         if ((rc = copt_calib_load(&t, m, data, (size_t)samples, 0, (int)threads, &cb))) {
@@ -145,6 +160,8 @@ int cmd_prune(int argc, char **argv)
     rc = t.report ? tool_report_write(&t, &tb, 1) : 0;
     tool_table_free(&tb);
     opt_layer_stats_free(st, n);
+    double now;
+    if (!rc && eval_spec && !(rc = copt_top1(&t, m, eval_spec, (int)threads, &now))) rc = copt_gate(&t, base, now, max_drop);
     if (!rc) rc = tool_save(&t, m, NULL, true);
     opt_model_free(m);
 out:

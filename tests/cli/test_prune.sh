@@ -52,6 +52,17 @@ check "refine data keeps the counts" 0 '' -- "$MOPT" prune --sparsity 0.8 --per-
 assert "refine: fc2 exactly 24000 zeros" $CC zeros "$T/rf.onnx" fc2.weight 24000
 assert "refine: only weights and biases change; BatchNorm-free lenet300 biases may move" $CC check "$T/rf.onnx"
 
+# The accuracy gate: exit 3 and nothing written when top-1 falls by more than --max-drop.
+check "gate fails at 90% magnitude pruning" 3 'exceeds --max-drop 1\.00; nothing written' -- \
+    "$MOPT" prune --sparsity 0.9 --eval fashion-mnist:test --max-drop 1 "$L5" -o "$T/gate.onnx"
+assert "gate: no output left" test ! -e "$T/gate.onnx"
+check "gate passes at 20%" 0 'top-1 .* points, --max-drop 1\.00' -- \
+    "$MOPT" prune --sparsity 0.2 --eval fashion-mnist:test --max-drop 1 "$L5" -o "$T/gate2.onnx"
+assert "gate: output written" test -s "$T/gate2.onnx"
+check "cluster gate" 3 'mopt cluster: .*exceeds --max-drop' -- \
+    "$MOPT" cluster --bits 1 --eval fashion-mnist:test --max-drop 0.1 "$L5" -o "$T/gate3.onnx"
+check "--max-drop without --eval is a usage error" 2 'go together' -- "$MOPT" prune --max-drop 1 "$L5"
+
 # mopt sensitivity: one row per layer and sparsity after the baseline; the model is restored
 # between rows (the baseline row and the zero-sparsity rows agree).
 check "sensitivity writes CSV" 0 'sensitivity' -- "$MOPT" sensitivity --data fashion-mnist:test --limit 300 \
