@@ -144,11 +144,13 @@ static inline __attribute__((always_inline)) QG_VNNI void
 tile_vnni_mr(const int mr, const bool su, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile)
 {
     __m512i acc[NN_QMR][3];
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
     for (int64_t q = 0; q < kq; q++) {
         const uint8_t *v = panel + q * NN_QNR * 4;
         __m512i v0 = _mm512_loadu_si512(v), v1 = _mm512_loadu_si512(v + 64), v2 = _mm512_loadu_si512(v + 128);
-        for (int r = 0; r < mr; r++) {
+    #pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
             __m512i b = _mm512_set1_epi32(ld4(s[r] + 4 * q));
             if (su) {
                 acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b, v0);
@@ -161,6 +163,7 @@ tile_vnni_mr(const int mr, const bool su, const uint8_t *const *s, const uint8_t
             }
         }
     }
+#pragma GCC unroll 8
     for (int r = 0; r < mr; r++) {
         _mm512_storeu_si512(tile + r * NN_QNR, acc[r][0]);
         _mm512_storeu_si512(tile + r * NN_QNR + 16, acc[r][1]);
@@ -192,10 +195,11 @@ static QG_VNNI void tile_vnni_ss(int mr, const uint8_t *const *s, const uint8_t 
 /* AVX2: bytes widened to int16 (even and odd k of each 4-byte group), vpmaddwd into int32. Rows
  * in blocks of 4, columns in blocks of 16 (two ymm), re-reading the panel per block. */
 static inline __attribute__((always_inline)) QG_AVX2 void
-tile_avx2_blk(const bool su, int nr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile, int cb)
+tile_avx2_blk(const bool su, const int nr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile, int cb)
 {
     const __m256i lo8 = _mm256_set1_epi16(0x00ff);
     __m256i acc[4][2];
+#pragma GCC unroll 4
     for (int r = 0; r < 4; r++) acc[r][0] = acc[r][1] = _mm256_setzero_si256();
     for (int64_t q = 0; q < kq; q++) {
         const uint8_t *v = panel + q * NN_QNR * 4 + cb * 64;
@@ -208,6 +212,7 @@ tile_avx2_blk(const bool su, int nr, const uint8_t *const *s, const uint8_t *pan
             e0 = _mm256_and_si256(w0, lo8), o0 = _mm256_srli_epi16(w0, 8);
             e1 = _mm256_and_si256(w1, lo8), o1 = _mm256_srli_epi16(w1, 8);
         }
+#pragma GCC unroll 4
         for (int r = 0; r < nr; r++) {
             __m256i b = _mm256_set1_epi32(ld4(s[r] + 4 * q)), be, bo;
             if (su) be = _mm256_and_si256(b, lo8), bo = _mm256_srli_epi16(b, 8);
@@ -216,6 +221,7 @@ tile_avx2_blk(const bool su, int nr, const uint8_t *const *s, const uint8_t *pan
             acc[r][1] = _mm256_add_epi32(acc[r][1], _mm256_add_epi32(_mm256_madd_epi16(e1, be), _mm256_madd_epi16(o1, bo)));
         }
     }
+#pragma GCC unroll 4
     for (int r = 0; r < nr; r++) {
         _mm256_storeu_si256((__m256i *)(tile + r * NN_QNR + cb * 16), acc[r][0]);
         _mm256_storeu_si256((__m256i *)(tile + r * NN_QNR + cb * 16 + 8), acc[r][1]);
@@ -227,8 +233,15 @@ static QG_AVX2 void tile_avx2(bool su, int mr, const uint8_t *const *s, const ui
     for (int r0 = 0; r0 < mr; r0 += 4) {
         int nr = mr - r0 < 4 ? mr - r0 : 4;
         for (int cb = 0; cb < NN_QNR / 16; cb++) {
-            if (su) tile_avx2_blk(true, nr, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
-            else tile_avx2_blk(false, nr, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
+            if (nr == 4) {
+                if (su) tile_avx2_blk(true, 4, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
+                else tile_avx2_blk(false, 4, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
+            } else {
+                for (int r = 0; r < nr; r++) {
+                    if (su) tile_avx2_blk(true, 1, s + r0 + r, panel, kq, tile + (r0 + r) * NN_QNR, cb);
+                    else tile_avx2_blk(false, 1, s + r0 + r, panel, kq, tile + (r0 + r) * NN_QNR, cb);
+                }
+            }
         }
     }
 }
