@@ -44,11 +44,11 @@ for m in $MODELS; do
     src=datasets/$m.onnx
     [ -f "$src" ] || { echo "demo: $src missing, skipped" >&2; continue; }
     CAL=(--refine data --data fashion-mnist:train --samples "${DEMO_SAMPLES:-${SAMPLES[$m]}}")
-    echo "demo: $m: prune ${PRUNE[$m]} (--refine data), cluster ${CLUSTER[$m]} (--refine data), huffman" >&2
+    echo "demo: $m: prune ${PRUNE[$m]} (--refine data), cluster ${CLUSTER[$m]} (--refine data towards the original), huffman" >&2
     # shellcheck disable=SC2086
     "$MOPT" prune -q ${PRUNE[$m]} "${CAL[@]}" "$src" -o "$DIR/$m.pruned.onnx"
     # shellcheck disable=SC2086
-    "$MOPT" cluster -q ${CLUSTER[$m]} "${CAL[@]}" "$DIR/$m.pruned.onnx" -o "$DIR/$m.clustered.onnx"
+    "$MOPT" cluster -q ${CLUSTER[$m]} "${CAL[@]}" --reference "$src" "$DIR/$m.pruned.onnx" -o "$DIR/$m.clustered.onnx"
     "$MOPT" huffman -q "$DIR/$m.clustered.onnx" -o "$DIR/$m.huffman.onnx"
     o=$(bytes "$src")
     base=$(top1 "$src")

@@ -30,6 +30,8 @@ static const char help[] =
     "                         the --data inputs, and correct the bias for the mean shift\n"
     "  --data SPEC            calibration data (see mopt-eval(1)), e.g. fashion-mnist:train\n"
     "  --samples N            calibration samples to use (default 1000)\n"
+    "  --reference FILE       with --refine: fit towards this model's layer outputs (e.g. the\n"
+    "                         model before pruning) instead of the input's\n"
     "  --threads N            executor threads for --refine (default: all cores)\n"
     "  --inline               write the centroid values into the float weights\n"
     "  --uint4                packed 4-bit index tensors where the codebook has at most 16\n"
@@ -62,7 +64,7 @@ int cmd_cluster(int argc, char **argv)
     tool_opts t = {.cmd = "cluster", .argc = argc, .argv = argv};
     opt_cluster_opts co = {0};
     copt_lists l = {0};
-    const char *data = NULL, *refine = NULL, *eval_spec = NULL;
+    const char *data = NULL, *refine = NULL, *eval_spec = NULL, *reference = NULL;
     double samples = 1000, threads = 0, v, max_drop = -1, base = 0;
     int rc = 0;
     static const struct option longopts[] = {
@@ -78,6 +80,7 @@ int cmd_cluster(int argc, char **argv)
         {"refine", required_argument, NULL, 'R'},
         {"data", required_argument, NULL, 'D'},
         {"samples", required_argument, NULL, 'N'},
+        {"reference", required_argument, NULL, 'r'},
         {"threads", required_argument, NULL, 'T'},
         {"inline", no_argument, NULL, 'n'},
         {"uint4", no_argument, NULL, 'U'},
@@ -112,6 +115,7 @@ int cmd_cluster(int argc, char **argv)
         case 's': if (!(rc = copt_number(&t, "--seed", optarg, 0, 1e18, &v))) co.seed = (uint64_t)v; break;
         case 'R': refine = optarg; break;
         case 'D': data = optarg; break;
+        case 'r': reference = optarg; break;
         case 'N': rc = copt_number(&t, "--samples", optarg, 1, 1e9, &samples); break;
         case 'T': rc = copt_number(&t, "--threads", optarg, 0, 1024, &threads); break;
         case 'n': co.inline_values = true; break;
@@ -127,6 +131,10 @@ int cmd_cluster(int argc, char **argv)
     }
     if (refine && !data) {
         rc = tool_usage(&t, "--refine data needs --data SPEC");
+        goto out;
+    }
+    if (reference && !refine) {
+        rc = tool_usage(&t, "--reference is used by --refine data");
         goto out;
     }
     if (data && !refine) {
@@ -149,7 +157,9 @@ int cmd_cluster(int argc, char **argv)
     }
     opt_calib_batches cb = {0};
     if (refine) {
-        if ((rc = copt_calib_load(&t, m, data, (size_t)samples, 0, (int)threads, &cb))) {
+        if ((rc = copt_calib_load(&t, m, data, (size_t)samples, 0, (int)threads, &cb)) ||
+            (reference && (rc = copt_calib_reference(&t, reference, &cb)))) {
+            copt_calib_free(&cb);
             opt_model_free(m);
             goto out;
         }

@@ -177,3 +177,13 @@ int copt_gate(const tool_opts *t, double base, double now, double max_drop)
     tool_note(t, "top-1 %.2f%% -> %.2f%% (%+.2f points, --max-drop %.2f)", 100 * base, 100 * now, -drop, max_drop);
     return 0;
 }
+
+int copt_calib_reference(const tool_opts *t, const char *path, opt_calib_batches *cb)
+{
+    opt_model *ref = NULL;
+    opt_error e = {0};
+    if (opt_onnx_load(path, NULL, &ref, &e) != OPT_OK) return tool_fail(t, path, &e);
+    opt_model_free((opt_model *)cb->reference);
+    cb->reference = ref;
+    return 0;
+}

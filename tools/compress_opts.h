@@ -40,6 +40,9 @@ static inline double copt_pct(uint64_t part, uint64_t whole)
  * Returns 0 or prints and returns the exit code. */
 int copt_calib_load(const tool_opts *t, const opt_model *m, const char *spec, size_t limit,
                     size_t batch, int threads, opt_calib_batches *cb);
+/* Replaces cb's reference (a copy of the input model) by the model at path: the layers are then
+ * fitted towards that model's outputs. 0 or the exit code. */
+int copt_calib_reference(const tool_opts *t, const char *path, opt_calib_batches *cb);
 void copt_calib_free(opt_calib_batches *cb);
 
 /* --eval SPEC --max-drop P: top-1 of m on SPEC (mopt's executor), in [0,1]. 0 or the exit code. */

@@ -26,7 +26,9 @@ typedef struct rlayer {
     double *mu;            /* G blocks of D: sum of xq, then the mean */
     double *muf;           /* sequential only: the same for xf */
     double cnt;            /* rows accumulated (per group) */
-    float *w0;             /* the weight as it was */
+    float *w0;             /* the target weight: the reference model's (or the input's) */
+    float *wcur;           /* the weight in the model being compressed (its zeros stay) */
+    float *b0;             /* the reference model's bias when it differs from ours, or NULL */
     uint64_t numel;
     opt_tensor *bias;      /* own bias initializer, or NULL */
     double bias_scale;     /* alpha / beta for Gemm, 1 for Conv */
@@ -190,14 +192,26 @@ static void observe(void *ctx, const char *name, const opt_node *producer, const
         if (rf->L[i].kind && strcmp(rf->L[i].in_name, name) == 0) accumulate(rf, &rf->L[i], a);
 }
 
-static opt_status setup_layer(opt_model *m, const opt_weight_ref *r, rlayer *l, opt_error *err)
+static opt_status setup_layer(opt_model *m, const opt_model *ref, const opt_weight_ref *r, rlayer *l,
+                               opt_error *err)
 {
     const opt_node *nd = r->node;
     const opt_tensor *t = r->t;
     l->node = nd;
     l->numel = r->numel;
     uint64_t ne;
-    OPT_TRY(opt_tensor_to_f32_alloc(t, &l->w0, &ne, err));
+    OPT_TRY(opt_tensor_to_f32_alloc(t, &l->wcur, &ne, err));
+    /* The target is the reference model's weight of the same name when there is one (the
+     * uncompressed original, so later stages also undo earlier stages' error). */
+    const opt_tensor *rt = ref ? opt_graph_initializer(ref->graph, t->name) : NULL;
+    uint64_t rn = 0;
+    if (rt && opt_tensor_numel(rt, &rn) && rn == ne && rt->n_dims == t->n_dims &&
+        opt_tensor_to_f32_alloc(rt, &l->w0, &rn, err) == OPT_OK) {
+    } else {
+        if (!(l->w0 = malloc((ne ? ne : 1) * sizeof *l->w0)))
+            return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        memcpy(l->w0, l->wcur, ne * sizeof *l->w0);
+    }
     l->bias_scale = 1;
     const char *op = nd->op_type;
     if (strcmp(op, "Gemm") == 0 && t->n_dims == 2) {
@@ -260,6 +274,13 @@ static opt_status setup_layer(opt_model *m, const opt_weight_ref *r, rlayer *l, 
         if (uses != 1 || (l->bias->data_type != OPT_DT_FLOAT && l->bias->data_type != OPT_DT_DOUBLE &&
                           l->bias->data_type != OPT_DT_FLOAT16))
             l->bias = NULL;
+    }
+    if (l->bias && ref) {
+        const opt_tensor *rb = opt_graph_initializer(ref->graph, l->bias->name);
+        uint64_t bn = 0, cn = 0;
+        if (rb && opt_tensor_numel(rb, &bn) && opt_tensor_numel(l->bias, &cn) && bn == cn &&
+            opt_tensor_to_f32_alloc(rb, &l->b0, &bn, err) != OPT_OK)
+            l->b0 = NULL;
     }
     l->in_name = opt_strdup(nd->inputs[r->input == 1 ? 0 : 1]);
     if (!l->D || l->D > 20000) {
@@ -377,7 +398,7 @@ opt_status opt_refine_new(opt_model *m, const opt_weight_ref *refs, size_t n,
     rf->n = n;
     rf->cb = cb;
     opt_status s = OPT_OK;
-    for (size_t i = 0; i < n && s == OPT_OK; i++) s = setup_layer(m, &refs[i], &rf->L[i], err);
+    for (size_t i = 0; i < n && s == OPT_OK; i++) s = setup_layer(m, cb->reference, &refs[i], &rf->L[i], err);
     opt_exec_opts eo = {.threads = cb->threads, .observe = cb->reference ? capture : observe,
                         .observe_ctx = rf};
     if (s == OPT_OK && cb->reference) {
@@ -450,6 +471,8 @@ void opt_refine_free(opt_refine *rf)
         free(rf->L[i].mu);
         free(rf->L[i].muf);
         free(rf->L[i].w0);
+        free(rf->L[i].wcur);
+        free(rf->L[i].b0);
     }
     opt_exec_free(rf->ref);
     free(rf->cap);
@@ -547,7 +570,7 @@ opt_status opt_refine_bias(opt_refine *rf, size_t i, const float *w, opt_error *
             uint64_t k = widx(l, o, a);
             d += mf[a] * (double)l->w0[k] - mu[a] * (double)w[k];
         }
-        b[o] = (float)(b[o] + l->bias_scale * d);
+        b[o] = (float)((l->b0 ? l->b0[o] : b[o]) + l->bias_scale * d);
     }
     opt_status s = opt_tensor_set_f32(l->bias, l->bias->data_type, b, nb, err);
     free(b);
@@ -910,7 +933,7 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
         const double *S = l->S + (o / per) * D * D, *C = Cm(l) + (o / per) * D * D;
         int64_t m = 0;
         for (int64_t d = 0; d < D; d++)
-            if (l->w0[widx(l, o, d)] != 0.0f) sup[m++] = d;
+            if (l->wcur[widx(l, o, d)] != 0.0f) sup[m++] = d;
         if (!m) continue;
         /* The best weights on the support: S_TT x = (C w0)_T. */
         double tr = 0;
@@ -925,7 +948,7 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
         for (int64_t a = 0; a < m; a++) H[a * m + a] += lam;
         if (!cholesky(H, m)) {
             for (int64_t a = 0; a < m; a++) {
-                float v = l->w0[widx(l, o, sup[a])];
+                float v = l->wcur[widx(l, o, sup[a])];
                 idx[widx(l, o, sup[a])] = (uint8_t)(fixed + nearest_c(book + fixed, K, v));
             }
             continue;
