@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""mopt's executor on QDQ models: integer kernels (the default) against the same model simulated in
+float (MOPT_NO_QDQ_FUSE=1), on Fashion-MNIST test images.
+
+usage: compare_int8_exec.py MOPT TMPDIR [--cal N] [--limit N] MODEL...
+
+For each MODEL: `mopt quant --int8 --data fashion-mnist:train --limit CAL`, then `mopt run` on
+the first LIMIT test images both ways. Prints one line per model and exits 1 unless every output
+of the int8 run is within one quantization step (the scale of the last DequantizeLinear) of the
+simulated run and the two top-1 accuracies differ by at most 0.2 points.
+"""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "datasets"))
+from eval_fmnist import load_split  # noqa: E402
+
+
+def output_step(path):
+    m = onnx.load(path)
+    inits = {i.name: i for i in m.graph.initializer}
+    out = m.graph.output[0].name
+    dq = [n for n in m.graph.node if n.op_type == "DequantizeLinear" and n.output[0] == out]
+    if not dq:
+        raise SystemExit(f"{path}: the output is not produced by a DequantizeLinear")
+    return float(numpy_helper.to_array(inits[dq[0].input[1]]))
+
+
+def run(mopt, model, npy, out, fuse):
+    env = dict(os.environ, MOPT_NO_QDQ_FUSE="0" if fuse else "1")
+    subprocess.run([mopt, "run", model, "-i", npy, "--format", "npy", "-o", out, "--threads", "2"], env=env,
+                   check=True, capture_output=True)
+    return np.load(os.path.join(out, "output_0.npy"))
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("mopt")
+    ap.add_argument("tmp")
+    ap.add_argument("models", nargs="+")
+    ap.add_argument("--cal", type=int, default=300)
+    ap.add_argument("--limit", type=int, default=2000)
+    a = ap.parse_args()
+    os.makedirs(a.tmp, exist_ok=True)
+    x, y = load_split("t10k")
+    x, y = x[:a.limit], y[:a.limit]
+    npy = os.path.join(a.tmp, "test.npy")
+    np.save(npy, np.ascontiguousarray(x))
+    ok = True
+    for path in a.models:
+        name = os.path.splitext(os.path.basename(path))[0]
+        q = os.path.join(a.tmp, name + ".int8.onnx")
+        subprocess.run([a.mopt, "quant", "--int8", "-q", path, "--data", "fashion-mnist:train", "--limit", str(a.cal),
+                        "-o", q], check=True)
+        fused = run(a.mopt, q, npy, os.path.join(a.tmp, name + ".int8"), True)
+        sim = run(a.mopt, q, npy, os.path.join(a.tmp, name + ".sim"), False)
+        step = output_step(q)
+        steps = np.abs(fused - sim) / step
+        t_int8, t_sim = (fused.argmax(1) == y).mean(), (sim.argmax(1) == y).mean()
+        good = steps.max() <= 1.0 + 1e-4 and abs(t_int8 - t_sim) <= 0.002
+        ok &= bool(good)
+        print(f"{name} max_steps {steps.max():.3f} exact {(steps < 1e-4).mean():.4f} top1_int8 {t_int8:.4f} "
+              f"top1_simulated {t_sim:.4f} {'ok' if good else 'FAIL'}")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
