@@ -319,6 +319,38 @@ nomem:
     return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
 }
 
+/* DQ(a), DQ(b) -> Add [-> Relu] -> Q, all per tensor: com.microsoft QLinearAdd, whose kernel
+ * computes exactly what the float ops compute (dequantize, add in float32, quantize), in one pass
+ * over 8-bit data instead of five over float. */
+static opt_status try_add(fz *f, long i)
+{
+    const opt_node *n = f->g->nodes[i];
+    if (!is_op(n, "Add") || n->n_inputs != 2 || n->n_outputs != 1) return OPT_OK;
+    dq a, b;
+    qout o;
+    if (!get_dq(f, n->inputs[0], &a) || a.ns != 1 || !get_dq(f, n->inputs[1], &b) || b.ns != 1) return OPT_OK;
+    if (!is_q8(a.z->data_type) || !is_q8(b.z->data_type) || !get_qout(f, n->outputs[0], &o)) return OPT_OK;
+    const opt_node *q = f->g->nodes[o.q];
+    const char *in[8] = {a.n->inputs[0], a.n->inputs[1], a.n->inputs[2], b.n->inputs[0],
+                         b.n->inputs[1], b.n->inputs[2], q->inputs[1], q->inputs[2]};
+    char *name = mkname(n, i, "QLinearAdd");
+    opt_node *nn = name ? opt_node_make("QLinearAdd", name, in, 8, (const char *const *)&q->outputs[0], 1) : NULL;
+    free(name);
+    if (nn) {
+        free(nn->domain);
+        nn->domain = opt_strdup("com.microsoft");
+    }
+    if (!nn || !nn->domain || !own_node(f, nn, o.q)) {
+        opt_node_free(nn);
+        return opt_error_set(f->err, OPT_ERR_NOMEM, "out of memory");
+    }
+    f->dead[i] = true;
+    f->dead[o.q] = true;
+    if (o.relu >= 0) f->dead[o.relu] = true;
+    f->v->n_add++;
+    return OPT_OK;
+}
+
 /* DQ -> pass-through op -> Q with the same parameters: the op runs on the int8 data. */
 static opt_status try_passthrough(fz *f, long i)
 {
@@ -366,6 +398,10 @@ void opt_qdq_view_free(opt_qdq_view *v)
     free(v->own_inits);
     free(v->graph.nodes);
     free(v->graph.initializers);
+    if (v->own_opset) {
+        free(v->model.opset_import[v->model.n_opset_import - 1].domain);
+        free(v->model.opset_import);
+    }
     free(v);
 }
 
@@ -388,6 +424,8 @@ opt_status opt_qdq_fuse(const opt_model *m, opt_qdq_view **out, opt_error *err)
     if ((s = opt_graph_index_build(g, &f.ix, err)) != OPT_OK) goto done;
     for (size_t i = 0; i < g->n_nodes && s == OPT_OK; i++)
         if (!f.dead[i]) s = try_compute(&f, (long)i);
+    for (size_t i = 0; i < g->n_nodes && s == OPT_OK; i++)
+        if (!f.dead[i]) s = try_add(&f, (long)i);
     for (size_t i = 0; i < g->n_nodes && s == OPT_OK; i++)
         if (!f.dead[i]) s = try_passthrough(&f, (long)i);
     if (s != OPT_OK) goto done;
@@ -430,6 +468,23 @@ opt_status opt_qdq_fuse(const opt_model *m, opt_qdq_view **out, opt_error *err)
     memcpy(v->graph.initializers, g->initializers, g->n_initializers * sizeof *g->initializers);
     memcpy(v->graph.initializers + g->n_initializers, v->own_inits, v->n_own_inits * sizeof *v->own_inits);
     v->graph.n_initializers = g->n_initializers + v->n_own_inits;
+    if (v->n_add && opt_model_opset(m, "com.microsoft") < 0) { /* QLinearAdd's domain */
+        opt_opset *os = calloc(m->n_opset_import + 1, sizeof *os);
+        char *dom = opt_strdup("com.microsoft");
+        if (!os || !dom) {
+            free(os);
+            free(dom);
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+        if (m->n_opset_import) memcpy(os, m->opset_import, m->n_opset_import * sizeof *os);
+        os[m->n_opset_import].domain = dom;
+        os[m->n_opset_import].has_version = true;
+        os[m->n_opset_import].version = 1;
+        v->model.opset_import = os;
+        v->model.n_opset_import = m->n_opset_import + 1;
+        v->own_opset = true;
+    }
     if ((s = opt_graph_topo_sort(&v->graph, err)) != OPT_OK) goto done;
     *out = v;
     f.v = NULL;

@@ -10,6 +10,8 @@
  *   DQ(a) , DQ(b)                 -> MatMul [-> Relu] -> Q    =>  QLinearMatMul
  *   DQ(x) , DQ(w) [, DQ(b int32)] -> Gemm [-> Relu] -> Q      =>  Reshape -> QLinearConv (1x1)
  *                                                                  -> Reshape
+ *   DQ(a) , DQ(b) -> Add [-> Relu] -> Q (per tensor)             =>  com.microsoft QLinearAdd
+ *                                                                  (computed as the float ops do)
  *   DQ(x) -> MaxPool|Flatten|Reshape|Transpose|Squeeze|Unsqueeze|Identity -> Q (same scale and
  *   zero point)                                                   =>  the same op on the int8 data
  *
@@ -45,6 +47,8 @@ typedef struct opt_qdq_view {
     opt_tensor **own_inits; /* initializers the rewrite made (owned) */
     size_t n_own_inits;
     size_t n_conv, n_matmul, n_gemm, n_passthrough; /* islands rewritten, by kind */
+    size_t n_add;         /* Add islands (QLinearAdd) */
+    bool own_opset;       /* model.opset_import is the view's (com.microsoft added, last) */
 } opt_qdq_view;
 
 /* Rewrites m's QDQ islands into integer ops. *out receives a view the caller frees with

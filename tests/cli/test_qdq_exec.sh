@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# tests/cli/test_qdq_exec.sh — the executor runs QDQ models on int8 kernels: the plan says so, and
+# tests/cli/test_qdq_exec.sh — the executor runs QDQ models on int8 kernels (Conv, Gemm, residual
+# Add): the plan says so, and
 # on lenet5 and rescnn (quantized from 300 training images) every output on 2,000 test images is
 # within one output quantization step of the same model simulated in float (MOPT_NO_QDQ_FUSE=1),
 # with the same top-1 to 0.2 points.
@@ -8,8 +9,10 @@ PY=${PY:-$ROOT/.venv/bin/python}
 check "int8 vs simulated float on the bundled CNNs" 0 '' -- "$PY" "$ROOT/tests/precision/compare_int8_exec.py" \
     "$MOPT" "$T/x" "$ROOT/datasets/lenet5.onnx" "$ROOT/datasets/rescnn.onnx"
 assert "both models compared and within one step" [ "$(grep -c ' ok$' "$T/out")" -eq 2 ]
-check "plan names the int8 islands" 0 'int8 at load: 2 Conv, 0 MatMul, 3 Gemm QDQ islands' -- \
+check "plan names the int8 islands" 0 'int8 at load: 2 Conv, 0 MatMul, 3 Gemm, 0 Add QDQ islands' -- \
     "$MOPT" bench "$T/x/lenet5.int8.onnx" --iters 1 --warmup 0 --explain -q
+check "residual Adds run as QLinearAdd" 0 'int8 at load: 9 Conv, 0 MatMul, 1 Gemm, 2 Add QDQ islands' -- \
+    "$MOPT" bench "$T/x/rescnn.int8.onnx" --iters 1 --warmup 0 --explain -q
 check "MOPT_NO_QDQ_FUSE=1 runs the QDQ nodes as written" 0 '' -- env MOPT_NO_QDQ_FUSE=1 \
     "$MOPT" bench "$T/x/lenet5.int8.onnx" --iters 1 --warmup 0 --explain -q
 assert "no int8 line when the rewrite is off" sh -c "! grep -q 'int8 at load' '$T/err'"

@@ -311,3 +311,47 @@ Test(dequantize_linear, per_tensor_loop_equals_the_onnx_formula)
     opt_array_free(&y);
     opt_model_free(m);
 }
+
+Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)
+{
+    enum { R = 37, C = 45 };
+    static uint8_t a[R * C];
+    int8_t b[C];
+    kt_rng r = {11};
+    for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int i = 0; i < C; i++) b[i] = (int8_t)kt_int(&r, -128, 127);
+    float as = 0.05f, bs = 0.11f, cs = 0.07f;
+    uint8_t az = 120, cz = 3;
+    int8_t bz = -4;
+    kt_operand in[8] = {
+        {"a", OPT_DT_UINT8, 2, {R, C}, a, false},
+        {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
+        {"az", OPT_DT_UINT8, 0, {0}, &az, true},
+        {"b", OPT_DT_INT8, 1, {C}, b, true},
+        {"bs", OPT_DT_FLOAT, 0, {0}, &bs, true},
+        {"bz", OPT_DT_INT8, 0, {0}, &bz, true},
+        {"cs", OPT_DT_FLOAT, 0, {0}, &cs, true},
+        {"cz", OPT_DT_UINT8, 0, {0}, &cz, true},
+    };
+    int odt = OPT_DT_UINT8;
+    opt_model *m = kt_model("QLinearAdd", 13, in, 8, &odt, 1);
+    free(m->graph->nodes[0]->domain);
+    m->graph->nodes[0]->domain = opt_strdup("com.microsoft");
+    m->opset_import = realloc(m->opset_import, 2 * sizeof *m->opset_import);
+    memset(&m->opset_import[1], 0, sizeof m->opset_import[1]);
+    m->opset_import[1].domain = opt_strdup("com.microsoft");
+    m->opset_import[1].has_version = true;
+    m->opset_import[1].version = 1;
+    m->n_opset_import = 2;
+    opt_array y = {0};
+    kt_run(m, 2, in, 8, &y, 1);
+    cr_assert_eq(opt_array_numel(&y), (uint64_t)(R * C));
+    for (int i = 0; i < R * C; i++) {
+        volatile float fa = (float)(a[i] - az) * as, fb = (float)(b[i % C] - bz) * bs;
+        float v = nearbyintf((fa + fb) / cs) + cz;
+        v = v < 0 ? 0 : v > 255 ? 255 : v;
+        cr_assert_eq(((uint8_t *)y.data)[i], (uint8_t)v, "element %d", i);
+    }
+    opt_array_free(&y);
+    opt_model_free(m);
+}

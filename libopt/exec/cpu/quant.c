@@ -10,6 +10,7 @@
  * per column of B for the matmuls). Quantized types: uint8, int8, uint16, int16, int32
  * (DequantizeLinear input) and the float8 types.
  */
+#include "libopt/exec/cpu/bcast.h"
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/qgemm.h"
 
@@ -680,6 +681,85 @@ static opt_status qlconv_run(opt_kctx *k, opt_error *err)
     return st;
 }
 
+/* ---- QLinearAdd (com.microsoft) ---------------------------------------------------------- */
+
+/* C = quantize(dequantize(A) + dequantize(B)) with per-tensor parameters, computed in float32
+ * exactly as DequantizeLinear -> Add -> QuantizeLinear compute it (so a QDQ Add island rewritten
+ * into this op gives the same bytes). Numpy broadcasting. */
+typedef struct qadd_job {
+    const uint8_t *a, *b;
+    uint8_t *y;
+    bool as8, bs8, ys8;
+    float as, bs, cs, cz, lo, hi;
+    int32_t az, bz;
+    const opt_bcast *bc;
+} qadd_job;
+
+/* No fused multiply-add here: the products must round as DequantizeLinear's do. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define QADD_VEC __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"), \
+                                optimize("O3", "fp-contract=off")))
+#else
+#define QADD_VEC
+#endif
+
+static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int64_t sa, const uint8_t *restrict b,
+                             int64_t sb, uint8_t *restrict y, uint64_t n)
+{
+    const float magic = 12582912.0f;
+    for (uint64_t i = 0; i < n; i++) {
+        int32_t ai = j->as8 ? (int32_t)(int8_t)a[i * sa] : (int32_t)a[i * sa];
+        int32_t bi = j->bs8 ? (int32_t)(int8_t)b[i * sb] : (int32_t)b[i * sb];
+        float v = ((float)(ai - j->az) * j->as + (float)(bi - j->bz) * j->bs) / j->cs;
+        v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+        v = (v + magic) - magic + j->cz;
+        v = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
+        y[i] = j->ys8 ? (uint8_t)(int8_t)(int32_t)v : (uint8_t)(int32_t)v;
+    }
+}
+
+static void qadd_run_fn(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
+{
+    const qadd_job *j = ctx;
+    qadd_loop(j, j->a + in[0], st[0], j->b + in[1], st[1], j->y + out, len);
+}
+
+static void qadd_chunk(void *ctx, size_t b, size_t e)
+{
+    const qadd_job *j = ctx;
+    opt_bcast_walk(j->bc, b, e, qadd_run_fn, ctx);
+}
+
+static opt_status qadd_run(opt_kctx *k, opt_error *err)
+{
+    for (size_t i = 0; i < 7; i++)
+        if (i != 2 && i != 5 && !opt_kctx_has(k, i))
+            return opt_kerr(k, err, OPT_ERR_INVALID, "missing input %zu", i);
+    const opt_array *A = k->in[0], *B = k->in[3], *cz = opt_kctx_has(k, 7) ? k->in[7] : NULL;
+    if (B->dtype != OPT_DT_UINT8 && B->dtype != OPT_DT_INT8)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "B must be uint8 or int8");
+    for (size_t i = 1; i < 8; i++)
+        if (i != 3 && opt_kctx_has(k, i) && opt_array_numel(k->in[i]) != 1)
+            return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "scales and zero points must be scalars");
+    int ydt = cz ? cz->dtype : A->dtype;
+    const opt_array *ab[2] = {A, B};
+    opt_bcast bc;
+    OPT_TRY(opt_bcast_init(&bc, k, ab, 2, err));
+    OPT_TRY(opt_kctx_output(k, 0, ydt, bc.out_ndim, bc.out_dims, err));
+    bool ys8 = ydt == OPT_DT_INT8;
+    qadd_job j = {.a = A->data, .b = B->data, .y = k->out[0].data, .as8 = A->dtype == OPT_DT_INT8,
+                  .bs8 = B->dtype == OPT_DT_INT8, .ys8 = ys8, .as = (float)opt_array_get(k->in[1], 0),
+                  .bs = (float)opt_array_get(k->in[4], 0), .cs = (float)opt_array_get(k->in[6], 0),
+                  .cz = cz ? (float)iget(cz, 0) : 0.0f, .lo = ys8 ? -128.0f : 0.0f, .hi = ys8 ? 127.0f : 255.0f,
+                  .az = opt_kctx_has(k, 2) ? iget(k->in[2], 0) : 0, .bz = opt_kctx_has(k, 5) ? iget(k->in[5], 0) : 0,
+                  .bc = &bc};
+    if (nn_threads(k) > 1 && bc.numel >= 32768)
+        opt_parallel_for(k, (size_t)bc.numel, qadd_chunk, &j);
+    else
+        qadd_chunk(&j, 0, (size_t)bc.numel);
+    return OPT_OK;
+}
+
 static opt_status int32_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
                               int *out_dt, size_t n_out, opt_error *err)
 {
@@ -712,6 +792,7 @@ const opt_kernel opt_kernels_quant[] = {
      convint_run, qconv_release},
     {"", "QLinearMatMul", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, qmm_prepare, qlmm_run,
      qmm_release},
+    {"com.microsoft", "QLinearAdd", 1, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, NULL, qadd_run, NULL},
     {"", "QLinearConv", 10, INT_MAX, Q8, 0, OPT_DEVICE_CPU, qlinear_infer, qconv_prepare,
      qlconv_run, qconv_release},
     {0},
