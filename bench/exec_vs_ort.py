@@ -7,11 +7,12 @@ usage: python bench/exec_vs_ort.py [--mopt PATH] [--models DIR] [--threads 1,2]
 
 For each model and batch (ResNet-50 and MobileNetV2 at batch 1 and 8, the BERT-like encoder at
 batch 1, sequence 128) and each thread count, the two runtimes take turns for R rounds: one
-`mopt bench --json` call (N timed runs after one warm-up) and N timed ONNX Runtime runs of a
+`mopt bench --json` call (N timed runs after three warm-up runs in that process) and N timed ONNX Runtime runs of a
 session created once (CPU provider, intra-op threads = the same count, inter-op 1, sequential
 execution, same input shapes). Each round yields a p50 per runtime; the table reports the
-median of the round p50s and their ratio (mopt / ORT; below 1 means mopt is faster). Taking
-turns keeps both runtimes exposed to the same background load on a shared machine.
+median of the round p50s and their ratio (mopt / ORT; below 1 means mopt is faster), and the
+ratio of the two fastest runs. Taking turns keeps both runtimes exposed to the same background
+load on a shared machine.
 
 The first mopt column runs mopt in the environment as given (the table says what
 OPENBLAS_CORETYPE was). --unset-coretype adds a column for mopt with OPENBLAS_CORETYPE removed
@@ -74,25 +75,27 @@ def ort_feeds(sess, batch, rng):
 
 
 def ort_round(sess, feeds, iters):
+    """(p50, min) of `iters` timed runs, in ms."""
     times = []
     for _ in range(iters):
         t0 = time.perf_counter()
         sess.run(None, feeds)
         times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return statistics.median(times), min(times)
 
 
 def mopt_round(mopt, path, batch, threads, iters, coretype=None):
     """coretype None: the environment as given; "": OPENBLAS_CORETYPE removed; else set."""
     cmd = [mopt, "bench", path, "--batch", str(batch), "--threads", str(threads),
-           "--warmup", "1", "--iters", str(iters), "--dim", f"S={SEQ}", "--json", "-q"]
+           "--warmup", "3", "--iters", str(iters), "--dim", f"S={SEQ}", "--json", "-q"]
     env = dict(os.environ)
     if coretype == "":
         env.pop("OPENBLAS_CORETYPE", None)
     elif coretype:
         env["OPENBLAS_CORETYPE"] = coretype
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
-    return json.loads(out)["latency_ms"]["p50"]
+    lat = json.loads(out)["latency_ms"]
+    return lat["p50"], lat["min"]
 
 
 def main():
@@ -107,6 +110,7 @@ def main():
     ap.add_argument("--only", default=None)
     ap.add_argument("--update-doc", default=None)
     a = ap.parse_args()
+    load0 = os.getloadavg()[0]
     if a.unset_coretype:
         a.coretype = ""
     given = os.environ.get("OPENBLAS_CORETYPE")
@@ -134,14 +138,17 @@ def main():
                 o.append(ort_round(sess, feeds, iters))
                 if a.coretype is not None:
                     c.append(mopt_round(a.mopt, path, batch, threads, iters, a.coretype))
-            row = {"model": label, "threads": threads, "mopt": statistics.median(m),
-                   "ort": statistics.median(o)}
+            row = {"model": label, "threads": threads,
+                   "mopt": statistics.median(x[0] for x in m),
+                   "ort": statistics.median(x[0] for x in o),
+                   "min_ratio": min(x[1] for x in m) / min(x[1] for x in o)}
             if a.coretype is not None:
-                row["mopt_ct"] = statistics.median(c)
+                row["mopt_ct"] = statistics.median(x[0] for x in c)
             rows.append(row)
             extra = f"  mopt[{alt_txt}] {row['mopt_ct']:.1f} ms" if a.coretype is not None else ""
             print(f"{label:<22} t{threads}  mopt {row['mopt']:.1f} ms  ort {row['ort']:.1f} ms  "
-                  f"ratio {row['mopt'] / row['ort']:.2f}{extra}", flush=True)
+                  f"ratio {row['mopt'] / row['ort']:.2f} (of minima {row['min_ratio']:.2f}){extra}",
+                  flush=True)
             del sess
 
     cmdline = "python bench/exec_vs_ort.py " + " ".join(sys.argv[1:])
@@ -149,20 +156,22 @@ def main():
         f"Measured {datetime.date.today().isoformat()} on {platform.machine()}, "
         f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; "
         f"{a.rounds} alternating rounds of {a.iters} runs (half for batch 8 and BERT); "
-        f"median of the round p50s, in ms. mopt's environment as given: {given_txt}.",
+        f"median of the round p50s, in ms; \"min / min\" is the ratio of the fastest runs "
+        f"(less sensitive to background load). mopt's environment as given: {given_txt}; "
+        f"load average at the start {load0:.1f}.",
         "",
         f"Command: `{cmdline.strip()}`",
         "",
     ]
-    head = f"| model | threads | mopt p50 ({given_txt}) | ORT p50 | mopt / ORT |"
-    sep = "|---|---|---|---|---|"
+    head = f"| model | threads | mopt p50 ({given_txt}) | ORT p50 | mopt / ORT | min / min |"
+    sep = "|---|---|---|---|---|---|"
     if a.coretype is not None:
         head += f" mopt p50, {alt_txt} | ratio |"
         sep += "---|---|"
     lines += [head, sep]
     for r in rows:
         line = (f"| {r['model']} | {r['threads']} | {r['mopt']:.1f} | {r['ort']:.1f} | "
-                f"{r['mopt'] / r['ort']:.2f} |")
+                f"{r['mopt'] / r['ort']:.2f} | {r['min_ratio']:.2f} |")
         if a.coretype is not None:
             line += f" {r['mopt_ct']:.1f} | {r['mopt_ct'] / r['ort']:.2f} |"
         lines.append(line)

@@ -37,6 +37,8 @@ static const char help[] =
     "  --top N            rows of the per-node table (default 25; 0 for all)\n"
     "  --explain          print the executor's plan (device per node, partitions, buffers) on\n"
     "                     stderr after the runs\n"
+    "  --no-fuse          run every node as written (no Conv+BatchNormalization+Add+activation\n"
+    "                     fusion at load), e.g. to time or profile the unfused graph\n"
     "  --json             machine-readable report on stdout\n"
     "  --report FILE      also write the tables to FILE (.json, .csv or .md)\n"
     "  -q, --quiet        no notes on stderr\n"
@@ -52,7 +54,7 @@ typedef struct bench_opts {
     double seconds;
     int threads;
     unsigned long long seed;
-    bool profile, json, explain;
+    bool profile, json, explain, no_fuse;
     dimset dims[32];
     size_t n_dims;
 } bench_opts;
@@ -212,6 +214,7 @@ int cmd_bench(int argc, char **argv)
         {"top", required_argument, NULL, 'T'},
         {"json", no_argument, NULL, 'J'},
         {"explain", no_argument, NULL, 'E'},
+        {"no-fuse", no_argument, NULL, 'F'},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -260,6 +263,7 @@ int cmd_bench(int argc, char **argv)
             break;
         case 'J': o.json = true; break;
         case 'E': o.explain = true; break;
+        case 'F': o.no_fuse = true; break;
         default: return tool_usage(&t, "bad option");
         }
     }
@@ -269,7 +273,7 @@ int cmd_bench(int argc, char **argv)
     opt_model *m;
     if ((rc = tool_load(&t, NULL, &m))) return rc;
 
-    opt_exec_opts eo = {.threads = o.threads, .profile = o.profile};
+    opt_exec_opts eo = {.threads = o.threads, .profile = o.profile, .no_fuse = o.no_fuse};
     opt_exec *e = NULL;
     opt_error err = {0};
     double t0 = now_ms();
