@@ -225,6 +225,46 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
     }
 }
 
+/* ukr_12x32 for a last panel of at most 16 columns: half the multiply-adds (P = 196 or 784
+ * leaves 4 or 16 columns there). The panel in memory is still NN_NR wide. */
+static AVX512 void ukr_12x16(int64_t kc, const float *restrict a, const float *restrict b,
+                             float *restrict c, int64_t ldc, int mr, int nr, bool first,
+                             bool last, const nn_epilogue *ep, int64_t row0, int64_t col0)
+{
+    __m512 c0[NN_MR];
+    for (int i = 0; i < mr; i++) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        if (first && ep->z) __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0, 0, 3);
+    }
+#pragma GCC unroll 12
+    for (int i = 0; i < NN_MR; i++) c0[i] = _mm512_setzero_ps();
+    const float *anext = a + kc * NN_MR;
+    for (int64_t kk = 0; kk < kc; kk++) {
+        __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR);
+        const float *ak = a + kk * NN_MR;
+        __builtin_prefetch(anext + kk * NN_MR, 0, 2);
+#pragma GCC unroll 12
+        for (int i = 0; i < NN_MR; i++) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), b0, c0[i]);
+    }
+    __mmask16 m0 = (__mmask16)((1u << nr) - 1);
+#pragma GCC unroll 12
+    for (int i = 0; i < NN_MR; i++) {
+        if (i >= mr) break;
+        float *cr = c + i * ldc;
+        __m512 v0 = c0[i];
+        if (first) {
+            if (ep->bias) v0 = _mm512_add_ps(v0, _mm512_set1_ps(ep->bias[row0 + i]));
+            if (ep->cbias) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->cbias + col0));
+            if (ep->z)
+                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->z + (row0 + i) * ep->ldz + col0));
+        } else {
+            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
+        }
+        if (last) v0 = vact(ep, v0);
+        _mm512_mask_storeu_ps(cr, m0, v0);
+    }
+}
+
 typedef struct gemm_job {
     int64_t M, N, K, nc, nchunks, msplit, ntasks;
     const float *pa;
@@ -258,8 +298,9 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
             for (int64_t pc = 0; pc < npan; pc++) {
                 int64_t cc = c0 + pc * NN_NR;
                 int nr = (int)(j->N - cc < NN_NR ? j->N - cc : NN_NR);
-                ukr_12x32(kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR, j->C + r0 * j->ldc + cc,
-                          j->ldc, mr, nr, first, last, j->ep, r0, cc);
+                (nr <= 16 ? ukr_12x16 : ukr_12x32)(kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR,
+                                                   j->C + r0 * j->ldc + cc, j->ldc, mr, nr, first,
+                                                   last, j->ep, r0, cc);
             }
         }
     }
