@@ -104,10 +104,10 @@ static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, in
 }
 
 /* One QLinearConv case with C input channels (C % 4 == 0 takes the channels-last unfolding). */
-static void qlconv_case(int C, uint64_t seed)
+static void qlconv_case(int C, int W, uint64_t seed)
 {
     kt_rng r = {seed};
-    enum { N = 3, H = 6, W = 9, M = 11, KH = 3, KW = 2 };
+    enum { N = 3, H = 6, M = 11, KH = 3, KW = 2 };
     const int st[2] = {2, 1}, dl[2] = {1, 2}, pd[4] = {1, 2, 0, 1};
     const int OH = (H + pd[0] + pd[2] - dl[0] * (KH - 1) - 1) / st[0] + 1;
     const int OW = (W + pd[1] + pd[3] - dl[1] * (KW - 1) - 1) / st[1] + 1;
@@ -171,8 +171,9 @@ static void qlconv_case(int C, uint64_t seed)
 
 Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
 {
-    qlconv_case(5, 77); /* unfolding by row pieces */
-    qlconv_case(8, 78); /* channels-last unfolding */
+    qlconv_case(5, 9, 77);  /* unfolding by row pieces */
+    qlconv_case(8, 9, 78);  /* channels-last unfolding */
+    qlconv_case(32, 37, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
 }
 
 Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)

@@ -298,7 +298,30 @@ static void qhwc_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, u
     int64_t g4 = q->Cg / 4;
     for (int64_t sp = 0; sp < q->ks; sp++) {
         int64_t off = ((sp / q->KW) * q->dh * q->Wp + (sp % q->KW) * q->dw) * q->Cg;
-        for (int64_t c4 = 0; c4 < g4; c4++) {
+        int64_t c4 = 0;
+        /* 4 columns x 4 channel groups at a time: a 4x4 transpose of 32-bit words */
+        for (; c4 + 4 <= g4; c4 += 4) {
+            uint8_t *o0 = panel + (sp * g4 + c4) * NN_QNR * 4;
+            int64_t at = off + c4 * 4, c = 0;
+            for (; c + 4 <= nc; c += 4) {
+                __m128i r0 = _mm_loadu_si128((const __m128i *)(cb[c] + at));
+                __m128i r1 = _mm_loadu_si128((const __m128i *)(cb[c + 1] + at));
+                __m128i r2 = _mm_loadu_si128((const __m128i *)(cb[c + 2] + at));
+                __m128i r3 = _mm_loadu_si128((const __m128i *)(cb[c + 3] + at));
+                __m128i t0 = _mm_unpacklo_epi32(r0, r1), t1 = _mm_unpacklo_epi32(r2, r3);
+                __m128i t2 = _mm_unpackhi_epi32(r0, r1), t3 = _mm_unpackhi_epi32(r2, r3);
+                _mm_storeu_si128((__m128i *)(o0 + c * 4), _mm_unpacklo_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(o0 + NN_QNR * 4 + c * 4), _mm_unpackhi_epi64(t0, t1));
+                _mm_storeu_si128((__m128i *)(o0 + 2 * NN_QNR * 4 + c * 4), _mm_unpacklo_epi64(t2, t3));
+                _mm_storeu_si128((__m128i *)(o0 + 3 * NN_QNR * 4 + c * 4), _mm_unpackhi_epi64(t2, t3));
+            }
+            for (int t = 0; t < 4; t++) {
+                uint32_t *o = (uint32_t *)(o0 + t * NN_QNR * 4);
+                for (int64_t cc = c; cc < nc; cc++) memcpy(&o[cc], cb[cc] + at + 4 * t, 4);
+                for (int64_t cc = nc; cc < NN_QNR; cc++) o[cc] = 0;
+            }
+        }
+        for (; c4 < g4; c4++) {
             uint32_t *o = (uint32_t *)(panel + (sp * g4 + c4) * NN_QNR * 4);
             int64_t at = off + c4 * 4;
             for (int64_t c = 0; c < nc; c++) memcpy(&o[c], cb[c] + at, 4);
@@ -325,18 +348,62 @@ typedef struct qhwc_tr {
     uint8_t flip, fill;
 } qhwc_tr;
 
+/* Transposes 16 rows of 16 bytes in place (r[i] byte j becomes r[j] byte i). */
+static inline void tr16x16(__m128i r[16])
+{
+    __m128i b[16], c[16];
+    for (int k = 0; k < 8; k++) {
+        b[k] = _mm_unpacklo_epi8(r[2 * k], r[2 * k + 1]);
+        b[k + 8] = _mm_unpackhi_epi8(r[2 * k], r[2 * k + 1]);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int k = 0; k < 4; k++) {
+            c[h + k] = _mm_unpacklo_epi16(b[h + 2 * k], b[h + 2 * k + 1]);
+            c[h + 4 + k] = _mm_unpackhi_epi16(b[h + 2 * k], b[h + 2 * k + 1]);
+        }
+    for (int q = 0; q < 4; q++) {
+        __m128i lo01 = _mm_unpacklo_epi32(c[4 * q], c[4 * q + 1]), hi01 = _mm_unpackhi_epi32(c[4 * q], c[4 * q + 1]);
+        __m128i lo23 = _mm_unpacklo_epi32(c[4 * q + 2], c[4 * q + 3]), hi23 = _mm_unpackhi_epi32(c[4 * q + 2], c[4 * q + 3]);
+        r[4 * q] = _mm_unpacklo_epi64(lo01, lo23);
+        r[4 * q + 1] = _mm_unpackhi_epi64(lo01, lo23);
+        r[4 * q + 2] = _mm_unpacklo_epi64(hi01, hi23);
+        r[4 * q + 3] = _mm_unpackhi_epi64(hi01, hi23);
+    }
+}
+
 static void qhwc_transpose(void *ctx, size_t b, size_t e)
 {
     const qhwc_tr *t = ctx;
+    const int64_t Cg = t->Cg, H = t->H, W = t->W, HW = H * W, Wp = t->Wp, pt = t->pt, pl = t->pl;
+    const uint8_t flip = t->flip;
+    const __m128i fx = _mm_set1_epi8((char)flip);
     for (size_t n = b; n < e; n++) {
-        uint8_t *dst = t->xt + (int64_t)n * t->Hp * t->Wp * t->Cg;
-        memset(dst, t->fill, (size_t)(t->Hp * t->Wp * t->Cg));
-        for (int64_t ci = 0; ci < t->Cg; ci++) {
-            const uint8_t *src = t->x + ((int64_t)n * t->C + ci) * t->H * t->W;
-            for (int64_t h = 0; h < t->H; h++) {
-                uint8_t *d = dst + ((h + t->pt) * t->Wp + t->pl) * t->Cg + ci;
-                const uint8_t *s = src + h * t->W;
-                for (int64_t w = 0; w < t->W; w++) d[w * t->Cg] = s[w] ^ t->flip;
+        uint8_t *dst = t->xt + (int64_t)n * t->Hp * Wp * Cg;
+        memset(dst, t->fill, (size_t)(t->Hp * Wp * Cg));
+        const uint8_t *xn = t->x + (int64_t)n * t->C * HW;
+        int64_t ci = 0;
+        /* 16 channels x 16 pixels at a time through a byte transpose */
+        for (; ci + 16 <= Cg; ci += 16)
+            for (int64_t h = 0; h < H; h++) {
+                uint8_t *drow = dst + ((h + pt) * Wp + pl) * Cg + ci;
+                const uint8_t *srow = xn + ci * HW + h * W;
+                int64_t w = 0;
+                for (; w + 16 <= W; w += 16) {
+                    __m128i r[16];
+                    for (int k = 0; k < 16; k++)
+                        r[k] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(srow + k * HW + w)), fx);
+                    tr16x16(r);
+                    for (int k = 0; k < 16; k++) _mm_storeu_si128((__m128i *)(drow + (w + k) * Cg), r[k]);
+                }
+                for (; w < W; w++)
+                    for (int k = 0; k < 16; k++) drow[w * Cg + k] = srow[k * HW + w] ^ flip;
+            }
+        for (; ci < Cg; ci++) {
+            const uint8_t *src = xn + ci * HW;
+            for (int64_t h = 0; h < H; h++) {
+                uint8_t *d = dst + ((h + pt) * Wp + pl) * Cg + ci;
+                const uint8_t *s = src + h * W;
+                for (int64_t w = 0; w < W; w++) d[w * Cg] = s[w] ^ flip;
             }
         }
     }

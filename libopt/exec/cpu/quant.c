@@ -703,18 +703,40 @@ typedef struct qadd_job {
 #define QADD_VEC
 #endif
 
-static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int64_t sa, const uint8_t *restrict b,
-                             int64_t sb, uint8_t *restrict y, uint64_t n)
+typedef struct qadd_par {
+    float as, bs, cs, cz, lo, hi;
+    int32_t az, bz;
+    bool ys8;
+} qadd_par;
+
+static inline __attribute__((always_inline)) uint8_t qadd_one(const qadd_par p, int32_t ai, int32_t bi)
 {
     const float magic = 12582912.0f;
-    for (uint64_t i = 0; i < n; i++) {
-        int32_t ai = j->as8 ? (int32_t)(int8_t)a[i * sa] : (int32_t)a[i * sa];
-        int32_t bi = j->bs8 ? (int32_t)(int8_t)b[i * sb] : (int32_t)b[i * sb];
-        float v = ((float)(ai - j->az) * j->as + (float)(bi - j->bz) * j->bs) / j->cs;
-        v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
-        v = (v + magic) - magic + j->cz;
-        v = v < j->lo ? j->lo : v > j->hi ? j->hi : v;
-        y[i] = j->ys8 ? (uint8_t)(int8_t)(int32_t)v : (uint8_t)(int32_t)v;
+    float v = ((float)(ai - p.az) * p.as + (float)(bi - p.bz) * p.bs) / p.cs;
+    v = v < -512.0f ? -512.0f : v > 512.0f ? 512.0f : v;
+    v = (v + magic) - magic + p.cz;
+    v = v < p.lo ? p.lo : v > p.hi ? p.hi : v;
+    return p.ys8 ? (uint8_t)(int8_t)(int32_t)v : (uint8_t)(int32_t)v;
+}
+
+/* Contiguous runs (the residual Add of a ResNet) get their own loops so they vectorise; the
+ * parameters are copied to locals first, since byte stores could alias the job struct. */
+static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int64_t sa, const uint8_t *restrict b,
+                               int64_t sb, uint8_t *restrict y, uint64_t n)
+{
+    const qadd_par p = {j->as, j->bs, j->cs, j->cz, j->lo, j->hi, j->az, j->bz, j->ys8};
+    const bool as8 = j->as8, bs8 = j->bs8;
+    if (sa == 1 && sb == 1 && !as8 && !bs8 && !p.ys8) {
+        for (uint64_t i = 0; i < n; i++) y[i] = qadd_one(p, a[i], b[i]);
+    } else if (sa == 1 && sb == 1) {
+        for (uint64_t i = 0; i < n; i++)
+            y[i] = qadd_one(p, as8 ? (int32_t)(int8_t)a[i] : (int32_t)a[i], bs8 ? (int32_t)(int8_t)b[i] : (int32_t)b[i]);
+    } else {
+        for (uint64_t i = 0; i < n; i++) {
+            int32_t ai = as8 ? (int32_t)(int8_t)a[i * sa] : (int32_t)a[i * sa];
+            int32_t bi = bs8 ? (int32_t)(int8_t)b[i * sb] : (int32_t)b[i * sb];
+            y[i] = qadd_one(p, ai, bi);
+        }
     }
 }
 
