@@ -2,7 +2,8 @@
 #
 # `make help` lists the targets. Configurations build into separate object directories:
 #   build/release (default), build/san (SAN=1: ASan + UBSan), each with or without CUDA
-#   (CUDA=1 forces it on, CUDA=0 off; default: on when nvcc is found).
+#   (CUDA=1 forces it on, CUDA=0 off; default: on when nvcc is found and libopt/exec/cuda has
+#   .cu sources).
 # CI=true (as CI sets it) or WERROR=1 adds -Werror.
 
 .DEFAULT_GOAL := all
@@ -29,8 +30,10 @@ SANFLAGS :=
 OPTFLAGS := -O2 -g
 endif
 
+# The CUDA backend is built when nvcc exists and there is CUDA code to build; without a .cu file
+# there is nothing to compile, and linking libcudart would only add a run-time dependency.
 ifeq ($(CUDA),)
-CUDA := $(if $(NVCC),1,0)
+CUDA := $(if $(and $(NVCC),$(wildcard libopt/exec/cuda/*.cu)),1,0)
 endif
 ifeq ($(CUDA),1)
 CONFIG := $(CONFIG)-cuda
