@@ -387,13 +387,20 @@ static void qhwc_transpose(void *ctx, size_t b, size_t e)
             for (int64_t h = 0; h < H; h++) {
                 uint8_t *drow = dst + ((h + pt) * Wp + pl) * Cg + ci;
                 const uint8_t *srow = xn + ci * HW + h * W;
-                int64_t w = 0;
-                for (; w + 16 <= W; w += 16) {
+                /* Blocks of 16 (or 8) pixels; the last block overlaps the one before instead of
+                 * leaving a scalar tail (rows of 28, 14 or 56 pixels are common). */
+                int64_t w = 0, step = W >= 16 ? 16 : W >= 8 ? 8 : 0;
+                while (step && w < W) {
+                    if (w + step > W) w = W - step;
                     __m128i r[16];
-                    for (int k = 0; k < 16; k++)
-                        r[k] = _mm_xor_si128(_mm_loadu_si128((const __m128i *)(srow + k * HW + w)), fx);
+                    for (int k = 0; k < 16; k++) {
+                        const uint8_t *p = srow + k * HW + w;
+                        r[k] = _mm_xor_si128(step == 16 ? _mm_loadu_si128((const __m128i *)p)
+                                                        : _mm_loadl_epi64((const __m128i *)p), fx);
+                    }
                     tr16x16(r);
-                    for (int k = 0; k < 16; k++) _mm_storeu_si128((__m128i *)(drow + (w + k) * Cg), r[k]);
+                    for (int k = 0; k < step; k++) _mm_storeu_si128((__m128i *)(drow + (w + k) * Cg), r[k]);
+                    w += step;
                 }
                 for (; w < W; w++)
                     for (int k = 0; k < 16; k++) drow[w * Cg + k] = srow[k * HW + w] ^ flip;
