@@ -113,7 +113,7 @@ static bool parse_float(const char *s, float *out)
     double d = strtod(s, &end);
     if (end == s || *end || errno == ERANGE || !isfinite(d)) return false;
     *out = (float)d;
-    return true;
+    return isfinite(*out); /* 1e39 is a finite double but float infinity */
 }
 
 static void on_record(int c, void *data)
