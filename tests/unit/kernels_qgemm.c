@@ -176,6 +176,47 @@ Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_
     qlconv_case(32, 37, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
 }
 
+Test(qlinearconv, pointwise_panels_inside_and_across_images_equal_the_integer_reference)
+{
+    kt_rng r = {123};
+    enum { N = 3, C = 6, H = 10, W = 10, M = 9 }; /* 100 pixels: panels 0-1 inside image 0, 2 across */
+    static int8_t x[N * C * H * W];
+    static uint8_t w[M * C];
+    uint8_t wzp[M];
+    float wsc[M];
+    for (size_t i = 0; i < sizeof x; i++) x[i] = (int8_t)kt_int(&r, -128, 127);
+    for (size_t i = 0; i < sizeof w; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int m = 0; m < M; m++) wzp[m] = (uint8_t)kt_int(&r, 90, 160), wsc[m] = 0.003f + 0.0002f * (float)m;
+    int8_t xzp = 9, yzp = 0;
+    float xsc = 0.02f, ysc = 0.2f;
+    kt_operand in[8] = {
+        {"x", OPT_DT_INT8, 4, {N, C, H, W}, x, false},
+        {"xs", OPT_DT_FLOAT, 0, {0}, &xsc, true},
+        {"xz", OPT_DT_INT8, 0, {0}, &xzp, true},
+        {"w", OPT_DT_UINT8, 4, {M, C, 1, 1}, w, true},
+        {"ws", OPT_DT_FLOAT, 1, {M}, wsc, true},
+        {"wz", OPT_DT_UINT8, 1, {M}, wzp, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ysc, true},
+        {"yz", OPT_DT_INT8, 0, {0}, &yzp, true},
+    };
+    int odt = OPT_DT_INT8;
+    opt_model *m = kt_model("QLinearConv", 10, in, 8, &odt, 1);
+    opt_array y = {0};
+    kt_run(m, 2, in, 8, &y, 1);
+    const int8_t *yv = y.data;
+    for (int n = 0; n < N; n++)
+        for (int mo = 0; mo < M; mo++)
+            for (int p = 0; p < H * W; p++) {
+                int32_t acc = 0;
+                for (int c = 0; c < C; c++) acc += (x[(n * C + c) * H * W + p] - xzp) * (w[mo * C + c] - wzp[mo]);
+                double v = nearbyint((double)acc * (xsc * wsc[mo] / ysc) + yzp);
+                int8_t want = (int8_t)(v < -128 ? -128 : v > 127 ? 127 : v);
+                cr_assert_eq(yv[(n * M + mo) * H * W + p], want, "y[%d,%d,%d]", n, mo, p);
+            }
+    opt_array_free(&y);
+    opt_model_free(m);
+}
+
 Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)
 {
     kt_rng r = {91};

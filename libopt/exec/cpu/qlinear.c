@@ -247,6 +247,33 @@ static void qcol_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, u
     nn_qpack_panel(tmp, QT, q->Kg, 0, nc, q->flip, panel);
 }
 
+/* Column sums of a packed panel (for weights with nonzero zero points). */
+static void panel_colsum(const uint8_t *panel, int64_t kq, int64_t nc, int32_t *colsum)
+{
+    for (int64_t c = 0; c < nc; c++) {
+        int32_t s = 0;
+        for (int64_t q = 0; q < kq; q++) {
+            const uint8_t *b = panel + (q * NN_QNR + c) * 4;
+            s += b[0] + b[1] + b[2] + b[3];
+        }
+        colsum[c] = s;
+    }
+}
+
+/* 1x1 kernel, stride 1, no padding: channel rows of x are the rows of V, so a panel inside one
+ * image is interleaved straight from x (no unfolding copy). */
+static void qcol_pack_1x1(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
+{
+    const qcol *q = ctx;
+    int64_t img = j0 / q->P, pix = j0 % q->P;
+    if (pix + nc > q->P) { /* the panel spans two images */
+        qcol_pack(ctx, j0, nc, panel, tmp, colsum);
+        return;
+    }
+    nn_qpack_panel(q->x + img * q->img_stride + pix, q->P, q->Kg, 0, nc, q->flip, panel);
+    if (colsum) panel_colsum(panel, nn_qkp(q->Kg) / 4, nc, colsum);
+}
+
 /* 1x1 kernel over a 1x1 input (a Gemm written as a conv): column j is image j's channel vector. */
 static void qcol_pack_vec(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, uint8_t *tmp, int32_t *colsum)
 {
@@ -466,6 +493,7 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         .x_end = (const uint8_t *)o->x->data + opt_array_numel(o->x),
     };
     bool vec = ks == 1 && insz == 1 && P == 1;
+    bool pointwise = ks == 1 && insz == P && qc.sh == 1 && qc.sw == 1 && qc.ph == 0 && qc.pw == 0;
     size_t es = o->y->dtype == OPT_DT_INT32 ? 4 : 1;
     int64_t pt = two ? g->pad_b[0] : 0, pl = g->pad_b[g->nsp - 1];
     int64_t Hp = H + pt + (two ? g->pad_e[0] : 0), Wp = W + pl + g->pad_e[g->nsp - 1];
@@ -490,7 +518,7 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
                       .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
         nn_qgemm_args a = {
             .M = Mg, .N = g->N * P, .K = Kg, .s_unsigned = false, .s = pw->w + gi * Mg * pw->Kp, .lds = pw->Kp,
-            .pack_v = pw->hwc ? qhwc_pack : vec ? qcol_pack_vec : qcol_pack,
+            .pack_v = pw->hwc ? qhwc_pack : vec ? qcol_pack_vec : pointwise ? qcol_pack_1x1 : qcol_pack,
             .pack_ctx = pw->hwc ? (const void *)&hc : (const void *)&qc,
             .pack_tmp = vec || pw->hwc ? 0 : (size_t)Kg * QT,
             .pack_colsum = pw->any_zp, .ep = &ep, .out = (char *)o->y->data + (size_t)(gi * Mg * P) * es,
