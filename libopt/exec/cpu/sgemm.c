@@ -35,12 +35,15 @@
 bool nn_sgemm_fast(void)
 {
 #ifdef NN_HAVE_AVX512
+    /* Kernels may ask from several threads at once: an atomic cache of the answer. */
     static int have = -1;
-    if (have < 0) {
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
+        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") ? 1 : 0;
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
     }
-    return have == 1;
+    return h == 1;
 #else
     return false;
 #endif
