@@ -10,6 +10,7 @@
 #include "onnx.pb-c.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1223,7 +1224,16 @@ static opt_status encode(const opt_model *m, wr *w, void (*packer)(const Protobu
 {
     Onnx__ModelProto *p = put_model(w, m);
     opt_status s = OPT_OK;
+    size_t size;
     if (w->oom || !p) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory writing model");
+    else if ((size = protobuf_c_message_get_packed_size(&p->base)) > (size_t)INT32_MAX)
+        /* Protobuf parsers (ONNX Runtime's, onnx's and ours) refuse messages of 2 GiB or more;
+         * writing one would produce a file nothing can read. The hook has already moved what it
+         * will to external data, so what remains inline is too big. */
+        s = opt_error_set(err, OPT_ERR_LIMIT,
+                          "the model would be %zu bytes, over protobuf's 2 GiB limit: keep large "
+                          "tensors in external data (mopt cat --external-data -o FILE)",
+                          size);
     else packer(&p->base, ctx);
     blobs_free();
     arena_free(w);
