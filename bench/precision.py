@@ -2,6 +2,7 @@
 """Precision benchmarks (issue 5): calibration throughput, int8/fp16 latency, mopt vs ONNX Runtime.
 
 usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [--quick]
+                    [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
                     [--update-doc docs/benchmarks.md]
 
 1. Calibration throughput. The same model and the same data (the first N Fashion-MNIST training
@@ -13,7 +14,11 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
 2. Latency. float32, `mopt quant --int8` (minmax, 1000 training images) and `mopt amp --to fp16
    --keep-io` files of the same model, each run by `mopt bench --json` (mopt's executor) and by
    an ONNX Runtime session (CPU provider, the same thread count); p50 per batch, median of R
-   rounds taken in turns, and each variant's ratio to float32 on the same runtime.
+   rounds taken in turns, and each variant's ratio to float32 on the same runtime. At batch 1 and
+   a larger batch, for each thread count of --latency-threads. The int8 file also runs on mopt
+   with MOPT_NO_QDQ_FUSE=1 (the QDQ nodes as written, simulated in float), to show what the
+   integer kernels gain. --latency-only skips part 1 and, with --update-doc, replaces only the
+   latency block (between <!-- precision-latency:begin --> and <!-- precision-latency:end -->).
 
 With --update-doc the Markdown replaces the block between <!-- precision:begin --> and
 <!-- precision:end --> in that file (appended when the markers are absent).
@@ -92,9 +97,10 @@ def mopt_calib(mopt, model, n, method, tmp):
                   "--method", method, "-q", "-o", os.path.join(tmp, "t.csv")])
 
 
-def mopt_p50(mopt, path, batch, threads, iters):
+def mopt_p50(mopt, path, batch, threads, iters, env=None):
     r = subprocess.run([mopt, "bench", path, "--batch", str(batch), "--threads", str(threads), "--iters", str(iters),
-                        "--warmup", "2", "--json"], capture_output=True, text=True)
+                        "--warmup", "2", "--json"], capture_output=True, text=True,
+                       env=dict(os.environ, **(env or {})))
     if r.returncode != 0:
         return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
     j = json.loads(r.stdout)
@@ -139,6 +145,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="2,000 samples, one round, small models only")
     ap.add_argument("--no-zoo", action="store_true", help="latency of the bundled models only")
     ap.add_argument("--update-doc", default=None)
+    ap.add_argument("--latency-only", action="store_true", help="skip the calibration benchmark")
+    ap.add_argument("--latency-threads", default=None, help="thread counts for the latency table (default: --threads)")
+    ap.add_argument("--models", default=None, help="latency models (default lenet5,rescnn and, unless --quick or "
+                    "--no-zoo, mobilenetv2,resnet50)")
     a = ap.parse_args()
     if a.quick:
         a.samples, a.rounds = 2000, 1
@@ -147,6 +157,15 @@ def main():
     cmd = " ".join(["bench/precision.py"] + sys.argv[1:])
     out.append(f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; `{cmd}`.\n")
+    if a.latency_only:
+        out = []
+    else:
+        calibration(a, out, tmp)
+    latency(a, out, tmp, cmd)
+    finish(a, out)
+
+
+def calibration(a, out, tmp):
     out.append(f"**Calibration throughput** ({a.samples} Fashion-MNIST training images, batches of 100; "
                f"wall time of the whole calibration step (ORT: measured inside its process, Python start-up excluded), "
                f"median of {a.rounds} rounds; peak resident memory of the process; mopt: "
@@ -169,20 +188,35 @@ def main():
             out.append(f"| {name} | {method} | {m:.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
                        f"**{o / m:.1f}x** | {max(rm):.0f} | {max(ro):.0f} |")
             print(out[-1], flush=True)
-    # Latency.
-    models = [("lenet5", os.path.join(ROOT, "datasets/lenet5.onnx"), 64),
-              ("rescnn", os.path.join(ROOT, "datasets/rescnn.onnx"), 64)]
+
+
+def latency(a, out, tmp, cmd):
     zoo = os.path.join(ROOT, "build", "models")
-    if not a.quick and not a.no_zoo and os.path.exists(os.path.join(zoo, "resnet50.onnx")):
-        models += [("mobilenetv2", os.path.join(zoo, "mobilenetv2.onnx"), 8),
-                   ("resnet50", os.path.join(zoo, "resnet50.onnx"), 8)]
-    out.append("")
-    out.append(f"**Latency** (p50 ms per batch, {a.threads} threads, median of {a.rounds} rounds taken in turns; "
-               "int8: `mopt quant --int8 --data D --limit 1000`, fp16: `mopt amp --to fp16 --keep-io`; "
-               "in parentheses: time relative to float32 on the same runtime)\n")
-    out.append("| model | batch | variant | mopt executor | ONNX Runtime |")
-    out.append("|---|---:|---|---:|---:|")
-    for name, path, batch in models:
+    known = {"lenet5": (os.path.join(ROOT, "datasets/lenet5.onnx"), 64),
+             "rescnn": (os.path.join(ROOT, "datasets/rescnn.onnx"), 64),
+             "mobilenetv2": (os.path.join(zoo, "mobilenetv2.onnx"), 8),
+             "resnet50": (os.path.join(zoo, "resnet50.onnx"), 8)}
+    if a.models:
+        names = a.models.split(",")
+    else:
+        names = ["lenet5", "rescnn"]
+        if not a.quick and not a.no_zoo and os.path.exists(known["resnet50"][0]):
+            names += ["mobilenetv2", "resnet50"]
+    threads = [int(t) for t in (a.latency_threads or str(a.threads)).split(",")]
+    if a.latency_only:
+        out.append(f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
+                   f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; `{cmd}`.\n")
+    else:
+        out.append("")
+    out.append(f"**Latency** (p50 ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
+               "--data D --limit 1000` (ResNet-50: 32 random images), fp16: `mopt amp --to fp16 --keep-io`; "
+               "\"int8, simulated\": the same int8 file on mopt with `MOPT_NO_QDQ_FUSE=1`, i.e. DequantizeLinear -> "
+               "float op -> QuantizeLinear as written; in parentheses: time relative to float32 on the same runtime "
+               "and thread count)\n")
+    out.append("| model | batch | threads | variant | mopt executor | ONNX Runtime |")
+    out.append("|---|---:|---:|---|---:|---:|")
+    for name in names:
+        path, big = known[name]
         files = {"float32": path}
         q = os.path.join(tmp, name + ".int8.onnx")
         h = os.path.join(tmp, name + ".fp16.onnx")
@@ -194,31 +228,59 @@ def main():
             data = ["--data", "npy:" + npy]
         subprocess.run([a.mopt, "quant", "--int8", "-q", path, *data, "-o", q], check=True)
         subprocess.run([a.mopt, "amp", "--to", "fp16", "--keep-io", "-q", path, "-o", h], check=True)
-        files["int8 (QDQ)"], files["fp16"] = q, h
-        res = {}
-        iters = 20 if batch > 8 or "lenet" in name or "rescnn" in name else 10
-        for v, f in files.items():
-            pm, po = [], []
-            for _ in range(a.rounds):
-                m, em = mopt_p50(a.mopt, f, batch, a.threads, iters)
-                o, eo = ort_p50(f, batch, a.threads, iters)
-                pm.append(m)
-                po.append(o)
-            res[v] = (statistics.median(pm) if None not in pm else em, statistics.median(po) if None not in po else eo)
-        for v, (m, o) in res.items():
-            def cell(val, base):
-                if not isinstance(val, float):
-                    return f"fails: {val}"
-                if v == "float32" or not isinstance(base, float):
-                    return f"{val:.2f}"
-                return f"{val:.2f} ({val / base:.2f}x)"
-            out.append(f"| {name} | {batch} | {v} | {cell(m, res['float32'][0])} | {cell(o, res['float32'][1])} |")
-            print(out[-1], flush=True)
+        files["int8 (QDQ)"], files["int8, simulated"], files["fp16"] = q, q, h
+        for batch in (1, big):
+            for th in threads:
+                res = {}
+                small = "lenet" in name or "rescnn" in name
+                iters = 50 if small and batch == 1 else 20 if small else 10 if batch == 1 else 5
+                for v, f in files.items():
+                    sim = v == "int8, simulated"
+                    pm, po = [], []
+                    for _ in range(a.rounds):
+                        m, em = mopt_p50(a.mopt, f, batch, th, iters, {"MOPT_NO_QDQ_FUSE": "1"} if sim else None)
+                        pm.append(m)
+                        if not sim:
+                            o, eo = ort_p50(f, batch, th, iters)
+                            po.append(o)
+                    res[v] = (statistics.median(pm) if None not in pm else em,
+                              "-" if sim else statistics.median(po) if None not in po else eo)
+                for v, (m, o) in res.items():
+                    def cell(val, base):
+                        if val == "-":
+                            return "-"
+                        if not isinstance(val, float):
+                            return f"fails: {val}"
+                        if v == "float32" or not isinstance(base, float):
+                            return f"{val:.2f}"
+                        return f"{val:.2f} ({val / base:.2f}x)"
+                    out.append(f"| {name} | {batch} | {th} | {v} | {cell(m, res['float32'][0])} | "
+                               f"{cell(o, res['float32'][1])} |")
+                    print(out[-1], flush=True)
+    return out
+
+
+def finish(a, out):
     text = "\n".join(out) + "\n"
     print(text)
     if a.update_doc:
         doc = open(a.update_doc).read()
+        lb, le = "<!-- precision-latency:begin -->", "<!-- precision-latency:end -->"
+        if a.latency_only:
+            block = f"{lb}\n{text}{le}"
+            if lb in doc and le in doc:
+                doc = doc[:doc.index(lb)] + block + doc[doc.index(le) + len(le):]
+            elif "<!-- precision:end -->" in doc:
+                k = doc.index("<!-- precision:end -->")
+                lat = doc.rfind("**Latency**", 0, k)
+                k0 = lat if lat >= 0 else k
+                doc = doc[:k0] + block + "\n" + doc[k:]
+            else:
+                doc = doc.rstrip("\n") + "\n\n" + block + "\n"
+            open(a.update_doc, "w").write(doc)
+            return
         b, e = "<!-- precision:begin -->", "<!-- precision:end -->"
+        text = text.replace("**Latency**", lb + "\n**Latency**", 1) + le + "\n" if "**Latency**" in text else text
         block = f"{b}\n{text}{e}"
         if b in doc and e in doc:
             doc = doc[:doc.index(b)] + block + doc[doc.index(e) + len(e):]
