@@ -184,6 +184,9 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
         __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR), b1 = _mm512_loadu_ps(b + kk * NN_NR + 16);
         const float *ak = a + kk * NN_MR;
         __builtin_prefetch(anext + kk * NN_MR, 0, 2);
+        /* B too, 16 rows ahead: with few rows (a classifier's one) it streams from memory. */
+        __builtin_prefetch(b + (kk + 16) * NN_NR, 0, 3);
+        __builtin_prefetch(b + (kk + 16) * NN_NR + 16, 0, 3);
 #pragma GCC unroll 12
         for (int i = 0; i < NN_MR; i++) {
             __m512 ai = _mm512_set1_ps(ak[i]);
