@@ -465,8 +465,9 @@ opt_status opt_qdq_fuse(const opt_model *m, opt_qdq_view **out, opt_error *err)
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    memcpy(v->graph.initializers, g->initializers, g->n_initializers * sizeof *g->initializers);
-    memcpy(v->graph.initializers + g->n_initializers, v->own_inits, v->n_own_inits * sizeof *v->own_inits);
+    if (g->n_initializers) memcpy(v->graph.initializers, g->initializers, g->n_initializers * sizeof *g->initializers);
+    if (v->n_own_inits) /* own_inits is NULL when nothing was made (memcpy from NULL is undefined) */
+        memcpy(v->graph.initializers + g->n_initializers, v->own_inits, v->n_own_inits * sizeof *v->own_inits);
     v->graph.n_initializers = g->n_initializers + v->n_own_inits;
     if (v->n_add && opt_model_opset(m, "com.microsoft") < 0) { /* QLinearAdd's domain */
         opt_opset *os = calloc(m->n_opset_import + 1, sizeof *os);
