@@ -217,27 +217,32 @@ Test(qlinearconv, pointwise_panels_inside_and_across_images_equal_the_integer_re
     opt_model_free(m);
 }
 
-Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)
+/* A Gemm written as a 1x1 QLinearConv over B images of K channels (B < 24: the images become the
+ * GEMM's rows), int8 or uint8 activations, weights with or without zero points. */
+static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed)
 {
-    kt_rng r = {91};
-    enum { B = 61, K = 37, M = 19 };
-    static uint8_t x[B * K];
-    static int8_t w[M * K];
+    kt_rng r = {seed};
+    enum { K = 37, M = 19 };
+    uint8_t *x = malloc((size_t)(B * K)), *w = malloc(M * K);
+    uint8_t wzp[M];
     float wsc[M];
     int32_t bias[M];
-    for (size_t i = 0; i < sizeof x; i++) x[i] = (uint8_t)kt_int(&r, 0, 255);
-    for (size_t i = 0; i < sizeof w; i++) w[i] = (int8_t)kt_int(&r, -127, 127);
-    for (int m = 0; m < M; m++) wsc[m] = 0.002f + 0.0001f * (float)m, bias[m] = (int32_t)kt_int(&r, -9000, 9000);
-    int8_t wzp[M] = {0};
+    for (int i = 0; i < B * K; i++) x[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int i = 0; i < M * K; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int m = 0; m < M; m++) {
+        wsc[m] = 0.002f + 0.0001f * (float)m, bias[m] = (int32_t)kt_int(&r, -9000, 9000);
+        wzp[m] = wzp_on ? (uint8_t)kt_int(&r, 100, 150) : 0;
+    }
     uint8_t xzp = 7, yzp = 0; /* output zero point 0: saturation is the Relu */
     float xsc = 0.01f, ysc = 0.05f;
+    int xdt = s8x ? OPT_DT_INT8 : OPT_DT_UINT8, wdt = wzp_on ? OPT_DT_UINT8 : OPT_DT_INT8;
     kt_operand in[9] = {
-        {"x", OPT_DT_UINT8, 4, {B, K, 1, 1}, x, false},
+        {"x", xdt, 4, {B, K, 1, 1}, x, false},
         {"xs", OPT_DT_FLOAT, 0, {0}, &xsc, true},
-        {"xz", OPT_DT_UINT8, 0, {0}, &xzp, true},
-        {"w", OPT_DT_INT8, 4, {M, K, 1, 1}, w, true},
+        {"xz", xdt, 0, {0}, &xzp, true},
+        {"w", wdt, 4, {M, K, 1, 1}, w, true},
         {"ws", OPT_DT_FLOAT, 1, {M}, wsc, true},
-        {"wz", OPT_DT_INT8, 1, {M}, wzp, true},
+        {"wz", wdt, 1, {M}, wzp, true},
         {"ys", OPT_DT_FLOAT, 0, {0}, &ysc, true},
         {"yz", OPT_DT_UINT8, 0, {0}, &yzp, true},
         {"b", OPT_DT_INT32, 1, {M}, bias, true},
@@ -250,13 +255,26 @@ Test(qlinearconv, a_gemm_as_1x1_conv_over_a_batch_equals_the_integer_reference)
     for (int b = 0; b < B; b++)
         for (int mo = 0; mo < M; mo++) {
             int32_t acc = bias[mo];
-            for (int k = 0; k < K; k++) acc += (x[b * K + k] - xzp) * w[mo * K + k];
+            for (int k = 0; k < K; k++) {
+                int32_t xv = s8x ? (int8_t)x[b * K + k] - (int8_t)xzp : x[b * K + k] - xzp;
+                int32_t wv = wzp_on ? w[mo * K + k] - wzp[mo] : (int8_t)w[mo * K + k];
+                acc += xv * wv;
+            }
             double v = nearbyint((double)acc * (xsc * wsc[mo] / ysc) + yzp);
             uint8_t want = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
-            cr_assert_eq(yv[b * M + mo], want, "y[%d,%d] = %d, want %d", b, mo, yv[b * M + mo], want);
+            cr_assert_eq(yv[b * M + mo], want, "B %d: y[%d,%d] = %d, want %d", B, b, mo, yv[b * M + mo], want);
         }
     opt_array_free(&y);
     opt_model_free(m);
+    free(x), free(w);
+}
+
+Test(qlinearconv, a_gemm_as_1x1_conv_equals_the_integer_reference_for_any_batch)
+{
+    gemm_as_conv_case(61, false, false, 91); /* images as panel columns */
+    gemm_as_conv_case(3, false, false, 92);  /* images as rows */
+    gemm_as_conv_case(1, true, true, 93);    /* int8 x, uint8 w with zero points: row sums */
+    gemm_as_conv_case(30, true, true, 94);
 }
 
 Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_integer_reference)

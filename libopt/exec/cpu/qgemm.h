@@ -133,6 +133,8 @@ typedef struct nn_qweights {
     bool any_zp;
     bool hwc; /* conv rows in (kernel position, channel) order, for channels-last unfolding:
                * chosen when C/group is a multiple of 4 and the kernel is larger than 1x1 */
+    uint8_t *vt; /* 1x1 conv weights also packed as V panels (K x rows), for a Gemm written as a
+                  * conv run on a few images: then the images are the rows (NULL otherwise) */
 } nn_qweights;
 
 /* Conv weights W [M, C/group, k...] (uint8 or int8) and zero point wz (NULL, 1 or M values).

@@ -52,6 +52,7 @@ void nn_qweights_free(nn_qweights *w)
 {
     if (!w) return;
     free(w->w);
+    free(w->vt);
     free(w->sum);
     free(w->zp);
     free(w);
@@ -109,6 +110,23 @@ nn_qweights *nn_qweights_conv(const opt_array *w, const opt_array *wz)
         q->sum[m] = s;
     }
     qw_zp(q, w, wz);
+    if (ks == 1 && M * K <= (16 << 20)) {
+        /* V panels of W^T: panel p, group qq, column c holds row p*NR + c's bytes 4qq..4qq+3. */
+        size_t pb = (size_t)q->Kp * NN_QNR;
+        q->vt = aligned_alloc(64, (nn_qpack_bytes(K, M) + 63) & ~(size_t)63);
+        if (!q->vt) {
+            nn_qweights_free(q);
+            return NULL;
+        }
+        for (int64_t p0 = 0, pi = 0; p0 < M; p0 += NN_QNR, pi++)
+            for (int64_t qq = 0; qq < q->Kp / 4; qq++) {
+                uint8_t *o = q->vt + (size_t)pi * pb + (size_t)qq * NN_QNR * 4;
+                for (int64_t c = 0; c < NN_QNR; c++) {
+                    if (p0 + c < M) memcpy(o + c * 4, q->w + (p0 + c) * q->Kp + 4 * qq, 4);
+                    else memset(o + c * 4, 0, 4);
+                }
+            }
+    }
     return q;
 }
 
@@ -443,6 +461,43 @@ static void qhwc_transpose(void *ctx, size_t b, size_t e)
     }
 }
 
+/* The few-images Gemm-as-conv: y[n][m] over S = x's image rows (copied when they need the
+ * sign flip, padding to 4 bytes or row sums) and V = pw->vt. */
+static opt_status qconv_rows(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, int64_t K, int64_t M,
+                             uint8_t flip, const int32_t *rbias, const int32_t *negzp, const float *rmul,
+                             opt_error *err)
+{
+    int64_t N = o->x->dims[0], Kp = pw->Kp;
+    bool copy = flip || Kp != K || pw->any_zp;
+    uint8_t *xs = copy ? malloc((size_t)(N * Kp) + 1) : NULL;
+    int32_t *rsum = pw->any_zp ? malloc((size_t)N * sizeof *rsum + 1) : NULL;
+    if ((copy && !xs) || (pw->any_zp && !rsum)) {
+        free(xs);
+        free(rsum);
+        return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+    }
+    const uint8_t *x = o->x->data;
+    if (copy)
+        for (int64_t i = 0; i < N; i++) {
+            uint8_t *d = xs + i * Kp;
+            int32_t s = 0;
+            for (int64_t q = 0; q < K; q++) {
+                d[q] = x[i * K + q] ^ flip;
+                s += d[q];
+            }
+            memset(d + K, 0, (size_t)(Kp - K));
+            if (rsum) rsum[i] = s;
+        }
+    nn_qepi ep = {.cbias = rbias, .rfac = rsum, .cfac = rsum ? negzp : NULL, .cmul = o->ys ? rmul : NULL,
+                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+    nn_qgemm_args a = {.M = N, .N = M, .K = K, .s_unsigned = true, .s = copy ? xs : x, .lds = copy ? Kp : K,
+                       .vpacked = pw->vt, .ep = &ep, .out = o->y->data, .ldo = M, .P = M, .img_stride = 0};
+    bool ok = nn_qgemm(k, nn_qisa_best(), &a);
+    free(xs);
+    free(rsum);
+    return ok ? OPT_OK : opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+}
+
 opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const nn_qweights *pw, opt_error *err)
 {
     int64_t G = g->group, Mg = g->M / G, Cg = g->C / G, ks = nn_geom_k_size(g), Kg = Cg * ks;
@@ -493,6 +548,12 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         .x_end = (const uint8_t *)o->x->data + opt_array_numel(o->x),
     };
     bool vec = ks == 1 && insz == 1 && P == 1;
+    if (vec && G == 1 && pw->vt && g->N < NN_QNR / 2) {
+        /* A Gemm on a few images: the images are S rows (a panel of images would be mostly
+         * padding) and the weights the prepacked V panels; same corrections, transposed. */
+        st = qconv_rows(k, o, pw, Kg, M, flip, rbias, rfac, rmul, err);
+        goto done;
+    }
     bool pointwise = ks == 1 && insz == P && qc.sh == 1 && qc.sw == 1 && qc.ph == 0 && qc.pw == 0;
     size_t es = o->y->dtype == OPT_DT_INT32 ? 4 : 1;
     int64_t pt = two ? g->pad_b[0] : 0, pl = g->pad_b[g->nsp - 1];
