@@ -1162,7 +1162,7 @@ typedef struct release_alloc {
 static void *release_alloc_fn(void *ud, size_t size)
 {
     release_alloc *r = ud;
-    if (size >= 4096) {
+    if (size >= 1024) {
         uint64_t upto = r->copied < r->len ? r->copied : r->len;
         size_t lim = (size_t)upto & ~(r->page - 1);
         if (lim > r->released) {
