@@ -550,6 +550,49 @@ static opt_status binary_run(opt_kctx *k, opt_error *err)
     return binary_apply(k, op, f, a, b, true, err);
 }
 
+/* Opset 1-6 Add/Sub/Mul/Div/PRelu: the legacy broadcast. With broadcast=1, B's dims line up with
+ * A's starting at `axis` (default: B's dims are A's trailing dims); without it the shapes must be
+ * equal. Legacy PRelu shares a one-element slope, or applies a [C] slope along axis 1 (what
+ * PyTorch exported). B is given A's rank with ones elsewhere and the numpy path does the rest. */
+static opt_status legacy_binary_run(opt_kctx *k, opt_error *err)
+{
+    const opt_array *a = k->in[0], *b = k->in[1];
+    if (!b) return opt_kerr(k, err, OPT_ERR_INVALID, "needs two inputs");
+    bool prelu = strcmp(k->node->op_type, "PRelu") == 0;
+    int64_t axis;
+    if (prelu) {
+        uint64_t nb = opt_array_numel(b);
+        if (nb == 1 || b->ndim != 1 || a->ndim < 2) return binary_run(k, err);
+        axis = 1;
+    } else {
+        if (!opt_node_attr_int(k->node, "broadcast", 0)) {
+            if (a->ndim != b->ndim || memcmp(a->dims, b->dims, sizeof(int64_t) * (size_t)a->ndim))
+                return opt_kerr(k, err, OPT_ERR_INVALID,
+                                "shapes differ and the legacy broadcast attribute is not set");
+            return binary_run(k, err);
+        }
+        axis = opt_node_attr_int(k->node, "axis", (int64_t)a->ndim - b->ndim);
+    }
+    if (axis < 0) axis += a->ndim;
+    if (b->ndim > a->ndim || axis < 0 || axis + b->ndim > a->ndim)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "legacy broadcast: B (rank %d) does not fit A (rank %d) at axis %lld",
+                        b->ndim, a->ndim, (long long)axis);
+    opt_array bb = *b;
+    bb.ndim = a->ndim;
+    for (int d = 0; d < a->ndim; d++)
+        bb.dims[d] = d >= axis && d < axis + b->ndim ? b->dims[d - axis] : 1;
+    for (int d = 0; d < a->ndim; d++)
+        if (bb.dims[d] != 1 && bb.dims[d] != a->dims[d])
+            return opt_kerr(k, err, OPT_ERR_INVALID, "legacy broadcast: B's dim %lld does not match A's %lld",
+                            (long long)bb.dims[d], (long long)a->dims[d]);
+    const opt_array *ins[2] = {a, &bb};
+    const opt_array *const *saved = k->in;
+    k->in = ins;
+    opt_status st = binary_run(k, err);
+    k->in = saved;
+    return st;
+}
+
 typedef struct cpjob {
     opt_bcast bc;
     const char *x;
@@ -883,6 +926,7 @@ static opt_status infer_where(const opt_node *n, int opset, const int *in_dt, si
 #define FL OPT_DTS_FLOATS
 #define NUM OPT_DTS_NUMERIC
 #define K(OP, SINCE, DTS, RUN) {"", OP, SINCE, INT_MAX, DTS, 0, OPT_DEVICE_CPU, NULL, NULL, RUN, NULL}
+#define KR(OP, SINCE, UNTIL, DTS, RUN) {"", OP, SINCE, UNTIL, DTS, 0, OPT_DEVICE_CPU, NULL, NULL, RUN, NULL}
 #define KI(OP, SINCE, DTS, INFER, RUN) {"", OP, SINCE, INT_MAX, DTS, 0, OPT_DEVICE_CPU, INFER, NULL, RUN, NULL}
 
 const opt_kernel opt_kernels_elementwise[] = {
@@ -922,6 +966,11 @@ const opt_kernel opt_kernels_elementwise[] = {
     K("Acosh", 9, FL, unary_run),
     K("Atanh", 9, FL, unary_run),
     K("Shrink", 9, FL, unary_run),
+    KR("Add", 1, 6, NUM, legacy_binary_run),
+    KR("Sub", 1, 6, NUM, legacy_binary_run),
+    KR("Mul", 1, 6, NUM, legacy_binary_run),
+    KR("Div", 1, 6, NUM, legacy_binary_run),
+    KR("PRelu", 1, 6, FL, legacy_binary_run),
     K("Add", 7, NUM, binary_run),
     K("Sub", 7, NUM, binary_run),
     K("Mul", 7, NUM, binary_run),
