@@ -210,4 +210,4 @@ clean:
 distclean: clean
 	rm -rf $(VENV)
 
--include $(shell find build -name '*.d' 2>/dev/null)
+-include $(shell find $(B) -name '*.d' 2>/dev/null)

@@ -455,6 +455,34 @@ static opt_status freeze_outputs(opt_exec *e, size_t i, opt_error *err)
     return OPT_OK;
 }
 
+/* How many leading inputs an op requires: the ONNX operator schemas' min_input, the smallest over
+ * the op's versions (so a lower bound for every opset). Every op not listed needs its first input,
+ * except Constant (no inputs). Checked at load, so no kernel ever sees a required input missing. */
+static size_t required_inputs(const opt_node *n)
+{
+    static const struct {
+        const char *op;
+        unsigned char k;
+    } req[] = {
+        {"Add", 2}, {"And", 2}, {"BitShift", 2}, {"BitwiseAnd", 2}, {"BitwiseOr", 2},
+        {"BitwiseXor", 2}, {"CastLike", 2}, {"Conv", 2}, {"ConvInteger", 2}, {"ConvTranspose", 2},
+        {"CumSum", 2}, {"DequantizeLinear", 2}, {"Div", 2}, {"Equal", 2}, {"Expand", 2},
+        {"Gather", 2}, {"GatherElements", 2}, {"GatherND", 2}, {"Gemm", 2}, {"Greater", 2},
+        {"GreaterOrEqual", 2}, {"LayerNormalization", 2}, {"Less", 2}, {"LessOrEqual", 2},
+        {"MatMul", 2}, {"MatMulInteger", 2}, {"Mod", 2}, {"Mul", 2}, {"Or", 2}, {"PRelu", 2},
+        {"Pow", 2}, {"QuantizeLinear", 2}, {"Sub", 2}, {"Tile", 2}, {"Xor", 2}, {"OneHot", 3},
+        {"Range", 3}, {"ScatterElements", 3}, {"ScatterND", 3}, {"Where", 3},
+        {"BatchNormalization", 5}, {"QLinearConv", 8}, {"QLinearMatMul", 8},
+        {"Optional", 0}, {"OptionalHasElement", 0},
+    };
+    if (opt_node_is_onnx(n)) {
+        if (strcmp(n->op_type, "Constant") == 0) return 0;
+        for (size_t i = 0; i < sizeof req / sizeof req[0]; i++)
+            if (strcmp(n->op_type, req[i].op) == 0) return req[i].k;
+    }
+    return 1;
+}
+
 static opt_status plan(opt_exec *e, opt_error *err)
 {
     const opt_model *m = e->m;
@@ -550,6 +578,12 @@ static opt_status plan(opt_exec *e, opt_error *err)
         en->n_in = n->n_inputs;
         en->n_out = n->n_outputs;
         e->n_nodes++;
+        size_t n_req = required_inputs(n);
+        for (size_t j = 0; j < n_req && s == OPT_OK; j++)
+            if (j >= n->n_inputs || !n->inputs[j] || !n->inputs[j][0])
+                s = opt_error_set(err, OPT_ERR_INVALID, "node '%s' (%s): input %zu is required but missing",
+                                  label, n->op_type, j + 1);
+        if (s != OPT_OK) break;
         bool all_const = true;
         for (size_t j = 0; j < n->n_inputs; j++) {
             const char *nm = n->inputs[j];
