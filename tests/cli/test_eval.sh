@@ -45,8 +45,10 @@ check "unknown spec" 2 "unknown data spec 'mnist:test'" -- "${EV[@]}" --data mni
 check "unknown split" 2 "unknown split 'dev'" -- "${EV[@]}" --data fashion-mnist:dev "$L5"
 mkdir -p "$T/nofm"
 MOPT_FASHION_MNIST=$T/nofm check "fashion-mnist not installed" 1 'install dataset-fashion-mnist' -- "${EV[@]}" --data fashion-mnist:test "$L5"
-idx "$T/empty.idx" 08 0 28 28 </dev/null
-idx "$T/empty-labels.idx" 08 0 </dev/null
+# Headers only, written in one printf each: IDX uint8 with dims (0,28,28) and (0).
+printf '\0\0\x08\x03\0\0\0\0\0\0\0\x1c\0\0\0\x1c' >"$T/empty.idx"
+printf '\0\0\x08\x01\0\0\0\0' >"$T/empty-labels.idx"
+assert "empty.idx is a 16-byte header" [ "$(stat -c %s "$T/empty.idx")" -eq 16 ]
 check "empty dataset" 1 "empty.idx: dataset is empty \(no samples\)" -- "${EV[@]}" --data "idx:$T/empty.idx,$T/empty-labels.idx" "$L5"
 assert "empty dataset: one line" one_line
 printf 'a,b\n' >"$T/header-only.csv"
