@@ -65,13 +65,11 @@ static opt_status build(void *ctx, const char *const *keep_float, size_t n_keep,
     opt_model *m = NULL;
     OPT_TRY(opt_onnx_parse(a->bytes, a->len, NULL, "model", NULL, &m, err));
     opt_amp_opts o = a->ao;
-    const char **ex = malloc((a->n_exclude + n_keep + 1) * sizeof *ex);
+    const char **ex = prec_names_concat(a->exclude, a->n_exclude, keep_float, n_keep);
     if (!ex) {
         opt_model_free(m);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }
-    for (size_t i = 0; i < a->n_exclude; i++) ex[i] = a->exclude[i];
-    for (size_t i = 0; i < n_keep; i++) ex[a->n_exclude + i] = keep_float[i];
     o.exclude = ex;
     o.n_exclude = a->n_exclude + n_keep;
     o.only = only;
@@ -255,13 +253,11 @@ int cmd_amp(int argc, char **argv)
         if (!keep) goto nomem;
         for (size_t i = 0; i < fr.n_float; i++) keep[i] = fr.float_nodes[i];
         opt_amp_opts o2 = a.ao;
-        const char **ex = malloc((a.n_exclude + fr.n_float + 1) * sizeof *ex);
+        const char **ex = prec_names_concat(a.exclude, a.n_exclude, keep, fr.n_float);
         if (!ex) {
             free(keep);
             goto nomem;
         }
-        for (size_t i = 0; i < a.n_exclude; i++) ex[i] = a.exclude[i];
-        for (size_t i = 0; i < fr.n_float; i++) ex[a.n_exclude + i] = keep[i];
         o2.exclude = ex;
         o2.n_exclude = a.n_exclude + fr.n_float;
         opt_status s = opt_onnx_parse(a.bytes, a.len, NULL, tool_in_name(&t), NULL, &again, &e);

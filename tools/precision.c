@@ -144,3 +144,12 @@ void prec_progress(void *ctx, size_t done, size_t total)
 {
     tool_progress(ctx, "calibrating", done, total);
 }
+
+const char **prec_names_concat(char *const *a, size_t na, const char *const *b, size_t nb)
+{
+    const char **v = malloc((na + nb + 1) * sizeof *v);
+    if (!v) return NULL;
+    for (size_t i = 0; i < na; i++) v[i] = a[i];
+    for (size_t i = 0; i < nb; i++) v[na + i] = b[i];
+    return v;
+}

@@ -41,6 +41,9 @@ int prec_open(const tool_opts *t, const char *spec, const prec_data_opts *d, boo
 /* Appends the comma-separated items of arg to *list (strings owned by the list). */
 bool prec_list_add(const char *arg, char ***list, size_t *n);
 void prec_list_free(char **list, size_t n);
+/* The user's --exclude names followed by the fallback's keep-float names, in one malloc'd array of
+ * borrowed pointers (the caller frees the array only); NULL when out of memory. */
+const char **prec_names_concat(char *const *a, size_t na, const char *const *b, size_t nb);
 
 /* Writes a text file atomically (temporary file beside it, then rename) through fn; path NULL or
  * "-" writes stdout. Prints and returns the exit code on failure, else 0. */

@@ -73,13 +73,11 @@ static opt_status build(void *ctx, const char *const *keep_float, size_t n_keep,
     opt_model *m = NULL;
     OPT_TRY(opt_onnx_parse(q->bytes, q->len, NULL, "model", NULL, &m, err));
     opt_quant_opts o = q->qo;
-    const char **ex = malloc((q->n_exclude + n_keep + 1) * sizeof *ex);
+    const char **ex = prec_names_concat(q->exclude, q->n_exclude, keep_float, n_keep);
     if (!ex) {
         opt_model_free(m);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     }
-    for (size_t i = 0; i < q->n_exclude; i++) ex[i] = q->exclude[i];
-    for (size_t i = 0; i < n_keep; i++) ex[q->n_exclude + i] = keep_float[i];
     o.exclude = ex;
     o.n_exclude = q->n_exclude + n_keep;
     o.only = only;
@@ -267,10 +265,9 @@ int cmd_quant(int argc, char **argv)
             goto done;
         }
         /* Recount what the final model holds. */
-        const char **ex = malloc((q.n_exclude + fr.n_float + 1) * sizeof *ex);
+        const char **ex = prec_names_concat(q.exclude, q.n_exclude,
+                                            (const char *const *)fr.float_nodes, fr.n_float);
         if (!ex) goto nomem;
-        for (size_t i = 0; i < q.n_exclude; i++) ex[i] = q.exclude[i];
-        for (size_t i = 0; i < fr.n_float; i++) ex[q.n_exclude + i] = fr.float_nodes[i];
         opt_quant_opts o2 = q.qo;
         o2.exclude = ex;
         o2.n_exclude = q.n_exclude + fr.n_float;
