@@ -110,9 +110,10 @@ $(MOPT): $(TOOL_OBJ) $(B)/libopt.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) $(TOOL_OBJ) $(B)/libopt.a $(LDLIBS) -o $@
 
+# Copy then rename: replacing the file in place fails ("Text file busy") while it runs.
 bin/mopt: $(MOPT)
 	@mkdir -p bin
-	cp $< $@
+	cp $< $@.tmp && mv -f $@.tmp $@
 
 lib/libopt.a: $(B)/libopt.a
 	@mkdir -p lib
