@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Precision benchmarks (issue 5): calibration throughput, int8/fp16 latency, mopt vs ONNX Runtime.
+"""Precision benchmarks (issue 5): calibration throughput, int8/fp16/bf16 latency, mopt vs ONNX Runtime.
 
 usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [--quick]
                     [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
+                    [--variants float32,int8,int8sim,fp16,bf16] [--batches 1,64]
                     [--update-doc docs/benchmarks.md]
 
 1. Calibration throughput. The same model and the same data (the first N Fashion-MNIST training
@@ -11,11 +12,13 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    batches of 100, then compute_data: what quantize_static does). Wall time of the whole step,
    model loading included, median of R rounds taken in turns; samples/s and the ratio ORT/mopt
    (above 1: mopt is faster).
-2. Latency. float32, `mopt quant --int8` (minmax, 1000 training images) and `mopt amp --to fp16
-   --keep-io` files of the same model, each run by `mopt bench --json` (mopt's executor) and by
-   an ONNX Runtime session (CPU provider, the same thread count); p50 per batch, median of R
-   rounds taken in turns, and each variant's ratio to float32 on the same runtime. At batch 1 and
-   a larger batch, for each thread count of --latency-threads. The int8 file also runs on mopt
+2. Latency. float32, `mopt quant --int8` (minmax, 1000 training images), `mopt amp --to fp16
+   --keep-io` and `mopt amp --to bf16 --keep-io` (of the model raised to opset 22, where Conv
+   takes bfloat16) files of the same model (--variants picks some), each run by `mopt bench
+   --json` (mopt's executor) and by an ONNX Runtime session (CPU provider, the same thread
+   count); p50 per batch, median of R rounds taken in turns, and each variant's ratio to float32
+   on the same runtime. At batch 1 and a larger batch (--batches), for each thread count of
+   --latency-threads; the load average before and after is printed under the table. The int8 file also runs on mopt
    with MOPT_NO_QDQ_FUSE=1 (the QDQ nodes as written, simulated in float), to show what the
    integer kernels gain. --latency-only skips part 1 and, with --update-doc, replaces only the
    latency block (between <!-- precision-latency:begin --> and <!-- precision-latency:end -->).
@@ -36,6 +39,7 @@ import time
 
 import numpy as np
 import onnx
+import onnx.version_converter
 import onnxruntime as ort
 from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod
 from onnxruntime.quantization.calibrate import create_calibrator
@@ -44,6 +48,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "datasets"))
 from eval_fmnist import load_split  # noqa: E402
+
+# Latency variants: the short name for --variants -> the row label.
+VARIANTS = {"float32": "float32", "int8": "int8 (QDQ)", "int8sim": "int8, simulated", "fp16": "fp16",
+            "bf16": "bf16"}
 
 METHODS = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
            "percentile": CalibrationMethod.Percentile}
@@ -116,7 +124,11 @@ def ort_p50(path, batch, threads, iters):
     try:
         s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     except Exception as e:  # noqa: BLE001
-        return None, str(e).splitlines()[0][:80]
+        msg = str(e).splitlines()[0]
+        if "NOT_IMPLEMENTED" in msg:
+            op = msg.split("for ")[-1].split("(")[0].strip() if "for " in msg else ""
+            return None, f"no CPU kernel{' for ' + op if op else ''}"
+        return None, msg[:80]
     feeds = {}
     rng = np.random.default_rng(0)
     for i in s.get_inputs():
@@ -149,6 +161,9 @@ def main():
     ap.add_argument("--latency-threads", default=None, help="thread counts for the latency table (default: --threads)")
     ap.add_argument("--models", default=None, help="latency models (default lenet5,rescnn and, unless --quick or "
                     "--no-zoo, mobilenetv2,resnet50)")
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="latency variants (default all: " + ",".join(VARIANTS) + ")")
+    ap.add_argument("--batches", default=None, help="latency batch sizes (default 1 and the model's larger batch)")
     a = ap.parse_args()
     if a.quick:
         a.samples, a.rounds = 2000, 1
@@ -203,13 +218,22 @@ def latency(a, out, tmp, cmd):
         if not a.quick and not a.no_zoo and os.path.exists(known["resnet50"][0]):
             names += ["mobilenetv2", "resnet50"]
     threads = [int(t) for t in (a.latency_threads or str(a.threads)).split(",")]
+    variants = [v for v in a.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            sys.exit(f"precision.py: unknown variant '{v}' (known: {', '.join(VARIANTS)})")
+    if "float32" not in variants:
+        variants.insert(0, "float32")  # the ratios' base
+    load0 = os.getloadavg()
     if a.latency_only:
         out.append(f"Measured {datetime.date.today()} on {platform.processor() or platform.machine()}, "
                    f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; `{cmd}`.\n")
     else:
         out.append("")
     out.append(f"**Latency** (p50 ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
-               "--data D --limit 1000` (ResNet-50: 32 random images), fp16: `mopt amp --to fp16 --keep-io`; "
+               "--data D --limit 1000` (ResNet-50: 32 random images), fp16: `mopt amp --to fp16 --keep-io`, bf16: the model "
+               "raised to opset 22 (onnx.version_converter; Conv takes bfloat16 from opset 22) then `mopt amp --to bf16 "
+               "--keep-io`; "
                "\"int8, simulated\": the same int8 file on mopt with `MOPT_NO_QDQ_FUSE=1`, i.e. DequantizeLinear -> "
                "float op -> QuantizeLinear as written; in parentheses: time relative to float32 on the same runtime "
                "and thread count)\n")
@@ -218,18 +242,31 @@ def latency(a, out, tmp, cmd):
     for name in names:
         path, big = known[name]
         files = {"float32": path}
-        q = os.path.join(tmp, name + ".int8.onnx")
-        h = os.path.join(tmp, name + ".fp16.onnx")
-        if name in ("lenet5", "rescnn"):
-            data = ["--data", "fashion-mnist:train", "--limit", "1000"]
-        else:
-            npy = os.path.join(tmp, name + ".cal.npy")
-            np.save(npy, np.random.default_rng(1).random((32, 3, 224, 224), np.float32))
-            data = ["--data", "npy:" + npy]
-        subprocess.run([a.mopt, "quant", "--int8", "-q", path, *data, "-o", q], check=True)
-        subprocess.run([a.mopt, "amp", "--to", "fp16", "--keep-io", "-q", path, "-o", h], check=True)
-        files["int8 (QDQ)"], files["int8, simulated"], files["fp16"] = q, q, h
-        for batch in (1, big):
+        if "int8" in variants or "int8sim" in variants:
+            q = os.path.join(tmp, name + ".int8.onnx")
+            if name in ("lenet5", "rescnn"):
+                data = ["--data", "fashion-mnist:train", "--limit", "1000"]
+            else:
+                npy = os.path.join(tmp, name + ".cal.npy")
+                np.save(npy, np.random.default_rng(1).random((32, 3, 224, 224), np.float32))
+                data = ["--data", "npy:" + npy]
+            subprocess.run([a.mopt, "quant", "--int8", "-q", path, *data, "-o", q], check=True)
+            for v in ("int8", "int8sim"):
+                if v in variants:
+                    files[VARIANTS[v]] = q
+        for v in ("fp16", "bf16"):
+            if v in variants:
+                src = path
+                if v == "bf16":
+                    # Conv, the pools and others accept bfloat16 from opset 22 on: below that
+                    # `mopt amp --to bf16` keeps them float32. Raise the opset first.
+                    src = os.path.join(tmp, f"{name}.op22.onnx")
+                    onnx.save(onnx.version_converter.convert_version(onnx.load(path), 22), src)
+                h = os.path.join(tmp, f"{name}.{v}.onnx")
+                subprocess.run([a.mopt, "amp", "--to", v, "--keep-io", "-q", src, "-o", h], check=True)
+                files[v] = h
+        batches = [int(b) for b in a.batches.split(",")] if a.batches else [1, big]
+        for batch in batches:
             for th in threads:
                 res = {}
                 small = "lenet" in name or "rescnn" in name
@@ -257,6 +294,8 @@ def latency(a, out, tmp, cmd):
                     out.append(f"| {name} | {batch} | {th} | {v} | {cell(m, res['float32'][0])} | "
                                f"{cell(o, res['float32'][1])} |")
                     print(out[-1], flush=True)
+    load1 = os.getloadavg()
+    out.append(f"\nLoad average (1 min) {load0[0]:.1f} before, {load1[0]:.1f} after the runs.")
     return out
 
 

@@ -26,12 +26,15 @@ static bool named(const char *s)
     return s && s[0];
 }
 
-/* A float32 initializer called name (not external: the executor loads those itself, but the
- * rewrite then cannot look at them; they are still fine as operands). */
+/* A float32, float16 or bfloat16 initializer called name (not external: the executor loads
+ * those itself, but the rewrite then cannot look at them; they are still fine as operands). The
+ * Conv kernel converts half weights to float32 once at load. */
 static const opt_tensor *finit(const fz *f, const char *name)
 {
     const opt_tensor *t = named(name) ? opt_graph_initializer(f->g, name) : NULL;
-    return t && t->data_type == OPT_DT_FLOAT ? t : NULL;
+    if (!t) return NULL;
+    int dt = t->data_type;
+    return dt == OPT_DT_FLOAT || dt == OPT_DT_FLOAT16 || dt == OPT_DT_BFLOAT16 ? t : NULL;
 }
 
 /* The single consumer of name, or -1 when it has none, several, or is a graph output. */

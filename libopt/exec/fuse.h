@@ -17,8 +17,13 @@
  * BatchNormalization's), "activation" ("Relu", "Clip" or "LeakyRelu"; absent: none), "min" and
  * "max" (Clip), "alpha" (LeakyRelu).
  *
+ * float16 and bfloat16 chains (`mopt amp` models) fuse the same way: the kernel computes the
+ * chain in float32 from the half inputs and rounds once at the fused output, where the nodes run
+ * one by one round after each (ONNX Runtime's CPU, which runs half Conv through float32 kernels
+ * with the Cast pairs between them removed, rounds the same way as the fused chain).
+ *
  * Conditions (otherwise the nodes are left as they are): the Conv's weights (and bias) are
- * float32 initializers; the BatchNormalization is in inference mode with initializer statistics;
+ * float32, float16 or bfloat16 initializers; the BatchNormalization is in inference mode with initializer statistics;
  * each intermediate value has exactly one consumer and is not a graph output; Clip's bounds are
  * absent or initializers (or attributes before opset 11); the Add's other operand is not an
  * initializer.

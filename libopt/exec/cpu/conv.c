@@ -842,11 +842,11 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
     for (int i = 0; i < g.nsp; i++) dims[2 + i] = g.out[i];
     bool fused = s && s->fused;
     const opt_array *Z = fused && opt_kctx_has(k, 7) ? k->in[7] : NULL;
-    if (fused && X->dtype != OPT_DT_FLOAT)
-        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "FusedConv runs on float32 only");
-    if (Z && Z->dtype != OPT_DT_FLOAT)
-        return opt_kerr(k, err, OPT_ERR_INVALID, "the added operand is %s, not float32",
-                        opt_dtype_short(Z->dtype));
+    if (fused && X->dtype != OPT_DT_FLOAT && X->dtype != OPT_DT_FLOAT16 && X->dtype != OPT_DT_BFLOAT16)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "FusedConv runs on float32, float16 and bfloat16 only");
+    if (Z && Z->dtype != X->dtype)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "the added operand is %s, X is %s",
+                        opt_dtype_short(Z->dtype), opt_dtype_short(X->dtype));
     bool z_same = Z && Z->ndim == X->ndim && memcmp(Z->dims, dims, sizeof(int64_t) * (size_t)X->ndim) == 0;
     opt_bcast bc;
     if (Z && !z_same) {
@@ -864,15 +864,19 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
 
     const float *w, *b;
-    float *tw, *tb, *tx, *ty, *tz = NULL;
+    float *tw, *tb, *tx, *ty, *tz = NULL, *tzc = NULL;
     OPT_TRY(conv_operands(k, s, &w, &b, &tw, &tb, err));
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    /* float16/bfloat16: X and Z converted to float32 (pool scratch), the chain computed in float32
+     * and rounded once into the output. Z is read before the output (which may be Z's buffer)
+     * is written. */
+    const float *x = nn_f32_in_k(k, X, &tx);
+    const float *zf = Z ? nn_f32_in_k(k, Z, &tzc) : NULL;
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     opt_status st = OPT_OK;
     nn_conv_epi epi = {0};
     if (s) epi = s->epi;
     epi.packed = s ? s->packed : NULL;
-    if (!x || !y) {
+    if (!x || !y || (Z && !zf)) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     } else if (Z && !z_same) {
         uint64_t cn = (uint64_t)(g.N * g.M) * (uint64_t)nn_geom_out_size(&g);
@@ -882,16 +886,17 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
         } else {
             nn_conv_epi plain = {.packed = epi.packed};
             nn_conv_f32_ex(k, &g, x, w, b, &plain, tz);
-            zb_job j = {bc, tz, Z->data, y, &epi};
+            zb_job j = {bc, tz, zf, y, &epi};
             nn_parallel(k, (size_t)bc.numel, zb_part, &j);
         }
     } else {
-        epi.z = Z ? Z->data : NULL;
+        epi.z = zf;
         nn_conv_f32_ex(k, &g, x, w, b, &epi, y);
     }
-    if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
+    if (st == OPT_OK) nn_f32_out_done_k(k, &k->out[0], y, ty);
     else free(ty);
     free(tx);
+    free(tzc);
     free(tw);
     free(tb);
     free(tz);
@@ -1004,14 +1009,14 @@ static opt_status convtr_run(opt_kctx *k, opt_error *err)
     const float *w, *b;
     float *tw, *tb, *tx, *ty;
     OPT_TRY(conv_operands(k, k->state, &w, &b, &tw, &tb, err));
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     opt_status st = OPT_OK;
     if (!x || !y)
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     else
         nn_convtr_f32(k, &g, x, w, b, y);
-    if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
+    if (st == OPT_OK) nn_f32_out_done_k(k, &k->out[0], y, ty);
     else free(ty);
     free(tx);
     free(tw);
@@ -1025,7 +1030,8 @@ const opt_kernel opt_kernels_conv[] = {
     {"", "ConvTranspose", 1, INT_MAX, OPT_DTS_FLOATS, 0, OPT_DEVICE_CPU, NULL, conv_prepare,
      convtr_run, conv_release},
     /* Conv [+ BatchNormalization] [+ Add] [+ activation], made at load by libopt/exec/fuse.c. */
-    {OPT_FUSE_DOMAIN, "FusedConv", 1, INT_MAX, OPT_DT_BIT(OPT_DT_FLOAT), 0, OPT_DEVICE_CPU, NULL,
+    {OPT_FUSE_DOMAIN, "FusedConv", 1, INT_MAX,
+     OPT_DT_BIT(OPT_DT_FLOAT) | OPT_DT_BIT(OPT_DT_FLOAT16) | OPT_DT_BIT(OPT_DT_BFLOAT16), 0, OPT_DEVICE_CPU, NULL,
      conv_prepare, conv_run, conv_release},
     {0},
 };

@@ -2,9 +2,123 @@
  * libopt/exec/cpu/convert.c — float32/float64 views of numeric arrays (see convert.h).
  */
 #include "libopt/exec/cpu/convert.h"
+#include "libopt/exec/cpu/nn.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- float16 / bfloat16 arrays ------------------------------------------------------------------
+ *
+ * float16 goes through F16C (vcvtph2ps / vcvtps2ph with round to nearest even, 8 values at a
+ * time) when the CPU has it, checked once at run time; otherwise the scalar opt_f16_to_f32 /
+ * opt_f32_to_f16 of libopt/ir. Both give the same bits for every finite value, infinity and
+ * quiet NaN (F16C also quiets a signalling NaN where the scalar code keeps its payload as is).
+ * bfloat16 is integer arithmetic on the bit patterns, written branch-free so that the compiler
+ * vectorises it (AVX-512, AVX2 or baseline clones, NN_VEC); it is opt_f32_to_bf16's rounding
+ * exactly (round to nearest even on the upper 16 bits, NaN made quiet, subnormals kept). */
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define CVT_F16C 1
+#define F16C_FN __attribute__((target("avx,f16c"), optimize("O3")))
+
+static F16C_FN void f16_to_f32_f16c(const uint16_t *s, float *d, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m128i h0 = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i h1 = _mm_loadu_si128((const __m128i *)(s + i + 8));
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(h0));
+        _mm256_storeu_ps(d + i + 8, _mm256_cvtph_ps(h1));
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    if (i < n) {
+        uint16_t th[8] = {0};
+        float tf[8];
+        memcpy(th, s + i, (n - i) * sizeof *th);
+        _mm256_storeu_ps(tf, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)th)));
+        memcpy(d + i, tf, (n - i) * sizeof *tf);
+    }
+}
+
+static F16C_FN void f32_to_f16_f16c(const float *s, uint16_t *d, size_t n)
+{
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m256 f0 = _mm256_loadu_ps(s + i), f1 = _mm256_loadu_ps(s + i + 8);
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(f0, _MM_FROUND_TO_NEAREST_INT));
+        _mm_storeu_si128((__m128i *)(d + i + 8), _mm256_cvtps_ph(f1, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i),
+                         _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < n) {
+        float tf[8] = {0};
+        uint16_t th[8];
+        memcpy(tf, s + i, (n - i) * sizeof *tf);
+        _mm_storeu_si128((__m128i *)th, _mm256_cvtps_ph(_mm256_loadu_ps(tf), _MM_FROUND_TO_NEAREST_INT));
+        memcpy(d + i, th, (n - i) * sizeof *th);
+    }
+}
+
+static bool have_f16c(void)
+{
+    static int have = -1; /* benign race: every thread computes the same value */
+    if (have < 0) {
+        __builtin_cpu_init();
+        have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx") &&
+               !getenv("MOPT_NO_F16C");
+    }
+    return have > 0;
+}
+#else
+#define CVT_F16C 0
+#endif
+
+void opt_cvt_f16_to_f32(const uint16_t *src, float *dst, size_t n)
+{
+#if CVT_F16C
+    if (have_f16c()) {
+        f16_to_f32_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = opt_f16_to_f32(src[i]);
+}
+
+void opt_cvt_f32_to_f16(const float *src, uint16_t *dst, size_t n)
+{
+#if CVT_F16C
+    if (have_f16c()) {
+        f32_to_f16_f16c(src, dst, n);
+        return;
+    }
+#endif
+    for (size_t i = 0; i < n; i++) dst[i] = opt_f32_to_f16(src[i]);
+}
+
+NN_VEC void opt_cvt_bf16_to_f32(const uint16_t *restrict src, float *restrict dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        float f;
+        memcpy(&f, &u, sizeof f);
+        dst[i] = f;
+    }
+}
+
+NN_VEC void opt_cvt_f32_to_bf16(const float *restrict src, uint16_t *restrict dst, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t x;
+        memcpy(&x, &src[i], sizeof x);
+        uint32_t r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+        uint32_t q = (x >> 16) | 0x40u;
+        dst[i] = (uint16_t)((x & 0x7fffffffu) > 0x7f800000u ? q : r);
+    }
+}
 
 bool opt_cvt_supported(int dtype)
 {
@@ -38,8 +152,8 @@ void opt_cvt_to_f32(const void *src, int dtype, float *dst, size_t n)
     switch (dtype) {
     case OPT_DT_FLOAT: if (dst != src) memmove(dst, src, n * 4); break;
     case OPT_DT_DOUBLE: TO_LOOP(double, (float)s[i]); break;
-    case OPT_DT_FLOAT16: TO_LOOP(uint16_t, opt_f16_to_f32(s[i])); break;
-    case OPT_DT_BFLOAT16: TO_LOOP(uint16_t, opt_bf16_to_f32(s[i])); break;
+    case OPT_DT_FLOAT16: opt_cvt_f16_to_f32(src, dst, n); break;
+    case OPT_DT_BFLOAT16: opt_cvt_bf16_to_f32(src, dst, n); break;
     case OPT_DT_INT8: TO_LOOP(int8_t, (float)s[i]); break;
     case OPT_DT_UINT8: TO_LOOP(uint8_t, (float)s[i]); break;
     case OPT_DT_BOOL: TO_LOOP(uint8_t, s[i] ? 1.0f : 0.0f); break;
@@ -85,8 +199,8 @@ void opt_cvt_from_f32(const float *src, void *dst, int dtype, size_t n)
     switch (dtype) {
     case OPT_DT_FLOAT: if (dst != (const void *)src) memmove(dst, src, n * 4); break;
     case OPT_DT_DOUBLE: FROM_LOOP(double, s[i]); break;
-    case OPT_DT_FLOAT16: FROM_LOOP(uint16_t, opt_f32_to_f16(s[i])); break;
-    case OPT_DT_BFLOAT16: FROM_LOOP(uint16_t, opt_f32_to_bf16(s[i])); break;
+    case OPT_DT_FLOAT16: opt_cvt_f32_to_f16(src, dst, n); break;
+    case OPT_DT_BFLOAT16: opt_cvt_f32_to_bf16(src, dst, n); break;
     case OPT_DT_BOOL: FROM_LOOP(uint8_t, s[i] != 0); break;
     case OPT_DT_INT8: FROM_LOOP(int8_t, (int8_t)sat(s[i], INT8_MIN, INT8_MAX)); break;
     case OPT_DT_UINT8: FROM_LOOP(uint8_t, (uint8_t)sat(s[i], 0, UINT8_MAX)); break;

@@ -3,6 +3,7 @@
  * float32 views of other dtypes, threading glue, convolution geometry and im2col.
  */
 #include "libopt/exec/cpu/nn.h"
+#include "libopt/exec/cpu/convert.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -51,10 +52,10 @@ const float *nn_f32_in(const opt_array *a, float **tmp)
     const void *d = a->data;
     switch (a->dtype) {
     case OPT_DT_FLOAT16:
-        for (uint64_t i = 0; i < n; i++) f[i] = opt_f16_to_f32(((const uint16_t *)d)[i]);
+        opt_cvt_f16_to_f32(d, f, (size_t)n);
         break;
     case OPT_DT_BFLOAT16:
-        for (uint64_t i = 0; i < n; i++) f[i] = opt_bf16_to_f32(((const uint16_t *)d)[i]);
+        opt_cvt_bf16_to_f32(d, f, (size_t)n);
         break;
     case OPT_DT_DOUBLE:
         for (uint64_t i = 0; i < n; i++) f[i] = (float)((const double *)d)[i];
@@ -98,10 +99,10 @@ void nn_f32_store(int dtype, void *dst, const float *src, uint64_t n)
         if (dst != (const void *)src) memcpy(dst, src, n * sizeof(float));
         break;
     case OPT_DT_FLOAT16:
-        for (uint64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = opt_f32_to_f16(src[i]);
+        opt_cvt_f32_to_f16(src, dst, (size_t)n);
         break;
     case OPT_DT_BFLOAT16:
-        for (uint64_t i = 0; i < n; i++) ((uint16_t *)dst)[i] = opt_f32_to_bf16(src[i]);
+        opt_cvt_f32_to_bf16(src, dst, (size_t)n);
         break;
     case OPT_DT_DOUBLE:
         for (uint64_t i = 0; i < n; i++) ((double *)dst)[i] = src[i];
@@ -147,6 +148,71 @@ void nn_f32_out_done(opt_array *o, float *tmp)
 {
     if (!tmp) return;
     nn_f32_store(o->dtype, o->data, tmp, opt_array_numel(o));
+    free(tmp);
+}
+
+/* Conversions of large arrays are split over the executor's threads in blocks of this many
+ * values (each a whole number of vectors); smaller ones run on the calling thread. */
+#define CVT_BLOCK 16384
+
+typedef struct cvt_job {
+    const void *src;
+    void *dst;
+    int dtype;
+    uint64_t n;
+    bool to_f32;
+} cvt_job;
+
+static void cvt_blocks(void *ctx, size_t begin, size_t end)
+{
+    const cvt_job *j = ctx;
+    size_t es = (size_t)opt_dtype_bits(j->dtype) / 8;
+    for (size_t blk = begin; blk < end; blk++) {
+        uint64_t i = (uint64_t)blk * CVT_BLOCK, m = j->n - i < CVT_BLOCK ? j->n - i : CVT_BLOCK;
+        if (j->to_f32)
+            opt_cvt_to_f32((const char *)j->src + i * es, j->dtype, (float *)j->dst + i, (size_t)m);
+        else
+            nn_f32_store(j->dtype, (char *)j->dst + i * es, (const float *)j->src + i, m);
+    }
+}
+
+static void cvt_run(opt_kctx *k, cvt_job *j)
+{
+    size_t nblk = (size_t)((j->n + CVT_BLOCK - 1) / CVT_BLOCK);
+    nn_parallel(nblk > 1 ? k : NULL, nblk, cvt_blocks, j);
+}
+
+const float *nn_f32_in_k(opt_kctx *k, const opt_array *a, float **tmp)
+{
+    *tmp = NULL;
+    if (a->dtype == OPT_DT_FLOAT) return (const float *)a->data;
+    if (!k || !k->exec || !opt_cvt_supported(a->dtype)) return nn_f32_in(a, tmp);
+    uint64_t n = opt_array_numel(a);
+    opt_error e = {0};
+    float *f = opt_kctx_scratch(k, (size_t)(n ? n : 1) * sizeof *f, &e);
+    if (!f) return nn_f32_in(a, tmp);
+    cvt_job j = {a->data, f, a->dtype, n, true};
+    cvt_run(k, &j);
+    return f;
+}
+
+float *nn_f32_out_k(opt_kctx *k, opt_array *o, float **tmp)
+{
+    *tmp = NULL;
+    if (o->dtype == OPT_DT_FLOAT) return (float *)o->data;
+    if (!k || !k->exec) return nn_f32_out(o, tmp);
+    uint64_t n = opt_array_numel(o);
+    opt_error e = {0};
+    float *f = opt_kctx_scratch(k, (size_t)(n ? n : 1) * sizeof *f, &e);
+    return f ? f : nn_f32_out(o, tmp);
+}
+
+void nn_f32_out_done_k(opt_kctx *k, opt_array *o, const float *y, float *tmp)
+{
+    if (y && (const void *)y != o->data) {
+        cvt_job j = {y, o->data, o->dtype, opt_array_numel(o), false};
+        cvt_run(k, &j);
+    }
     free(tmp);
 }
 

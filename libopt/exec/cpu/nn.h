@@ -53,6 +53,14 @@ float *nn_f32_out(opt_array *o, float **tmp);
 void nn_f32_out_done(opt_array *o, float *tmp);
 /* Converts n float32 values to dtype (float16/bfloat16/double/integers) at dst. */
 void nn_f32_store(int dtype, void *dst, const float *src, uint64_t n);
+/* The same three with the kernel context k: the float32 buffers come from the executor's
+ * scratch pool (freed after run(); *tmp stays NULL) and large conversions run on k's threads;
+ * outside an executor (k NULL or k->exec NULL) or when the pool is out of memory they fall back
+ * to the malloc'd buffers above (*tmp set). nn_f32_out_done_k converts y (what nn_f32_out_k
+ * returned) into o unless y is o's own data, then frees tmp. */
+const float *nn_f32_in_k(opt_kctx *k, const opt_array *a, float **tmp);
+float *nn_f32_out_k(opt_kctx *k, opt_array *o, float **tmp);
+void nn_f32_out_done_k(opt_kctx *k, opt_array *o, const float *y, float *tmp);
 
 /* ---- threads --------------------------------------------------------------------------------- */
 
