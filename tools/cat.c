@@ -24,7 +24,7 @@ static const char help[] =
 
 int cmd_cat(int argc, char **argv)
 {
-    tool_opts t = {.cmd = "cat", .argc = argc, .argv = argv};
+    tool_opts t = {.cmd = "cat", .keep_sparse = true, .argc = argc, .argv = argv};
     opt_save_opts so = {0};
     bool ext = false, inl = false;
     static const struct option longopts[] = {

@@ -68,6 +68,13 @@ int tool_load(const tool_opts *t, const opt_load_opts *lo, opt_model **m)
         return tool_fail(t, NULL, &e);
     }
     if (opt_onnx_load(t->in, lo, m, &e) != OPT_OK) return tool_fail(t, tool_in_name(t), &e);
+    /* Passes work on dense weights: sparse initializers (prune --sparse-initializers) are
+     * expanded here, and written dense unless the pass sparsifies again. */
+    if (!t->keep_sparse && (*m)->graph && opt_graph_densify((*m)->graph, &e) != OPT_OK) {
+        opt_model_free(*m);
+        *m = NULL;
+        return tool_fail(t, tool_in_name(t), &e);
+    }
     return 0;
 }
 

@@ -21,6 +21,7 @@ typedef struct tool_opts {
     const char *out;    /* output path or NULL/"-" for stdout */
     const char *report; /* --report FILE (.json, .csv, .md) */
     bool quiet;
+    bool keep_sparse;   /* tool_load keeps sparse initializers (cat, info); others densify */
     int argc;           /* the command line, for mopt.history */
     char **argv;
 } tool_opts;

@@ -85,7 +85,7 @@ static size_t count_sub_nodes(const opt_graph *g)
 
 int cmd_info(int argc, char **argv)
 {
-    tool_opts t = {.cmd = "info", .argc = argc, .argv = argv};
+    tool_opts t = {.cmd = "info", .keep_sparse = true, .argc = argc, .argv = argv};
     bool json = false, tensors = true;
     static const struct option longopts[] = {
         {"json", no_argument, NULL, 'J'},

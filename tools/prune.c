@@ -29,6 +29,9 @@ static const char help[] =
     "  --threads N            executor threads for --refine (default: all cores)\n"
     "  --include PAT[,PAT]    only layers whose node name, weight name or op type matches\n"
     "  --exclude PAT[,PAT]    leave these layers alone (wins over --include)\n"
+    "  --sparse-initializers  store each pruned weight as an ONNX sparse initializer (its\n"
+    "                         non-zero values and their int64 positions) where that is\n"
+    "                         smaller than the dense tensor (needs IR version 6 or later)\n"
     "  --eval SPEC            labelled data for --max-drop, e.g. fashion-mnist:test\n"
     "  --max-drop P           exit 3 and write nothing when top-1 on --eval falls by more\n"
     "                         than P points (mopt's executor)\n"
@@ -42,6 +45,23 @@ static void progress(void *ctx, size_t done, size_t total)
     tool_progress(ctx, "prune", done, total);
 }
 
+/* --sparse-initializers: each pruned weight becomes a sparse initializer where that is smaller. */
+static int sparsify(const tool_opts *t, opt_model *m, const opt_layer_stat *st, size_t n)
+{
+    size_t saved = 0, moved = 0;
+    opt_error e = {0};
+    for (size_t i = 0; i < n; i++) {
+        size_t s = 0;
+        if (!opt_graph_initializer(m->graph, st[i].tensor)) continue; /* already moved (shared) */
+        if (opt_graph_sparsify(m->graph, st[i].tensor, &s, &e) != OPT_OK)
+            return tool_fail(t, tool_in_name(t), &e);
+        saved += s;
+        moved += s > 0;
+    }
+    tool_note(t, "%zu of %zu weights stored as sparse initializers, %zu bytes smaller", moved, n, saved);
+    return 0;
+}
+
 int cmd_prune(int argc, char **argv)
 {
     tool_opts t = {.cmd = "prune", .argc = argc, .argv = argv};
@@ -49,6 +69,7 @@ int cmd_prune(int argc, char **argv)
     copt_lists l = {0};
     int modes = 0, rc = 0;
     const char *refine = NULL, *data = NULL, *eval_spec = NULL;
+    bool sparse_init = false;
     double samples = 1000, threads = 0, max_drop = -1, base = 0;
     static const struct option longopts[] = {
         {"sparsity", required_argument, NULL, 'S'},
@@ -64,6 +85,7 @@ int cmd_prune(int argc, char **argv)
         {"threads", required_argument, NULL, 'H'},
         {"eval", required_argument, NULL, 0x2001},
         {"max-drop", required_argument, NULL, 0x2002},
+        {"sparse-initializers", no_argument, NULL, 0x2003},
         TOOL_COMMON_LONGOPTS,
         {0, 0, 0, 0},
     };
@@ -81,6 +103,7 @@ int cmd_prune(int argc, char **argv)
         case 'X': rc = copt_add_globs(&t, &l.exclude, &l.n_exclude, optarg); break;
         case 0x2001: eval_spec = optarg; break;
         case 0x2002: rc = copt_number(&t, "--max-drop", optarg, 0, 100, &max_drop); break;
+        case 0x2003: sparse_init = true; break;
         case 'R': refine = optarg; break;
         case 'D': data = optarg; break;
         case 'N': rc = copt_number(&t, "--samples", optarg, 1, 1e9, &samples); break;
@@ -116,6 +139,15 @@ int cmd_prune(int argc, char **argv)
     }
     opt_model *m;
     if ((rc = tool_load(&t, NULL, &m))) goto out;
+    if (sparse_init && m->ir_version < 6) {
+        opt_error ie = {0};
+        opt_error_set(&ie, OPT_ERR_UNSUPPORTED,
+                      "--sparse-initializers needs IR version 6 or later (the model has %lld)",
+                      (long long)m->ir_version);
+        rc = tool_fail(&t, tool_in_name(&t), &ie);
+        opt_model_free(m);
+        goto out;
+    }
     if (eval_spec && (rc = copt_top1(&t, m, eval_spec, (int)threads, &base))) {
         opt_model_free(m);
         goto out;
@@ -159,9 +191,10 @@ int cmd_prune(int argc, char **argv)
     if (n == 0) tool_note(&t, "no Conv, ConvTranspose, Gemm or MatMul weights selected; model unchanged");
     rc = t.report ? tool_report_write(&t, &tb, 1) : 0;
     tool_table_free(&tb);
-    opt_layer_stats_free(st, n);
     double now;
     if (!rc && eval_spec && !(rc = copt_top1(&t, m, eval_spec, (int)threads, &now))) rc = copt_gate(&t, base, now, max_drop);
+    if (!rc && sparse_init) rc = sparsify(&t, m, st, n);
+    opt_layer_stats_free(st, n);
     if (!rc) rc = tool_save(&t, m, NULL, true);
     opt_model_free(m);
 out:

@@ -491,7 +491,7 @@ static opt_status plan(opt_exec *e, opt_error *err)
 
     /* Reserve every value slot up front so e->vals never moves while planning: kernels' prepare()
      * receives pointers to constant arrays in it and may keep them in their state. */
-    size_t nv = g->n_initializers + g->n_inputs + 1;
+    size_t nv = g->n_initializers + g->n_sparse_initializers + g->n_inputs + 1;
     for (size_t i = 0; i < g->n_nodes; i++) nv += g->nodes[i]->n_outputs;
     e->vals = calloc(nv, sizeof *e->vals);
     if (!e->vals) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -509,11 +509,29 @@ static opt_status plan(opt_exec *e, opt_error *err)
         ev->kind = V_CONST;
         ev->dtype = t->data_type;
     }
-    if (g->n_sparse_initializers)
-        return opt_error_set(err, OPT_ERR_UNSUPPORTED,
-                             "sparse initializers are not supported by the executor (tensor '%s')",
-                             g->sparse_initializers[0]->values && g->sparse_initializers[0]->values->name
-                                 ? g->sparse_initializers[0]->values->name : "?");
+    /* Sparse initializers (`mopt prune --sparse-initializers`) become dense constants. */
+    for (size_t i = 0; i < g->n_sparse_initializers; i++) {
+        opt_tensor *t;
+        OPT_TRY(opt_sparse_to_dense(g->sparse_initializers[i], &t, err));
+        size_t v = t->name ? value_of(e, t->name) : NO_VALUE;
+        opt_status st = OPT_OK;
+        if (v == NO_VALUE)
+            st = t->name ? opt_error_set(err, OPT_ERR_NOMEM, "out of memory")
+                         : opt_error_set(err, OPT_ERR_INVALID, "sparse initializer without a name");
+        else if (e->vals[v].kind == V_CONST)
+            st = opt_error_set(err, OPT_ERR_INVALID,
+                               "sparse initializer '%s' has the name of another initializer", t->name);
+        else {
+            evalue *ev = &e->vals[v];
+            opt_array_free(&ev->arr);
+            if (!(st = opt_array_from_tensor(t, &ev->arr, err))) {
+                ev->kind = V_CONST;
+                ev->dtype = t->data_type;
+            }
+        }
+        opt_tensor_free(t);
+        if (st) return st;
+    }
 
     /* Graph inputs that are not initializers. */
     e->inputs = calloc(g->n_inputs + 1, sizeof *e->inputs);

@@ -419,6 +419,21 @@ const void *opt_tensor_data(const opt_tensor *t, size_t *len);
 /* Sets dims (copied). */
 opt_status opt_tensor_set_dims(opt_tensor *t, const int64_t *dims, size_t n, opt_error *err);
 
+/* ---- sparse tensors (sparse.c) ------------------------------------------------------------- */
+
+/* Dense tensor (raw_data, named like s->values) with s's values at s's indices and zeros
+ * elsewhere. Checks indices: INT64, [NNZ] linear or [NNZ, rank] coordinates, in range, strictly
+ * increasing (no duplicates). Caller owns *out. */
+opt_status opt_sparse_to_dense(const opt_sparse_tensor *s, opt_tensor **out, opt_error *err);
+/* Sparse form of t: its non-zero elements (bitwise) as values [NNZ] and their linear row-major
+ * positions as INT64 indices [NNZ]. Caller owns *out. */
+opt_status opt_sparse_from_dense(const opt_tensor *t, opt_sparse_tensor **out, opt_error *err);
+/* Moves every sparse initializer of g into g->initializers as a dense tensor. */
+opt_status opt_graph_densify(opt_graph *g, opt_error *err);
+/* Replaces initializer `name` by a sparse initializer when that is smaller (values + int64
+ * indices < dense bytes); *saved (may be NULL) receives the bytes saved, 0 when left dense. */
+opt_status opt_graph_sparsify(opt_graph *g, const char *name, size_t *saved, opt_error *err);
+
 /* ---- graphs (graph.c) ----------------------------------------------------------------------- */
 
 /* An index of a graph: who produces and who consumes each value name. Built by
