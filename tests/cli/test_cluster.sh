@@ -62,6 +62,13 @@ assert "index tensors are uint4" bash -c "'$MOPT' info '$T/u4.onnx' 2>&1 | grep 
 check "huffman of the uint4 model" 0 '' -- "$MOPT" huffman "$T/u4.onnx" -o "$T/u4h.onnx"
 check "mopt runs it" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/ou4" "$T/u4h.onnx"
 assert "ONNX Runtime's uint4 Gather form gives mopt's outputs" $CC ort "$T/u4.onnx" "$T/x5.npy" "$T/ou4"
+check "mopt runs the uint4 Gather form itself (Cast from uint4)" 0 '' -- \
+    "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/ou4g" "$T/u4.onnx"
+assert "uint4 Gather form: ONNX Runtime agrees" $CC ort "$T/u4.onnx" "$T/x5.npy" "$T/ou4g"
+"$MOPT" cluster -q --bits 3 "$T/p21.onnx" -o "$T/u8.onnx"
+check "uint4 and uint8 indices give the same outputs" 0 '' -- \
+    "$MOPT" eval --data fashion-mnist:test --limit 300 "$T/u8.onnx" "$T/u4.onnx"
+assert "uint4 vs uint8: agreement 1.0000, max_abs 0" grep -Eq 'u4\.onnx +300 +[0-9.]+ +[0-9.]+ +1\.0000 +0 +0 ' "$T/err"
 check "bits 9 is a usage error" 2 'bits' -- "$MOPT" cluster --bits 9 "$L5"
 check "unknown init is a usage error" 2 'init' -- "$MOPT" cluster --init foo "$L5"
 check "refine without data is a usage error" 2 'needs --data' -- "$MOPT" cluster --refine data "$L5"

@@ -858,11 +858,17 @@ static bool castable(int dt)
     return opt_cvt_supported(dt) || (dt >= OPT_DT_FLOAT8E4M3FN && dt <= OPT_DT_FLOAT8E5M2FNUZ);
 }
 
+/* 4-bit integers (packed two per byte) are read, not written: `mopt cluster --uint4` indices. */
+static bool is_int4(int dt)
+{
+    return dt == OPT_DT_UINT4 || dt == OPT_DT_INT4;
+}
+
 static opt_status infer_cast(const opt_node *n, int opset, const int *in_dt, size_t n_in, int *out_dt,
                              size_t n_out, opt_error *err)
 {
     int64_t to = opt_node_attr_int(n, "to", 0);
-    if (!castable((int)to) || !castable(in_dt[0]))
+    if (!castable((int)to) || !(castable(in_dt[0]) || is_int4(in_dt[0])))
         return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "no kernel for opset %d / cast %s to %s", opset,
                             opt_dtype_short(in_dt[0]), opt_dtype_short((int)to));
     out_dt[0] = (int)to;
@@ -872,7 +878,7 @@ static opt_status infer_cast(const opt_node *n, int opset, const int *in_dt, siz
 static opt_status infer_castlike(const opt_node *n, int opset, const int *in_dt, size_t n_in, int *out_dt,
                                  size_t n_out, opt_error *err)
 {
-    if (n_in < 2 || !castable(in_dt[1]) || !castable(in_dt[0]))
+    if (n_in < 2 || !castable(in_dt[1]) || !(castable(in_dt[0]) || is_int4(in_dt[0])))
         return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "no kernel for opset %d / cast %s to %s", opset,
                             opt_dtype_short(in_dt[0]), opt_dtype_short(n_in > 1 ? in_dt[1] : 0));
     out_dt[0] = in_dt[1];
@@ -905,7 +911,7 @@ static opt_status cast_to(opt_kctx *k, int to, opt_error *err)
         for (uint64_t i = 0; i < n; i++) opt_store_f32(y, to, i, (float)opt_array_get(x, i));
         return OPT_OK;
     }
-    if (is_int(from) && is_int(to)) {
+    if ((is_int(from) || is_int4(from)) && is_int(to)) {
         /* Integer to integer: two's-complement wrap, as C (and numpy's astype) do. */
         for (uint64_t i = 0; i < n; i++) {
             int64_t v = from == OPT_DT_UINT64 ? (int64_t)((const uint64_t *)x->data)[i] : opt_array_int(x, i);
@@ -919,6 +925,15 @@ static opt_status cast_to(opt_kctx *k, int to, opt_error *err)
             case OPT_DT_INT64: ((int64_t *)y)[i] = v; break;
             default: ((uint64_t *)y)[i] = (uint64_t)v; break;
             }
+        }
+        return OPT_OK;
+    }
+    if (is_int4(from)) {
+        /* 4-bit to bool or a float type: every value in [-8, 15] is exact. */
+        for (uint64_t i = 0; i < n; i++) {
+            int64_t v = opt_array_int(x, i);
+            if (to == OPT_DT_BOOL) ((uint8_t *)y)[i] = v != 0;
+            else opt_store_f32(y, to, i, (float)v);
         }
         return OPT_OK;
     }
