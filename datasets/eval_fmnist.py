@@ -24,7 +24,7 @@ import numpy as np
 
 FMNIST_DIR = os.environ.get("FMNIST_DIR", "/usr/share/datasets/fashion-mnist")
 HERE = os.path.dirname(os.path.abspath(__file__))
-BUNDLED = ("lenet300", "lenet5", "rescnn")
+BUNDLED = ("lenet300", "lenet5", "lenet5caffe", "rescnn")
 CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
            "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
 

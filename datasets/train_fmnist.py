@@ -9,6 +9,10 @@ dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, or $FMNIST_DIR):
   lenet300.onnx  LeNet-300-100: Flatten, Gemm 784-300-100-10 with Relu
   lenet5.onnx    LeNet-5: Conv 1->6 5x5 pad 2, Relu, MaxPool 2, Conv 6->16 5x5,
                  Relu, MaxPool 2, Flatten, Gemm 400-120-84-10 with Relu
+  lenet5caffe.onnx  the LeNet-5 of Han, Mao & Dally's Deep Compression paper (Caffe's
+                 "LeNet", 431K parameters): Conv 1->20 5x5, MaxPool 2, Conv 20->50
+                 5x5, MaxPool 2, Flatten, Gemm 800-500, Relu, Gemm 500-10 (as in
+                 Caffe's lenet_train_test.prototxt, no Relu after the convolutions)
   rescnn.onnx    a small residual CNN: Conv 3x3 stem (16 ch) + BN + Relu, three
                  basic residual blocks (16, 32/stride 2, 64/stride 2 channels,
                  Conv+BN+Relu, 1x1 Conv+BN projection shortcuts), GlobalAveragePool,
@@ -78,6 +82,21 @@ class LeNet5(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+class LeNet5Caffe(nn.Module):
+    """Caffe's LeNet (examples/mnist), the network the Deep Compression paper calls LeNet-5."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 20, 5)
+        self.conv2 = nn.Conv2d(20, 50, 5)
+        self.fc1, self.fc2 = nn.Linear(800, 500), nn.Linear(500, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.conv1(x), 2)            # [N,20,12,12]
+        x = F.max_pool2d(self.conv2(x), 2)            # [N,50,4,4]
+        return self.fc2(F.relu(self.fc1(torch.flatten(x, 1))))
+
+
 class BasicBlock(nn.Module):
     """ResNet basic block: conv3x3-BN-Relu-conv3x3-BN (+ shortcut) -Relu."""
 
@@ -121,6 +140,7 @@ class ResCNN(nn.Module):
 RECIPES = {
     "lenet300": (LeNet300, 30, dict(lr=1e-3, weight_decay=1e-4), False),
     "lenet5": (LeNet5, 30, dict(lr=2e-3, weight_decay=1e-4), False),
+    "lenet5caffe": (LeNet5Caffe, 20, dict(lr=1e-3, weight_decay=1e-4), False),
     "rescnn": (ResCNN, 20, dict(lr=3e-3, weight_decay=5e-4), True),
 }
 
@@ -268,6 +288,17 @@ def export_lenet5(model):
     return g.model("lenet5", "LeNet-5 trained on Fashion-MNIST")
 
 
+def export_lenet5caffe(model):
+    g = OnnxWriter(model.state_dict())
+    x = g.maxpool(g.conv("input", "conv1"), "pool1")
+    x = g.maxpool(g.conv(x, "conv2"), "pool2")
+    x = g.node("Flatten", [x], "flatten", axis=1)
+    x = g.relu(g.gemm(x, "fc1"), "relu1")
+    g.gemm(x, "fc2", out="logits")
+    return g.model("lenet5caffe", "LeNet-5 of the Deep Compression paper (Caffe's LeNet, "
+                                  "431K parameters) trained on Fashion-MNIST")
+
+
 def export_rescnn(model):
     g = OnnxWriter(model.state_dict())
     x = g.relu(g.bn(g.conv("input", "conv1", pad=1), "bn1"), "relu")
@@ -289,7 +320,8 @@ def export_rescnn(model):
                              "trained on Fashion-MNIST")
 
 
-EXPORTERS = {"lenet300": export_lenet300, "lenet5": export_lenet5, "rescnn": export_rescnn}
+EXPORTERS = {"lenet300": export_lenet300, "lenet5": export_lenet5,
+             "lenet5caffe": export_lenet5caffe, "rescnn": export_rescnn}
 
 
 def export_and_check(name, model, out_dir, x_test, y_test):
