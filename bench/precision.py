@@ -4,6 +4,7 @@
 usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [--quick]
                     [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
                     [--variants float32,int8,int8sim,fp16,bf16] [--batches 1,64]
+                    [--mopt-base OLD_MOPT [--mopt-base-label LABEL]]
                     [--update-doc docs/benchmarks.md]
 
 1. Calibration throughput. The same model and the same data (the first N Fashion-MNIST training
@@ -18,7 +19,9 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    --json` (mopt's executor) and by an ONNX Runtime session (CPU provider, the same thread
    count); p50 per batch, median of R rounds taken in turns, and each variant's ratio to float32
    on the same runtime. At batch 1 and a larger batch (--batches), for each thread count of
-   --latency-threads; the load average before and after is printed under the table. The int8 file also runs on mopt
+   --latency-threads; the load average before and after is printed under the table. With
+   --mopt-base, a second mopt binary (say, a build before a change) runs the same files in the
+   same turns, in a column of its own. The int8 file also runs on mopt
    with MOPT_NO_QDQ_FUSE=1 (the QDQ nodes as written, simulated in float), to show what the
    integer kernels gain. --latency-only skips part 1 and, with --update-doc, replaces only the
    latency block (between <!-- precision-latency:begin --> and <!-- precision-latency:end -->).
@@ -164,6 +167,9 @@ def main():
     ap.add_argument("--variants", default=",".join(VARIANTS),
                     help="latency variants (default all: " + ",".join(VARIANTS) + ")")
     ap.add_argument("--batches", default=None, help="latency batch sizes (default 1 and the model's larger batch)")
+    ap.add_argument("--mopt-base", default=None, help="another mopt binary (an older build) timed in the same turns, "
+                    "in its own column")
+    ap.add_argument("--mopt-base-label", default="before", help="that column's label (default: before)")
     a = ap.parse_args()
     if a.quick:
         a.samples, a.rounds = 2000, 1
@@ -237,8 +243,12 @@ def latency(a, out, tmp, cmd):
                "\"int8, simulated\": the same int8 file on mopt with `MOPT_NO_QDQ_FUSE=1`, i.e. DequantizeLinear -> "
                "float op -> QuantizeLinear as written; in parentheses: time relative to float32 on the same runtime "
                "and thread count)\n")
-    out.append("| model | batch | threads | variant | mopt executor | ONNX Runtime |")
-    out.append("|---|---:|---:|---|---:|---:|")
+    if a.mopt_base:
+        out.append(f"| model | batch | threads | variant | mopt {a.mopt_base_label} | mopt executor | ONNX Runtime |")
+        out.append("|---|---:|---:|---|---:|---:|---:|")
+    else:
+        out.append("| model | batch | threads | variant | mopt executor | ONNX Runtime |")
+        out.append("|---|---:|---:|---|---:|---:|")
     for name in names:
         path, big = known[name]
         files = {"float32": path}
@@ -273,16 +283,21 @@ def latency(a, out, tmp, cmd):
                 iters = 50 if small and batch == 1 else 20 if small else 10 if batch == 1 else 5
                 for v, f in files.items():
                     sim = v == "int8, simulated"
-                    pm, po = [], []
+                    env = {"MOPT_NO_QDQ_FUSE": "1"} if sim else None
+                    pm, po, pb = [], [], []
                     for _ in range(a.rounds):
-                        m, em = mopt_p50(a.mopt, f, batch, th, iters, {"MOPT_NO_QDQ_FUSE": "1"} if sim else None)
+                        if a.mopt_base:
+                            b, eb = mopt_p50(a.mopt_base, f, batch, th, iters, env)
+                            pb.append(b)
+                        m, em = mopt_p50(a.mopt, f, batch, th, iters, env)
                         pm.append(m)
                         if not sim:
                             o, eo = ort_p50(f, batch, th, iters)
                             po.append(o)
                     res[v] = (statistics.median(pm) if None not in pm else em,
-                              "-" if sim else statistics.median(po) if None not in po else eo)
-                for v, (m, o) in res.items():
+                              "-" if sim else statistics.median(po) if None not in po else eo,
+                              (statistics.median(pb) if None not in pb else eb) if a.mopt_base else None)
+                for v, (m, o, b) in res.items():
                     def cell(val, base):
                         if val == "-":
                             return "-"
@@ -291,7 +306,8 @@ def latency(a, out, tmp, cmd):
                         if v == "float32" or not isinstance(base, float):
                             return f"{val:.2f}"
                         return f"{val:.2f} ({val / base:.2f}x)"
-                    out.append(f"| {name} | {batch} | {th} | {v} | {cell(m, res['float32'][0])} | "
+                    base = f" {cell(b, res['float32'][2])} |" if a.mopt_base else ""
+                    out.append(f"| {name} | {batch} | {th} | {v} |{base} {cell(m, res['float32'][0])} | "
                                f"{cell(o, res['float32'][1])} |")
                     print(out[-1], flush=True)
     load1 = os.getloadavg()

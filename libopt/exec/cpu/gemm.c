@@ -94,7 +94,7 @@ static const float *mm_in(opt_kctx *k, size_t i, float **tmp)
     const mm_state *s = k->state;
     *tmp = NULL;
     if (s && i < 3 && s->c[i]) return s->c[i];
-    return nn_f32_in(k->in[i], tmp);
+    return nn_f32_in_k(k, k->in[i], tmp);
 }
 
 /* ---- Gemm ------------------------------------------------------------------------------------ */
@@ -133,7 +133,7 @@ static opt_status gemm_run(opt_kctx *k, opt_error *err)
     float *ta_, *tb_, *tc_ = NULL, *ty;
     const float *a = mm_in(k, 0, &ta_), *b = mm_in(k, 1, &tb_), *c = NULL;
     if (C && beta != 0.0f) c = mm_in(k, 2, &tc_);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     opt_status st = OPT_OK;
     if (!a || !b || !y || (C && beta != 0.0f && !c)) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
@@ -164,7 +164,7 @@ static opt_status gemm_run(opt_kctx *k, opt_error *err)
                     c ? 1.0f : 0.0f, y, (int)N);
     }
 done:
-    if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
+    if (st == OPT_OK) nn_f32_out_done_k(k, &k->out[0], y, ty);
     else free(ty);
     free(ta_);
     free(tb_);
@@ -274,7 +274,7 @@ static opt_status matmul_run(opt_kctx *k, opt_error *err)
     if (!total) return OPT_OK;
     float *ta_, *tb_, *ty;
     const float *a = mm_in(k, 0, &ta_), *b = mm_in(k, 1, &tb_);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     opt_status st = OPT_OK;
     if (!a || !b || !y) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
@@ -320,7 +320,7 @@ static opt_status matmul_run(opt_kctx *k, opt_error *err)
         }
     }
 done:
-    if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
+    if (st == OPT_OK) nn_f32_out_done_k(k, &k->out[0], y, ty);
     else free(ty);
     free(ta_);
     free(tb_);

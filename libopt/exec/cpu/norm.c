@@ -121,8 +121,8 @@ static opt_status bn_run(opt_kctx *k, opt_error *err)
             }
     const bn_state *s = k->state;
     float *tx, *ty, *ab = NULL;
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     opt_status st = OPT_OK;
     if (!x || !y || !(ab = malloc((size_t)(2 * C + 1) * sizeof *ab))) {
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
@@ -167,7 +167,7 @@ static opt_status bn_run(opt_kctx *k, opt_error *err)
         nn_parallel(N * C * sz >= 32768 ? k : NULL, (size_t)(N * C), affine_planes, &j);
     }
 done:
-    if (st == OPT_OK) nn_f32_out_done(&k->out[0], ty);
+    if (st == OPT_OK) nn_f32_out_done_k(k, &k->out[0], y, ty);
     else free(ty);
     free(tx);
     free(ab);
@@ -279,8 +279,8 @@ static opt_status lrn_run(opt_kctx *k, opt_error *err)
     for (int i = 2; i < X->ndim; i++) sz *= X->dims[i];
     OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, X->dims, err));
     float *tx, *ty;
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     if (!x || !y) {
         free(tx);
         free(ty);
@@ -300,7 +300,7 @@ static opt_status lrn_run(opt_kctx *k, opt_error *err)
                 y[(n * C + c) * sz + i] = v / powf(bias + alpha / (float)size * s, beta);
             }
         }
-    nn_f32_out_done(&k->out[0], ty);
+    nn_f32_out_done_k(k, &k->out[0], y, ty);
     free(tx);
     return OPT_OK;
 }
@@ -398,8 +398,8 @@ static opt_status softmax_common(opt_kctx *k, opt_error *err, bool log)
     OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, X->dims, err));
     if (!opt_array_numel(X)) return OPT_OK;
     float *tx, *ty;
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     if (!x || !y) {
         free(tx);
         free(ty);
@@ -407,7 +407,7 @@ static opt_status softmax_common(opt_kctx *k, opt_error *err, bool log)
     }
     sm_job j = {x, y, len, inner, log};
     nn_parallel(outer * len * inner >= 16384 ? k : NULL, (size_t)(outer * inner), sm_rows, &j);
-    nn_f32_out_done(&k->out[0], ty);
+    nn_f32_out_done_k(k, &k->out[0], y, ty);
     free(tx);
     return OPT_OK;
 }

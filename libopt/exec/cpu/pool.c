@@ -266,8 +266,8 @@ static opt_status pool_run(opt_kctx *k, opt_error *err, bool max)
     if (want_idx) OPT_TRY(opt_kctx_output(k, 1, OPT_DT_INT64, X->ndim, dims, err));
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
     float *tx, *ty;
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     if (!x || !y) {
         free(tx);
         free(ty);
@@ -278,7 +278,7 @@ static opt_status pool_run(opt_kctx *k, opt_error *err, bool max)
                   opt_node_attr_int(k->node, "storage_order", 0) == 1, nn_geom_in_size(&g),
                   nn_geom_out_size(&g)};
     nn_parallel(k, (size_t)(g.N * g.C), g.nsp <= 2 ? pool_planes_2d : pool_planes_nd, &j);
-    nn_f32_out_done(&k->out[0], ty);
+    nn_f32_out_done_k(k, &k->out[0], y, ty);
     free(tx);
     return OPT_OK;
 }
@@ -342,8 +342,8 @@ static opt_status gpool_run(opt_kctx *k, opt_error *err, bool max)
     OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, dims, err));
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
     float *tx, *ty;
-    const float *x = nn_f32_in(X, &tx);
-    float *y = nn_f32_out(&k->out[0], &ty);
+    const float *x = nn_f32_in_k(k, X, &tx);
+    float *y = nn_f32_out_k(k, &k->out[0], &ty);
     if (!x || !y) {
         free(tx);
         free(ty);
@@ -352,7 +352,7 @@ static opt_status gpool_run(opt_kctx *k, opt_error *err, bool max)
     gpool_job j = {x, y, sz, max};
     nn_parallel(X->dims[0] * X->dims[1] * sz >= 65536 ? k : NULL, (size_t)(X->dims[0] * X->dims[1]),
                 gpool_planes, &j);
-    nn_f32_out_done(&k->out[0], ty);
+    nn_f32_out_done_k(k, &k->out[0], y, ty);
     free(tx);
     return OPT_OK;
 }
