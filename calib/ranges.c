@@ -52,23 +52,19 @@ void opt_qparams(float lo, float hi, int qdtype, float *scale, int32_t *zero_poi
 
 #define NB OPT_CALIB_BINS
 
-/* Value at cumulative fraction q of the signed distribution (neg reversed, then pos). */
-static double signed_quantile(const opt_calib_acc *a, double q)
+/* Magnitude at cumulative fraction q of the |x| distribution (pos and neg bins together),
+ * interpolated inside the bin. */
+static double magnitude_quantile(const opt_calib_acc *a, double q)
 {
     double total = 0;
     for (int i = 0; i < NB; i++) total += (double)a->pos[i] + (double)a->neg[i];
     double w = a->hmax / NB, target = q * total, cum = 0;
-    for (int i = NB - 1; i >= 0; i--) { /* negatives, most negative first */
-        double c = (double)a->neg[i];
-        if (c > 0 && cum + c >= target) return -(i + 1 - (target - cum) / c) * w;
-        cum += c;
-    }
     for (int i = 0; i < NB; i++) {
-        double c = (double)a->pos[i];
+        double c = (double)a->pos[i] + (double)a->neg[i];
         if (c > 0 && cum + c >= target) return (i + (target - cum) / c) * w;
         cum += c;
     }
-    return a->max;
+    return a->hmax;
 }
 
 /* TensorRT-style KL threshold over histogram h (NB bins of width w) for `levels` levels.
@@ -171,13 +167,9 @@ opt_status opt_calib_range(const opt_calib_acc *a, const opt_range_opts *o, floa
     switch (o->method) {
     case OPT_CALIB_PERCENTILE: {
         double p = o->percentile > 0 ? o->percentile : 99.999;
-        double cut = (100.0 - p) / 100.0;
-        if (nonneg) {
-            mx = signed_quantile(a, 1.0 - cut);
-        } else {
-            mn = signed_quantile(a, cut / 2);
-            mx = signed_quantile(a, 1.0 - cut / 2);
-        }
+        double t = magnitude_quantile(a, p / 100.0);
+        mn = fmax(mn, -t);
+        mx = fmin(mx, t);
         break;
     }
     case OPT_CALIB_ENTROPY: {

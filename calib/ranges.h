@@ -3,8 +3,11 @@
  *
  * Methods (names as on the command line):
  *   minmax      [min, max] of everything seen.
- *   percentile  cuts (100 - P)/2 percent of the values off each end of the signed distribution
- *               (off the top only for non-negative tensors), P = 99.999 by default.
+ *   percentile  T, the P-th percentile of |x| (P = 99.999 by default), and the range
+ *               [max(min, -T), min(max, T)]: the (100 - P) percent of values with the largest
+ *               magnitudes are clipped, whichever side they are on (as ONNX Runtime's and
+ *               TensorRT's percentile calibrators do; cutting each tail alike clipped the short
+ *               side of a skewed tensor hard).
  *   entropy     TensorRT's entropy calibrator: the threshold T over the magnitude histogram
  *               that minimises KL(P || Q), P the clipped reference distribution and Q its
  *               quantization to the number of levels the target dtype gives the range (128

@@ -157,6 +157,59 @@ static opt_status report_float(opt_quant_report *r, const opt_node *n, const cha
     return OPT_OK;
 }
 
+/* Gives the output of quantized node i a QDQ pair (after a Relu that is its only consumer), so
+ * the op runs on integers from end to end, as in ONNX Runtime's QDQ form: every consumer reads
+ * the DQ output. */
+static opt_status add_output_act(plan *p, const opt_graph *g, const opt_quant_opts *o, size_t i, opt_error *err)
+{
+    const opt_node *n = g->nodes[i];
+    const char *y = n->outputs[0];
+    long yp = (long)i;
+    size_t nc;
+    const size_t *cs = opt_graph_consumers(p->ix, y, &nc);
+    if (nc == 1 && !opt_graph_is_output(p->ix, y) && opt_node_is_onnx(g->nodes[cs[0]]) &&
+        strcmp(g->nodes[cs[0]]->op_type, "Relu") == 0 && g->nodes[cs[0]]->n_outputs == 1 &&
+        !in_list(g->nodes[cs[0]]->name ? g->nodes[cs[0]]->name : "", o->exclude, o->n_exclude)) {
+        yp = (long)cs[0];
+        y = g->nodes[cs[0]]->outputs[0];
+    }
+    if (y[0] && opt_dtypes_get(&p->dt, y) == OPT_DT_FLOAT) {
+        bool added;
+        size_t ai;
+        OPT_TRY(add_act(p, g, y, canon(g, yp, y), yp, &added, err));
+        if (opt_strmap_get(&p->act_ix, canon(g, yp, y), &ai)) p->acts[ai].all = true;
+    }
+    return OPT_OK;
+}
+
+/* Whether n is an Add whose two inputs are float32 activations that already get QDQ pairs (inputs
+ * or outputs of quantized ops), and which --exclude / `only` leave alone. Then the Add costs no
+ * new rounding of its inputs, and its int8 form saves the float round trip. */
+static bool join_ok(const opt_graph *g, const opt_node *n, const opt_quant_opts *o, const plan *p)
+{
+    if (!opt_node_is_onnx(n) || strcmp(n->op_type, "Add") != 0 || n->n_inputs != 2 || n->n_outputs != 1) return false;
+    if (in_list(n->name ? n->name : "", o->exclude, o->n_exclude) || in_list(n->op_type, o->exclude, o->n_exclude))
+        return false;
+    if (o->only && !in_list(n->name ? n->name : "", o->only, o->n_only)) return false;
+    if (!n->outputs[0][0] || opt_dtypes_get(&p->dt, n->outputs[0]) != OPT_DT_FLOAT) return false;
+    for (int k = 0; k < 2; k++) {
+        size_t ai;
+        const char *x = n->inputs[k];
+        if (!x[0] || is_init(g, x) || opt_dtypes_get(&p->dt, x) != OPT_DT_FLOAT) return false;
+        if (!opt_strmap_get(&p->act_ix, x, &ai)) return false;
+    }
+    return true;
+}
+
+/* Whether n is a pass-through op (see passthrough_ops) on an activation, not excluded. */
+static bool passthrough_ok(const opt_graph *g, const opt_node *n, const opt_quant_opts *o)
+{
+    if (!opt_node_is_onnx(n) || !in_list(n->op_type, passthrough_ops, sizeof passthrough_ops / sizeof *passthrough_ops))
+        return false;
+    if (n->n_inputs < 1 || !n->inputs[0][0] || is_init(g, n->inputs[0])) return false;
+    return !in_list(n->name ? n->name : "", o->exclude, o->n_exclude) && !in_list(n->op_type, o->exclude, o->n_exclude);
+}
+
 /* Decides which nodes to quantize and which activations need QDQ pairs (no ranges yet). */
 static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p, opt_quant_report *rep,
                             opt_error *err)
@@ -190,23 +243,20 @@ static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p
             long pr = opt_graph_producer(p->ix, n->inputs[k]);
             OPT_TRY(add_act(p, g, n->inputs[k], canon(g, pr, n->inputs[k]), pr, &added, err));
         }
-        /* The output too (after a Relu that is its only consumer), so the op runs on integers
-         * from end to end, as in ONNX Runtime's QDQ form: every consumer reads the DQ output. */
-        const char *y = n->outputs[0];
-        long yp = (long)i;
-        size_t nc;
-        const size_t *cs = opt_graph_consumers(p->ix, y, &nc);
-        if (nc == 1 && !opt_graph_is_output(p->ix, y) && opt_node_is_onnx(g->nodes[cs[0]]) &&
-            strcmp(g->nodes[cs[0]]->op_type, "Relu") == 0 && g->nodes[cs[0]]->n_outputs == 1 &&
-            !in_list(g->nodes[cs[0]]->name ? g->nodes[cs[0]]->name : "", o->exclude, o->n_exclude)) {
-            yp = (long)cs[0];
-            y = g->nodes[cs[0]]->outputs[0];
-        }
-        if (y[0] && opt_dtypes_get(&p->dt, y) == OPT_DT_FLOAT) {
-            bool added;
-            size_t ai;
-            OPT_TRY(add_act(p, g, y, canon(g, yp, y), yp, &added, err));
-            if (opt_strmap_get(&p->act_ix, canon(g, yp, y), &ai)) p->acts[ai].all = true;
+        OPT_TRY(add_output_act(p, g, o, i, err));
+    }
+    /* Add of two quantized activations (a residual connection): quantized too, as ONNX Runtime
+     * does in QDQ form, so DQ, DQ -> Add [-> Relu] -> Q runs on 8-bit data. Repeated until
+     * nothing changes, since a quantized Add's output can feed another Add. */
+    for (bool more = !o->weights_only; more;) {
+        more = false;
+        for (size_t i = 0; i < g->n_nodes; i++) {
+            const opt_node *n = g->nodes[i];
+            if (p->quantize[i] || !join_ok(g, n, o, p)) continue;
+            p->quantize[i] = true;
+            more = true;
+            if (rep) rep->n_candidates++;
+            OPT_TRY(add_output_act(p, g, o, i, err));
         }
     }
     /* Extend QDQ backwards through pass-through ops, reusing the output's range. */
@@ -214,15 +264,25 @@ static opt_status make_plan(const opt_model *m, const opt_quant_opts *o, plan *p
         long pi = p->acts[k].producer;
         if (pi < 0) continue;
         const opt_node *pn = g->nodes[pi];
-        if (!opt_node_is_onnx(pn) || !in_list(pn->op_type, passthrough_ops, sizeof passthrough_ops / sizeof *passthrough_ops))
-            continue;
-        if (pn->n_inputs < 1 || !pn->inputs[0][0] || is_init(g, pn->inputs[0])) continue;
-        if (opt_dtypes_get(&p->dt, pn->inputs[0]) != OPT_DT_FLOAT) continue;
-        if (in_list(pn->name ? pn->name : "", o->exclude, o->n_exclude) || in_list(pn->op_type, o->exclude, o->n_exclude))
-            continue;
+        if (!passthrough_ok(g, pn, o) || opt_dtypes_get(&p->dt, pn->inputs[0]) != OPT_DT_FLOAT) continue;
         bool added;
         const char *u = pn->inputs[0];
         OPT_TRY(add_act(p, g, u, p->acts[k].range_of, opt_graph_producer(p->ix, u), &added, err));
+    }
+    /* A pass-through op between two quantized values gets its input's parameters on both sides
+     * (as ONNX Runtime does): the values are rounded once, not twice on two grids, and the op runs
+     * on the 8-bit data. Propagated forward along chains (Relu -> MaxPool -> Flatten). */
+    for (bool more = true; more;) {
+        more = false;
+        for (size_t k = 0; k < p->n_acts; k++) {
+            size_t j;
+            long pi = p->acts[k].producer;
+            if (pi < 0 || !passthrough_ok(g, g->nodes[pi], o)) continue;
+            if (!opt_strmap_get(&p->act_ix, g->nodes[pi]->inputs[0], &j) || j == k) continue;
+            if (strcmp(p->acts[k].range_of, p->acts[j].range_of) == 0) continue;
+            p->acts[k].range_of = p->acts[j].range_of;
+            more = true;
+        }
     }
     return OPT_OK;
 }
@@ -235,11 +295,25 @@ opt_status opt_quant_needed(const opt_model *m, const opt_quant_opts *o, const c
     *names = NULL;
     *n = 0;
     if (s == OPT_OK && p.n_acts) {
-        *names = malloc(p.n_acts * sizeof **names);
+        /* Each activation's own name as well as the range it borrows: a run that keeps some
+         * nodes float (the fallback) may break a pass-through chain and need either. */
+        opt_strmap seen = {0};
+        *names = malloc(2 * p.n_acts * sizeof **names);
         if (!*names) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        else {
-            for (size_t i = 0; i < p.n_acts; i++) (*names)[i] = p.acts[i].range_of;
-            *n = p.n_acts;
+        for (size_t i = 0; *names && i < 2 * p.n_acts; i++) {
+            const char *nm = i % 2 ? p.acts[i / 2].name : p.acts[i / 2].range_of;
+            if (opt_strmap_get(&seen, nm, NULL)) continue;
+            if (!opt_strmap_put(&seen, nm, 1)) {
+                s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+                break;
+            }
+            (*names)[(*n)++] = nm;
+        }
+        opt_strmap_free(&seen);
+        if (s != OPT_OK) {
+            free(*names);
+            *names = NULL;
+            *n = 0;
         }
     }
     plan_free(&p);
@@ -596,8 +670,8 @@ opt_status opt_quant_int8(opt_model *m, const opt_quant_opts *o, opt_quant_repor
             if ((s = set_input(n, 0, p.acts[ai].dq_out, err)) != OPT_OK) goto done;
             continue;
         }
-        bool mm = strcmp(n->op_type, "MatMul") == 0;
-        for (size_t k = 0; k < (mm ? 2u : 1u) && k < n->n_inputs; k++) {
+        bool two = strcmp(n->op_type, "MatMul") == 0 || strcmp(n->op_type, "Add") == 0;
+        for (size_t k = 0; k < (two ? 2u : 1u) && k < n->n_inputs; k++) {
             size_t ai;
             if (opt_strmap_get(&p.act_ix, n->inputs[k], &ai) && (s = set_input(n, k, p.acts[ai].dq_out, err)) != OPT_OK)
                 goto done;

@@ -17,7 +17,13 @@
  *    symmetric with act_dtype = OPT_DT_INT8. The pair is also placed before pass-through ops
  *    (MaxPool, Flatten, Reshape, Transpose, Squeeze, Unsqueeze, Identity) that feed a quantized
  *    activation, with the same scale and zero point, so a runtime can run the whole chain
- *    Conv -> Relu -> MaxPool -> Conv in int8 (the values are identical either way).
+ *    Conv -> Relu -> MaxPool -> Conv in int8 (the values are identical either way). When the
+ *    pass-through's input is itself quantized, its output takes the input's parameters (the
+ *    values are rounded once, on one grid), as in ONNX Runtime's QDQ form.
+ *  - An Add whose two inputs are both quantized activations (a residual connection) is quantized
+ *    too: its output (after a Relu that is its only consumer) gets a QDQ pair, so DQ, DQ -> Add
+ *    [-> Relu] -> Q runs as one 8-bit QLinearAdd on mopt's executor. `--exclude Add` keeps it
+ *    float.
  *  - Ranges come from the caller (a calibration table) through a lookup callback.
  *
  * Models whose opset is below 13 get per-tensor weights (per-axis QDQ needs opset 13); below 10
@@ -65,8 +71,9 @@ void opt_quant_report_free(opt_quant_report *r);
 /* True for the op types the pass quantizes (Conv, ConvTranspose, MatMul, Gemm). */
 bool opt_quant_op_gains(const char *op_type);
 
-/* Names of the activation tensors opt_quant_int8 with these options would need ranges for, as
- * a malloc'd array of strings borrowed from m (free only the array). */
+/* Names of the activation tensors opt_quant_int8 with these options, or with some of the nodes
+ * kept float, would need ranges for, as a malloc'd array of strings borrowed from m (free only
+ * the array). */
 opt_status opt_quant_needed(const opt_model *m, const opt_quant_opts *o, const char ***names,
                             size_t *n, opt_error *err);
 

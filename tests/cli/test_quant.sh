@@ -50,6 +50,16 @@ RC=$ROOT/datasets/rescnn.onnx
 check "BatchNormalization folded into the Conv before it" 0 'folded 9 BatchNormalization into the Conv before them' -- \
     "$MOPT" quant --int8 "$RC" --data fashion-mnist:train --limit 200 -o "$T/rc.onnx"
 assert "folded: no BatchNormalization left, checker and ONNX Runtime" bash -c "! ops '$T/rc.onnx' | grep -q BatchNormalization && '$PY' '$ROOT/tests/precision/check_model.py' '$T/rc.onnx'"
+assert "residual Adds quantized: the last block's Add output gets a QDQ pair too" "$PY" -c "
+import onnx, sys
+q = {n.input[0] for n in onnx.load(sys.argv[1]).graph.node if n.op_type == 'QuantizeLinear'}
+assert {'layer1.relu2', 'layer2.relu2', 'layer3.relu2'} <= q, q" "$T/rc.onnx"
+assert "the executor runs all 3 residual Adds as QLinearAdd" bash -c "'$MOPT' bench --explain '$T/rc.onnx' 2>&1 | grep -q '3 Add QDQ islands'"
+check "--exclude Add keeps the Adds float" 0 'quantized 10/10 nodes' -- \
+    "$MOPT" quant --int8 "$RC" --exclude Add --data fashion-mnist:train --limit 200 -o "$T/rc3.onnx"
+assert "--exclude Add: the last Add's output not quantized" bash -c "! '$PY' -c \"
+import onnx, sys
+sys.exit(0 if any(n.input[0] == 'layer3.relu2' for n in onnx.load(sys.argv[1]).graph.node if n.op_type == 'QuantizeLinear') else 1)\" '$T/rc3.onnx'"
 check "--no-fold keeps them" 0 '' -- "$MOPT" quant --int8 "$RC" --no-fold --data fashion-mnist:train --limit 200 -o "$T/rc2.onnx"
 assert "--no-fold: 9 BatchNormalization" bash -c "ops '$T/rc2.onnx' | grep -q 'BatchNormalization=9'"
 
