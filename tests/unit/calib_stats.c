@@ -160,6 +160,26 @@ Test(calib_ranges, percentile_of_uniform_data_is_that_quantile)
     free(x);
 }
 
+Test(calib_ranges, percentile_clips_the_largest_magnitudes_not_each_tail_alike)
+{
+    /* Half the values uniform on [-10, 0], half on [0, 1]: the 1% largest magnitudes are all
+     * negative, so P = 99 clips the negative side to -9.8 and keeps the short positive side. */
+    enum { N = 100000 };
+    float *x = malloc(N * sizeof *x);
+    for (int i = 0; i < N / 2; i++) x[i] = -10.0f * (float)i / (N / 2);
+    for (int i = N / 2; i < N; i++) x[i] = (float)(i - N / 2) / (N / 2);
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    opt_calib_stats_add_f32(&a, "t", x, N, NULL);
+    opt_range_opts o = {.method = OPT_CALIB_PERCENTILE, .percentile = 99.0};
+    float lo, hi;
+    cr_assert_eq(opt_calib_range(&a.acc[0], &o, &lo, &hi, NULL), OPT_OK);
+    cr_assert_float_eq(lo, -9.8f, 0.05f);
+    cr_assert_eq(hi, (float)a.acc[0].max);
+    opt_calib_stats_free(&a);
+    free(x);
+}
+
 Test(calib_ranges, minmax_needs_no_histogram_and_others_say_they_do)
 {
     opt_calib_stats a;
