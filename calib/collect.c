@@ -1,11 +1,32 @@
 /*
  * calib/collect.c — statistics of a model's activations over a dataset (see collect.h).
+ *
+ * Threads split each batch, not the nodes: with W threads, W executors of one thread each run
+ * consecutive slices of the batch (tiny per-image kernels do not scale inside one node, and
+ * the statistics pass then runs on every thread too). The result must equal a serial run's,
+ * and the histogram range of a tensor depends on the whole batch's extremes, so the slices
+ * move through the graph in step: at each observed tensor every thread scans its slice
+ * (opt_calib_scan_f32), waits at a barrier, joins all slices' scans in sample order (the join
+ * a serial scan would make), and bins its own slice with the range that join implies. Thread 0
+ * keeps the accumulators of st; the others keep only histograms (their ranges follow thread
+ * 0's, since each fits the same joined extremes), added to st at the end: bin counts are
+ * integers, so the sum is exact.
+ *
+ * This assumes the model treats samples independently, as inference graphs do. The first
+ * batch is split unevenly and every tensor's size must scale with its slice's sample count; a
+ * tensor that does not (a value computed from the batch as a whole, e.g. a reduction over the
+ * batch axis) sends the whole collection back to the serial path, from the start.
  */
 #include "calib/collect.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* ---- serial path ------------------------------------------------------------------------------ */
 
 typedef struct obs {
     opt_calib_stats *st;
@@ -15,16 +36,459 @@ typedef struct obs {
     opt_error err;
 } obs;
 
+static bool wanted(const opt_strmap *only, bool filter, const char *name, const opt_array *a)
+{
+    if (a->dtype != OPT_DT_FLOAT && a->dtype != OPT_DT_FLOAT16 && a->dtype != OPT_DT_BFLOAT16 &&
+        a->dtype != OPT_DT_DOUBLE)
+        return false;
+    return !filter || opt_strmap_get(only, name, NULL);
+}
+
 static void observe(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
 {
     (void)producer;
     obs *o = ctx;
-    if (o->status != OPT_OK) return;
-    if (a->dtype != OPT_DT_FLOAT && a->dtype != OPT_DT_FLOAT16 && a->dtype != OPT_DT_BFLOAT16 &&
-        a->dtype != OPT_DT_DOUBLE)
-        return;
-    if (o->filter && !opt_strmap_get(&o->only, name, NULL)) return;
+    if (o->status != OPT_OK || !wanted(&o->only, o->filter, name, a)) return;
     o->status = opt_calib_stats_add_array(o->st, name, a, &o->err);
+}
+
+/* What both paths need to know about the model input. */
+typedef struct input_info {
+    const char *name;
+    int ndim;
+    int64_t dims[OPT_MAX_DIMS];
+    size_t n_out;
+} input_info;
+
+/* Checks that e has one float input that ds fits, and rewinds ds. */
+static opt_status check_input(opt_exec *e, opt_dataset *ds, input_info *in, opt_error *err)
+{
+    if (opt_exec_n_inputs(e) != 1)
+        return opt_error_set(err, OPT_ERR_UNSUPPORTED, "calibration needs a model with one input (this one has %zu)",
+                             opt_exec_n_inputs(e));
+    in->name = opt_exec_input_name(e, 0);
+    int dt = opt_exec_input_shape(e, 0, &in->ndim, in->dims);
+    if (dt != 0 && dt != OPT_DT_FLOAT)
+        return opt_error_set(err, OPT_ERR_DATA, "model input '%s' is %s; calibration data are float32", in->name,
+                             opt_dtype_short(dt));
+    in->n_out = opt_exec_n_outputs(e);
+    OPT_TRY(opt_dataset_fit(ds, in->name, dt, in->ndim, in->dims, err));
+    return opt_dataset_rewind(ds, err);
+}
+
+static opt_status collect_serial(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs,
+                                 obs *ob, opt_error *err)
+{
+    opt_exec_opts eo = {.threads = o->threads, .observe = observe, .observe_ctx = ob};
+    opt_exec *e = NULL;
+    opt_array *outs = NULL;
+    input_info in;
+    opt_status s = opt_exec_new(m, &eo, &e, err);
+    if (s != OPT_OK) goto done;
+    if ((s = check_input(e, ds, &in, err)) != OPT_OK) goto done;
+    if (in.ndim > 0 && in.dims[0] > 0) bs = (size_t)in.dims[0];
+    size_t total = opt_dataset_count(ds), done_n = 0;
+    outs = calloc(in.n_out ? in.n_out : 1, sizeof *outs);
+    if (!outs) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (;;) {
+        opt_array batch, view;
+        size_t got = 0;
+        if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
+        if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
+        if (wanted(&ob->only, ob->filter, in.name, &view))
+            if ((s = opt_calib_stats_add_array(ob->st, in.name, &view, err)) != OPT_OK) break;
+        if ((s = opt_exec_run(e, &view, 1, outs, in.n_out, err)) != OPT_OK) break;
+        for (size_t i = 0; i < in.n_out; i++) opt_array_free(&outs[i]);
+        if (ob->status != OPT_OK) {
+            s = ob->status;
+            if (err) *err = ob->err;
+            break;
+        }
+        done_n += got;
+        if (o->progress) o->progress(o->progress_ctx, done_n, total);
+    }
+done:
+    free(outs);
+    opt_exec_free(e);
+    return s;
+}
+
+/* ---- parallel path ------------------------------------------------------------------------------ */
+
+typedef struct par par;
+
+/* A slice's scan of one tensor, published at a barrier. */
+typedef struct slot {
+    opt_calib_part part;
+    uint64_t numel;
+} slot;
+
+/* One observed tensor of one slice, kept until the batch is merged. */
+typedef struct rec {
+    const char *name;      /* the executor's value name (lives as long as the executor) */
+    opt_calib_part part;
+    uint64_t numel;
+    double h;              /* range xh was binned with; 0: nothing binned */
+    uint64_t *xh;          /* OPT_CALIB_XBINS counts (owned, reused batch after batch) */
+} rec;
+
+typedef struct worker {
+    par *p;
+    int id;
+    pthread_t th;
+    bool started;
+    opt_exec *e;
+    opt_array *outs;
+    opt_array in;          /* this thread's slice of the batch (a view) */
+    size_t samples;        /* samples in the slice */
+    rec *recs;             /* by observation number within the batch */
+    size_t n_recs, cap_recs;
+    slot slots[2];         /* by the parity of the observation number (see observe_slice) */
+    opt_status status;
+    opt_error err;
+} worker;
+
+struct par {
+    opt_calib_stats *st;
+    const opt_strmap *only;
+    bool filter;
+    const char *in_name;
+    size_t n_out;
+    int nw;                /* threads */
+    int active;            /* threads with samples in this batch (the barrier's parties) */
+    worker *w;
+    /* Range of each observed tensor after the batches so far, by observation number (set
+     * between batches; n_known = 0 before the first). */
+    double *hprev;
+    size_t n_known;
+    /* The barrier, for tensors whose range is not set yet: spins briefly, then sleeps. */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    atomic_int arrived;
+    atomic_uint gen;
+    atomic_bool abort;
+    /* Batch hand-out to threads 1..nw-1. */
+    pthread_cond_t go, done;
+    unsigned long batch_gen;
+    int pending;
+    bool stop;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Waits until p->active threads arrived; false when a thread gave up (p->abort). */
+static bool bar_wait(par *p)
+{
+    unsigned g = atomic_load(&p->gen);
+    if (atomic_fetch_add(&p->arrived, 1) + 1 == p->active) {
+        atomic_store(&p->arrived, 0);
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->gen, g + 1);
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        return !atomic_load(&p->abort);
+    }
+    for (int i = 0; i < 2000; i++) {
+        if (atomic_load(&p->gen) != g || atomic_load(&p->abort)) return !atomic_load(&p->abort);
+        cpu_relax();
+    }
+    pthread_mutex_lock(&p->mu);
+    while (atomic_load(&p->gen) == g && !atomic_load(&p->abort)) pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    return !atomic_load(&p->abort);
+}
+
+static void give_up(worker *w, opt_status s, const opt_error *err)
+{
+    par *p = w->p;
+    if (w->status == OPT_OK) {
+        w->status = s;
+        if (err) w->err = *err;
+    }
+    pthread_mutex_lock(&p->mu);
+    atomic_store(&p->abort, true);
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static double amax_of(const opt_calib_part *p)
+{
+    return fmax(fabs((double)p->min), fabs((double)p->max));
+}
+
+/* One tensor of one slice: scan it, and with histograms bin it.
+ *
+ * A tensor whose range hprev is set (every tensor after the first batch, unless all its values
+ * so far were zero) is binned at once with the range its own slice needs, hprev * 2^d; the
+ * merge after the batch brings every slice to the batch's range (opt_calib_xhist_fold). A
+ * tensor without a range yet needs the batch's extremes first: the threads meet at a barrier,
+ * publishing their scans in slots[seq & 1] (a thread can only write that slot again two
+ * barriers later, when everyone has read it). Every thread observes the same tensors in the
+ * same order and sees the same hprev, so they agree on which tensors meet. */
+static void observe_slice(worker *w, const char *name, const opt_array *a)
+{
+    par *p = w->p;
+    if (atomic_load(&p->abort) || !wanted(p->only, p->filter, name, a)) return;
+    size_t k = w->n_recs;
+    if (k == w->cap_recs) {
+        size_t cap = w->cap_recs ? 2 * w->cap_recs : 32;
+        rec *r = realloc(w->recs, cap * sizeof *r);
+        if (!r) {
+            opt_error e = {0};
+            give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+            return;
+        }
+        memset(r + w->cap_recs, 0, (cap - w->cap_recs) * sizeof *r);
+        w->recs = r;
+        w->cap_recs = cap;
+    }
+    rec *r = &w->recs[k];
+    w->n_recs++;
+    r->name = name;
+    r->h = 0;
+    opt_calib_scan_array(a, &r->part);
+    r->numel = opt_array_numel(a);
+    if (!p->st->histograms) return;
+    double h = k < p->n_known ? p->hprev[k] : 0;
+    opt_calib_part all = r->part;
+    if (!(h >= 0x1p-100)) {
+        /* No range yet: the batch's extremes set it. */
+        if (p->active > 1) {
+            w->slots[k & 1] = (slot){r->part, r->numel};
+            if (!bar_wait(p)) return;
+            all = p->w[0].slots[k & 1].part;
+            for (int i = 1; i < p->active; i++) opt_calib_part_join(&all, &p->w[i].slots[k & 1].part);
+        }
+        h = 0;
+    }
+    if (all.nonfinite == all.count || r->part.nonfinite == r->part.count) return;
+    double amax = amax_of(&all);
+    if (h == 0) h = amax; /* as opt_calib_hist_fit from an empty range */
+    while (amax > h) h *= 2;
+    if (h == 0) return; /* all zeros: the merge counts them */
+    if (!r->xh && !(r->xh = calloc(OPT_CALIB_XBINS, sizeof *r->xh))) {
+        opt_error e = {0};
+        give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+        return;
+    }
+    opt_calib_xhist_array(r->xh, h, a);
+    r->h = h;
+}
+
+static void observe_par(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
+{
+    (void)producer;
+    observe_slice(ctx, name, a);
+}
+
+/* Runs this thread's slice of the current batch. */
+static void run_slice(worker *w)
+{
+    par *p = w->p;
+    w->n_recs = 0;
+    if (w->samples == 0) return;
+    observe_slice(w, p->in_name, &w->in);
+    opt_error e = {0};
+    opt_status s = opt_exec_run(w->e, &w->in, 1, w->outs, p->n_out, &e);
+    for (size_t i = 0; i < p->n_out; i++) opt_array_free(&w->outs[i]);
+    if (s != OPT_OK) give_up(w, s, &e);
+}
+
+static void *thread_main(void *arg)
+{
+    worker *w = arg;
+    par *p = w->p;
+    unsigned long seen = 0;
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        while (!p->stop && p->batch_gen == seen) pthread_cond_wait(&p->go, &p->mu);
+        if (p->stop) break;
+        seen = p->batch_gen;
+        pthread_mutex_unlock(&p->mu);
+        run_slice(w);
+        pthread_mutex_lock(&p->mu);
+        if (--p->pending == 0) pthread_cond_signal(&p->done);
+    }
+    pthread_mutex_unlock(&p->mu);
+    return NULL;
+}
+
+/* Splits `got` samples of view between the active threads, in order. The first batch is split
+ * unevenly (so a tensor whose size does not follow the sample count shows); later ones evenly. */
+static void split_batch(par *p, const opt_array *view, size_t got, bool first)
+{
+    size_t per = 1;
+    for (int d = 1; d < view->ndim; d++) per *= (size_t)view->dims[d];
+    p->active = got < (size_t)p->nw ? (int)got : p->nw;
+    size_t off = 0, na = (size_t)p->active;
+    for (int i = 0; i < p->nw; i++) {
+        worker *w = &p->w[i];
+        size_t n = (size_t)i < na ? got / na + ((size_t)i < got % na) : 0;
+        if (first && na > 1 && got % na == 0 && got > na) {
+            if (i == 0) n++;
+            else if ((size_t)i == na - 1) n--;
+        }
+        w->samples = n;
+        w->in = *view;
+        w->in.dims[0] = (int64_t)n;
+        w->in.data = (float *)view->data + off * per;
+        w->in.nbytes = n * per * sizeof(float);
+        off += n;
+    }
+}
+
+/* Adds the batch's records to st, tensor by tensor in the order a serial run observes them:
+ * the slices' scans joined in sample order, then their histograms brought to the batch's
+ * range. Sets *mixed when the slices disagree on the tensors or a tensor's size does not
+ * scale with the slice's sample count. */
+static opt_status merge_batch(par *p, bool *mixed, opt_error *err)
+{
+    const worker *w0 = &p->w[0];
+    size_t n = w0->n_recs;
+    for (int i = 1; i < p->active; i++) {
+        const worker *o = &p->w[i];
+        if (o->n_recs != n) goto mixed;
+        for (size_t k = 0; k < n; k++)
+            if (strcmp(o->recs[k].name, w0->recs[k].name) != 0 ||
+                o->recs[k].numel * w0->samples != w0->recs[k].numel * o->samples) /* exact */
+                goto mixed;
+    }
+    if (n > p->n_known) {
+        double *hp = realloc(p->hprev, n * sizeof *hp);
+        if (!hp) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        p->hprev = hp;
+    }
+    for (size_t k = 0; k < n; k++) {
+        opt_calib_part all = w0->recs[k].part;
+        for (int i = 1; i < p->active; i++) opt_calib_part_join(&all, &p->w[i].recs[k].part);
+        opt_calib_acc *acc = opt_calib_stats_acc(p->st, w0->recs[k].name, err);
+        if (!acc) return err ? err->status : OPT_ERR_NOMEM;
+        bool bin = opt_calib_acc_apply(acc, &all);
+        for (int i = 0; i < p->active; i++) {
+            rec *r = &p->w[i].recs[k];
+            if (r->h == 0) continue;
+            if (bin) opt_calib_xhist_fold(acc->pos, acc->neg, acc->hmax, r->xh, r->h);
+            else memset(r->xh, 0, OPT_CALIB_XBINS * sizeof *r->xh); /* cannot happen */
+        }
+        p->hprev[k] = acc->hmax;
+    }
+    p->n_known = n;
+    return OPT_OK;
+mixed:
+    *mixed = true;
+    return OPT_OK;
+}
+
+/* Returns OPT_OK with *fallback set when batches cannot be split: the input has a fixed batch
+ * dim, or the model mixes samples (st is then emptied). */
+static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs, int nw,
+                              obs *ob, bool *fallback, opt_error *err)
+{
+    par p = {.st = ob->st, .only = &ob->only, .filter = ob->filter, .nw = nw};
+    opt_status s = OPT_OK;
+    input_info in;
+    pthread_mutex_init(&p.mu, NULL);
+    pthread_cond_init(&p.cv, NULL);
+    pthread_cond_init(&p.go, NULL);
+    pthread_cond_init(&p.done, NULL);
+    atomic_init(&p.arrived, 0);
+    atomic_init(&p.gen, 0);
+    atomic_init(&p.abort, false);
+    p.w = calloc((size_t)nw, sizeof *p.w);
+    if (!p.w) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < nw; i++) {
+        worker *w = &p.w[i];
+        w->p = &p;
+        w->id = i;
+        opt_exec_opts eo = {.threads = 1, .observe = observe_par, .observe_ctx = w};
+        if ((s = opt_exec_new(m, &eo, &w->e, err)) != OPT_OK) goto done;
+        if (i == 0 && (s = check_input(w->e, ds, &in, err)) != OPT_OK) goto done;
+        if (i == 0 && (in.ndim == 0 || (in.ndim > 0 && in.dims[0] > 0))) { /* a fixed batch dim */
+            *fallback = true;
+            goto done;
+        }
+        w->outs = calloc(in.n_out ? in.n_out : 1, sizeof *w->outs);
+        if (!w->outs) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            goto done;
+        }
+    }
+    p.in_name = in.name;
+    p.n_out = in.n_out;
+    for (int i = 1; i < nw; i++) {
+        if (pthread_create(&p.w[i].th, NULL, thread_main, &p.w[i]) != 0) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "cannot start a calibration thread");
+            goto done;
+        }
+        p.w[i].started = true;
+    }
+    size_t total = opt_dataset_count(ds), done_n = 0;
+    for (bool first = true;; first = false) {
+        opt_array batch, view;
+        size_t got = 0;
+        if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
+        if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
+        split_batch(&p, &view, got, first);
+        pthread_mutex_lock(&p.mu);
+        p.pending = nw - 1;
+        p.batch_gen++;
+        pthread_cond_broadcast(&p.go);
+        pthread_mutex_unlock(&p.mu);
+        run_slice(&p.w[0]);
+        pthread_mutex_lock(&p.mu);
+        while (p.pending > 0) pthread_cond_wait(&p.done, &p.mu);
+        pthread_mutex_unlock(&p.mu);
+        for (int i = 0; i < nw && s == OPT_OK; i++)
+            if (p.w[i].status != OPT_OK) {
+                s = p.w[i].status;
+                if (err) *err = p.w[i].err;
+            }
+        if (s != OPT_OK || (s = merge_batch(&p, fallback, err)) != OPT_OK || *fallback) break;
+        done_n += got;
+        if (o->progress) o->progress(o->progress_ctx, done_n, total);
+    }
+done:
+    pthread_mutex_lock(&p.mu);
+    p.stop = true;
+    pthread_cond_broadcast(&p.go);
+    pthread_mutex_unlock(&p.mu);
+    for (int i = 1; i < nw && p.w; i++)
+        if (p.w[i].started) pthread_join(p.w[i].th, NULL);
+    for (int i = 0; i < nw && p.w; i++) {
+        opt_exec_free(p.w[i].e);
+        free(p.w[i].outs);
+        for (size_t k = 0; k < p.w[i].cap_recs; k++) free(p.w[i].recs[k].xh);
+        free(p.w[i].recs);
+    }
+    free(p.w);
+    free(p.hprev);
+    pthread_mutex_destroy(&p.mu);
+    pthread_cond_destroy(&p.cv);
+    pthread_cond_destroy(&p.go);
+    pthread_cond_destroy(&p.done);
+    if (*fallback) {
+        bool h = ob->st->histograms;
+        opt_calib_stats_free(ob->st);
+        opt_calib_stats_init(ob->st, h);
+    }
+    return s;
+}
+
+static int cpu_count(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
 opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o,
@@ -41,54 +505,19 @@ opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_coll
                 return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
             }
     }
-    opt_exec_opts eo = {.threads = o->threads, .observe = observe, .observe_ctx = &ob};
-    opt_exec *e = NULL;
-    opt_status s = opt_exec_new(m, &eo, &e, err);
-    if (s != OPT_OK) goto done;
-    if (opt_exec_n_inputs(e) != 1) {
-        s = opt_error_set(err, OPT_ERR_UNSUPPORTED, "calibration needs a model with one input (this one has %zu)",
-                          opt_exec_n_inputs(e));
-        goto done;
+    size_t bs = o->batch ? o->batch : 64;
+    int nw = o->threads > 0 ? o->threads : cpu_count();
+    if ((size_t)nw > bs) nw = (int)bs;
+    opt_status s = OPT_OK;
+    bool fallback = false;
+    /* Threads split batches when there are several and st is empty (the ranges then evolve
+     * exactly as in a serial run from nothing). */
+    if (nw > 1 && st->n == 0) {
+        s = collect_par(m, ds, o, bs, nw, &ob, &fallback, err);
+        if (s == OPT_OK && fallback) s = collect_serial(m, ds, o, bs, &ob, err);
+    } else {
+        s = collect_serial(m, ds, o, bs, &ob, err);
     }
-    int ndim;
-    int64_t dims[OPT_MAX_DIMS];
-    const char *in_name = opt_exec_input_name(e, 0);
-    int dt = opt_exec_input_shape(e, 0, &ndim, dims);
-    if (dt != 0 && dt != OPT_DT_FLOAT) {
-        s = opt_error_set(err, OPT_ERR_DATA, "model input '%s' is %s; calibration data are float32", in_name,
-                          opt_dtype_short(dt));
-        goto done;
-    }
-    if ((s = opt_dataset_fit(ds, in_name, dt, ndim, dims, err)) != OPT_OK) goto done;
-    if ((s = opt_dataset_rewind(ds, err)) != OPT_OK) goto done;
-    size_t bs = o->batch ? o->batch : 64, total = opt_dataset_count(ds), done_n = 0;
-    if (ndim > 0 && dims[0] > 0) bs = (size_t)dims[0];
-    size_t n_out = opt_exec_n_outputs(e);
-    opt_array *outs = calloc(n_out ? n_out : 1, sizeof *outs);
-    if (!outs) {
-        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (;;) {
-        opt_array batch, view;
-        size_t got = 0;
-        if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
-        if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in_name, ndim, dims, &view, err)) != OPT_OK) break;
-        if (!ob.filter || opt_strmap_get(&ob.only, in_name, NULL))
-            if ((s = opt_calib_stats_add_array(st, in_name, &view, err)) != OPT_OK) break;
-        if ((s = opt_exec_run(e, &view, 1, outs, n_out, err)) != OPT_OK) break;
-        for (size_t i = 0; i < n_out; i++) opt_array_free(&outs[i]);
-        if (ob.status != OPT_OK) {
-            s = ob.status;
-            if (err) *err = ob.err;
-            break;
-        }
-        done_n += got;
-        if (o->progress) o->progress(o->progress_ctx, done_n, total);
-    }
-    free(outs);
-done:
-    opt_exec_free(e);
     opt_strmap_free(&ob.only);
     return s;
 }

@@ -62,9 +62,79 @@ opt_status opt_calib_stats_add_f32(opt_calib_stats *s, const char *name, const f
                                    opt_error *err);
 
 /* Adds the values of a float array (float32, float16, bfloat16 or double; other dtypes are
- * ignored and return OPT_OK). */
+ * ignored and return OPT_OK) as one batch: whatever the dtype, the histogram range is fitted to
+ * the whole array before its values are binned. */
 opt_status opt_calib_stats_add_array(opt_calib_stats *s, const char *name, const opt_array *a,
                                      opt_error *err);
+
+/* ---- the two passes, for callers that split a batch between threads (calib/collect.c) ------
+ *
+ * opt_calib_stats_add_f32 is: scan the batch (opt_calib_scan_f32), apply the scan to the
+ * accumulator (opt_calib_acc_apply: counts, min/max, histogram range), then bin the batch
+ * (opt_calib_hist_f32) when apply says so. A batch split into slices gives the same accumulator
+ * when the slices' scans are joined in order (opt_calib_part_join) before the apply and every
+ * slice is binned with the range that apply chose: bin counts are integers, so summing the
+ * slices' histograms is exact. */
+
+/* Statistics of one batch (or one slice of it). min/max are those of a serial scan: the first
+ * value equal to the extreme wins, so a zero extreme keeps the sign of the first zero seen. */
+typedef struct opt_calib_part {
+    float min, max;        /* of finite values; +inf/-inf when there are none */
+    uint64_t count, nonfinite, zeros, f16_flush;
+} opt_calib_part;
+
+/* Fills p with the statistics of x[0..n). Vectorised (AVX2) where the CPU has it; the result
+ * equals opt_calib_scan_f32_ref's bit for bit. */
+void opt_calib_scan_f32(const float *x, size_t n, opt_calib_part *p);
+/* The plain scalar scan (the reference the tests compare against). */
+void opt_calib_scan_f32_ref(const float *x, size_t n, opt_calib_part *p);
+/* Statistics of a float32/float16/bfloat16/double array (other dtypes: an empty part). */
+void opt_calib_scan_array(const opt_array *a, opt_calib_part *p);
+/* Appends `next` (the values after those of *acc) to *acc. An empty part is {+inf, -inf, 0...}. */
+void opt_calib_part_join(opt_calib_part *acc, const opt_calib_part *next);
+
+/* Grows a histogram range *hmax so that it covers magnitude amax (the first non-zero amax sets
+ * it; then it doubles, merging bins pairwise in pos/neg). Every thread that keeps its own
+ * histograms of one tensor calls it with the same amax sequence, so their ranges agree. */
+void opt_calib_hist_fit(double *hmax, uint64_t *pos, uint64_t *neg, double amax);
+
+/* Adds a batch's scan to accumulator a: counts, min/max and (with histograms) the range, with
+ * the batch's zeros added to bin 0 while the range is still empty. Returns true when the
+ * batch's values must then be binned with opt_calib_hist_f32(a->pos, a->neg, a->hmax, ...). */
+bool opt_calib_acc_apply(opt_calib_acc *a, const opt_calib_part *p);
+
+/* Adds the finite values of x[0..n) to histograms pos/neg of range hmax > 0 (magnitude m goes
+ * to bin (int)(m * (float)(OPT_CALIB_BINS / hmax)), the last bin taking anything beyond; values
+ * < 0 to neg, the rest, zeros included, to pos). Vectorised where the CPU allows; the counts
+ * equal opt_calib_hist_f32_ref's. */
+void opt_calib_hist_f32(uint64_t *pos, uint64_t *neg, double hmax, const float *x, size_t n);
+void opt_calib_hist_f32_ref(uint64_t *pos, uint64_t *neg, double hmax, const float *x, size_t n);
+/* The same for any float array (converted in chunks; other dtypes are ignored). */
+void opt_calib_hist_array(uint64_t *pos, uint64_t *neg, double hmax, const opt_array *a);
+
+/* Extended histograms, for a slice binned before the batch's range is known. When the range
+ * hmax of a tensor is already set, a batch's range is hmax * 2^d for the smallest d >= 0 that
+ * covers the batch, so a slice binned with its own such range h <= the batch's only needs
+ * d' = log2(batch range / h) pairwise merges to count as if binned with the batch's range.
+ * That is exact but for the last bin, where the serial binning clamps the few magnitudes that
+ * round to the top of the range: the extended layout keeps them apart in bin OPT_CALIB_BINS,
+ * so they can land where direct binning would have put them. Layout: OPT_CALIB_XBINS counts,
+ * magnitudes of values >= 0 in bins 0..OPT_CALIB_BINS, then those of values < 0. Exact while the
+ * ranges stay within [2^-100, 2^129) (the products then stay normal floats). */
+#define OPT_CALIB_XBINS (2 * (OPT_CALIB_BINS + 1))
+
+/* Adds the finite values of x[0..n) to the extended histogram xh of range hmax > 0. */
+void opt_calib_xhist_f32(uint64_t *xh, double hmax, const float *x, size_t n);
+void opt_calib_xhist_f32_ref(uint64_t *xh, double hmax, const float *x, size_t n);
+/* The same for any float array (converted in chunks; other dtypes are ignored). */
+void opt_calib_xhist_array(uint64_t *xh, double hmax, const opt_array *a);
+/* Adds xh (binned with range h) to histograms pos/neg of range hmax = h * 2^d, d >= 0, and
+ * zeroes xh. The counts equal those of binning the same values with hmax directly. */
+void opt_calib_xhist_fold(uint64_t *pos, uint64_t *neg, double hmax, uint64_t *xh, double h);
+
+/* Returns the accumulator for name in s, creating it (empty) on first use; NULL when out of
+ * memory (err says so). The pointer is valid until the next call that creates one. */
+opt_calib_acc *opt_calib_stats_acc(opt_calib_stats *s, const char *name, opt_error *err);
 
 /* Merges accumulator src into dst (same name), e.g. to combine per-thread statistics. */
 opt_status opt_calib_acc_merge(opt_calib_acc *dst, const opt_calib_acc *src, opt_error *err);

@@ -41,6 +41,36 @@ check "--format trt to stdout needs --cache" 2 'needs --cache' -- "$MOPT" calib 
 assert "peak memory independent of the sample count (+<8 MB for 10x the samples)" \
     [ $(( $(tail -1 "$T/rss2") - $(tail -1 "$T/rss1") )) -lt 8192 ]
 
+# Threads split each batch; the table must not depend on how many (the statistics of a batch
+# cut in slices equal the batch's). A model that mixes samples (a mean over the batch) cannot
+# be split: calib notices on the first batch and runs serially, with the same table.
+"$PY" - "$T/mix.onnx" <<'PYEOF'
+import sys
+import onnx
+from onnx import TensorProto, helper
+g = helper.make_graph(
+    [helper.make_node("Flatten", ["input"], ["flat"], name="flat"),
+     helper.make_node("ReduceMean", ["flat"], ["mean"], name="mean", axes=[0], keepdims=1),
+     helper.make_node("Sub", ["flat", "mean"], ["centered"], name="centered"),
+     helper.make_node("Relu", ["centered"], ["logits"], name="relu")],
+    "mix", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 784])])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m.ir_version = 8
+onnx.save(m, sys.argv[1])
+PYEOF
+for model in "$L5" "$T/mix.onnx"; do
+    for m in minmax entropy; do
+        for th in 1 2 3; do
+            "$MOPT" calib "$model" --data fashion-mnist:test --limit 301 --batch 50 --method $m --threads $th -q \
+                -o "$T/th$th.csv"
+        done
+        assert "$(basename "$model") $m: 2 threads, same table as 1" cmp -s "$T/th1.csv" "$T/th2.csv"
+        assert "$(basename "$model") $m: 3 threads, same table as 1" cmp -s "$T/th1.csv" "$T/th3.csv"
+    done
+done
+assert "mix: the batch mean is in the table" grep -q '^mean,' "$T/th1.csv"
+
 # Bad data: one line, exit 1, nothing written.
 bad() {
     local name=$1 re=$2
