@@ -506,6 +506,25 @@ opt_status opt_onnx_save(const opt_model *m, const char *path, const opt_save_op
                                  strerror(errno));
         return OPT_OK;
     }
+    /* An existing target that is not a regular file (/dev/null, a FIFO, a terminal) is written
+     * in place: renaming a temporary file over it would replace the device node itself (as root,
+     * `-o /dev/null` deleted /dev/null). Directories fall through and fail at the rename. */
+    struct stat tst;
+    if (stat(path, &tst) == 0 && !S_ISREG(tst.st_mode) && !S_ISDIR(tst.st_mode)) {
+        if (opts->external == OPT_EXTERNAL_MOVE)
+            return opt_error_set(err, OPT_ERR_USAGE,
+                                 "--external-data needs a regular output file ('%s' is not one)", path);
+        FILE *df = fopen(path, "wb");
+        if (!df) return opt_error_set(err, OPT_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        fbuf fb = {.base = {fbuf_append}, .f = df};
+        opt_status ds = opt_onnx__encode_stream(m, &fb.base, NULL, NULL, err);
+        bool bad = fb.failed || fflush(df) != 0;
+        int e = errno;
+        if (fclose(df) != 0) bad = true;
+        if (ds == OPT_OK && bad)
+            ds = opt_error_set(err, OPT_ERR_IO, "writing '%s' failed: %s", path, strerror(e));
+        return ds;
+    }
 
     opt_status st = OPT_OK;
     char *dir = dir_of(path);

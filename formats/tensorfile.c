@@ -952,6 +952,24 @@ opt_status opt_tensorfile_write(const char *path, opt_tfmt fmt, const opt_array 
     uint8_t *buf;
     size_t len;
     OPT_TRY(opt_tensorfile_serialize(a, fmt, name, &buf, &len, err));
+    /* An existing target that is not a regular file (/dev/null, a FIFO) is written in place:
+     * renaming over it would replace the device node itself. */
+    struct stat tst;
+    if (stat(path, &tst) == 0 && !S_ISREG(tst.st_mode) && !S_ISDIR(tst.st_mode)) {
+        opt_status ds = OPT_OK;
+        int dfd = open(path, O_WRONLY | O_CLOEXEC);
+        if (dfd < 0) ds = opt_error_set(err, OPT_ERR_IO, "cannot open: %s", strerror(errno));
+        for (size_t off = 0; ds == OPT_OK && off < len;) {
+            ssize_t k = write(dfd, buf + off, len - off);
+            if (k < 0 && errno == EINTR) continue;
+            if (k < 0) ds = opt_error_set(err, OPT_ERR_IO, "write failed: %s", strerror(errno));
+            else off += (size_t)k;
+        }
+        if (dfd >= 0 && close(dfd) != 0 && ds == OPT_OK)
+            ds = opt_error_set(err, OPT_ERR_IO, "close failed: %s", strerror(errno));
+        free(buf);
+        return ds;
+    }
     size_t pl = strlen(path);
     char *tmp = malloc(pl + 16);
     if (!tmp) {

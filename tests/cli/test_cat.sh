@@ -150,6 +150,26 @@ else
     echo "note: strace is not installed; the fsync/rename order of a save is not checked here"
 fi
 
+# --- -o naming something that is not a regular file: written in place, never replaced ---------
+# (a rename over /dev/null, run as root, once turned the machine's /dev/null into a plain file)
+mkfifo "$O/fifo"
+timeout 120 cat "$O/fifo" >"$O/from-fifo" &  # (timeout: a failing mopt never opens it)
+check "-o a FIFO" 0 '' -- "$MOPT" cat "$MODEL" -o "$O/fifo"
+wait
+assert "-o a FIFO: the model went through it" cmp -s "$O/from-fifo" "$MODEL"
+assert "-o a FIFO: still a FIFO" [ -p "$O/fifo" ]
+check "-o a FIFO with --external-data refused" 2 'needs a regular output file' -- \
+    "$MOPT" cat --external-data "$MODEL" -o "$O/fifo"
+if mknod -m 666 "$O/null" c 1 3 2>/dev/null; then
+    check "-o a character device (a /dev/null)" 0 '' -- "$MOPT" cat "$MODEL" -o "$O/null"
+    assert "-o a character device: still one" [ -c "$O/null" ]
+    check "run -o DIR: output files that are devices stay devices" 0 '' -- bash -c \
+        'mkdir -p "$1" && mknod -m 666 "$1/output_0.npy" c 1 3 && "$0" run "$2/model.onnx" -i "$2/test_data_set_0/input_0.pb" --format npy -o "$1" && [ -c "$1/output_0.npy" ]' \
+        "$MOPT" "$O/devout" "$TESTDATA/node/test_relu"
+else
+    echo "note: mknod is not allowed here; -o a device is checked with the FIFO only"
+fi
+
 # --- nothing lost: a full disk leaves the previous file intact -------------------------------
 cp "$GOOD" "$O/prev.onnx"
 # ulimit -f: with SIGXFSZ ignored (as a shell trap passes on to mopt), write fails with EFBIG.
