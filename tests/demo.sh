@@ -24,14 +24,16 @@ TITLE[lenet300]="LeNet-300-100"
 PRUNE[lenet300]="--sparsity 0.87 --layer fc2=0.65 --layer fc3=0.2"
 CLUSTER[lenet300]="--bits-fc 2 --layer fc3=4 --layer fc2=3"
 SAMPLES[lenet300]=60000
+# Issue targets (post-training): at least this ratio with at most 1.0 point of top-1 lost.
+declare -A TARGET=([lenet300]=30 [lenet5]=25 [lenet5caffe]=25)
 TITLE[lenet5]="LeNet-5 (classic)"
 PRUNE[lenet5]="--sparsity 0.82 --layer conv1=0.1 --layer conv2=0.4 --layer fc2=0.6 --layer fc3=0.3"
 CLUSTER[lenet5]="--bits-conv 4 --bits-fc 2 --layer conv1=5 --layer fc3=4"
 SAMPLES[lenet5]=20000
 TITLE[lenet5caffe]="LeNet-5 (paper's)"
-PRUNE[lenet5caffe]="--sparsity 0.85 --layer conv1=0.2 --layer conv2=0.6 --layer fc2=0.6"
+PRUNE[lenet5caffe]="--sparsity 0.87 --layer conv1=0.2 --layer conv2=0.6 --layer fc2=0.6"
 CLUSTER[lenet5caffe]="--bits-conv 5 --bits-fc 3"
-SAMPLES[lenet5caffe]=10000
+SAMPLES[lenet5caffe]=20000
 TITLE[rescnn]="ResCNN (BatchNorm)"
 PRUNE[rescnn]="--sparsity 0.7"
 CLUSTER[rescnn]="--bits-conv 4 --bits-fc 4"
@@ -44,6 +46,7 @@ top1() { # MODEL -> top-1 in percent, from mopt eval's table
 bytes() { stat -c %s "$1"; }
 
 rows=()
+verdicts=()
 for m in $MODELS; do
     src=datasets/$m.onnx
     [ -f "$src" ] || { echo "demo: $src missing, skipped" >&2; continue; }
@@ -67,6 +70,11 @@ for m in $MODELS; do
             "$(awk -v o="$o" -v b="$b" 'BEGIN { printf "%.1fx", o / b }')" "$a%" \
             "$(awk -v a="$a" -v z="$base" 'BEGIN { printf "%+.2f", a - z }')")")
     done
+    if [ -n "${TARGET[$m]:-}" ]; then
+        verdicts+=("$(awk -v o="$o" -v b="$b" -v a="$a" -v z="$base" -v t="${TARGET[$m]}" -v n="${TITLE[$m]}" 'BEGIN {
+            r = o / b; d = z - a; ok = (r >= t && d <= 1.0)
+            printf "%-20s at least %dx, at most 1.0 point lost: %s (%.1fx, %+.2f)", n, t, ok ? "met" : "NOT met", r, a - z }')")
+    fi
 done
 
 echo
@@ -74,6 +82,11 @@ echo "Deep Compression on Fashion-MNIST, post-training (no retraining); bytes = 
 echo "top-1 on the 10,000 test images by mopt's executor"
 printf '%-20s %-14s %10s %8s %8s %8s\n' model stage bytes ratio top-1 change
 for r in "${rows[@]}"; do echo "$r"; done
+if [ ${#verdicts[@]} -gt 0 ]; then
+    echo
+    echo "Targets (Huffman-coded file vs original, post-training):"
+    for v in "${verdicts[@]}"; do echo "  $v"; done
+fi
 echo
 echo "Han, Mao & Dally 2016, Table 1 (MNIST, with retraining between stages), for reference:"
 printf '%-20s %-14s %10s %8s %8s\n' model stage bytes ratio "top-1"
