@@ -81,7 +81,13 @@ UNIT := $(B)/bin/unit-tests
         clean distclean models lint
 
 ## all: build bin/mopt, lib/libopt.a, lib/libopt.so and lib/pkgconfig/libopt.pc (default)
+# With SAN=1 everything stays in build/san: bin/ and lib/ always hold the release build, which
+# benchmarks and other users of bin/mopt expect.
+ifeq ($(SAN),1)
+all: $(MOPT) $(B)/libopt.a
+else
 all: bin/mopt lib/libopt.a lib/libopt.so lib/pkgconfig/libopt.pc
+endif
 
 help: ## list the targets
 	@grep -E '^## ' Makefile | sed 's/^## /  make /'
