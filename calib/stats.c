@@ -10,6 +10,7 @@
 #include <assert.h>
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,12 +123,15 @@ void opt_calib_scan_f32_ref(const float *x, size_t n, opt_calib_part *p)
 
 static bool have_avx2(void)
 {
-    static int have = -1; /* benign race: every thread stores the same value */
-    if (have < 0) {
+    /* Threads may ask at once (calib/collect.c): an atomic cache of the answer. */
+    static int have = -1;
+    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
+    if (h < 0) {
         __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
     }
-    return have;
+    return h == 1;
 }
 
 /* Eight lanes of the reference scan. A lane's minimum is numeric (min_ps), so on a tie between
@@ -311,32 +315,57 @@ static inline uint32_t xbin_ref(float v, float inv)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-/* Bin numbers eight at a time into idx, then counted one by one into h (32-bit counts that stay
- * in L1; OPT_CALIB_XBINS + 1 of them). Returns how many values it did (a multiple of 8). */
+/* pack[m]: the lanes set in the 8-bit mask m, in order (for _mm256_permutevar8x32_epi32). */
+static uint32_t pack[256][8];
+static pthread_once_t pack_once = PTHREAD_ONCE_INIT;
+
+static void pack_init(void)
+{
+    for (int m = 0; m < 256; m++) {
+        int k = 0;
+        for (int l = 0; l < 8; l++)
+            if (m >> l & 1) pack[m][k++] = (uint32_t)l;
+        while (k < 8) pack[m][k++] = 0;
+    }
+}
+
+/* Bin numbers eight at a time, packed into idx without the zeros (after a ReLU half the values
+ * are zeros, and counting them one by one into bin 0 makes every increment wait for the
+ * previous one), then counted one by one into h (32-bit counts that stay in L1;
+ * OPT_CALIB_XBINS + 1 of them); the zeros are added to bin 0 at once. Returns how many values
+ * it did (a multiple of 8). */
 STATS_AVX2 static size_t xbin_avx2(uint32_t *h, float inv, const float *x, size_t n)
 {
+    pthread_once(&pack_once, pack_init);
     const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));
     const __m256 fmax = _mm256_set1_ps(FLT_MAX), vinv = _mm256_set1_ps(inv), zero = _mm256_setzero_ps();
-    const __m256i top = _mm256_set1_epi32(OPT_CALIB_BINS), nb = _mm256_set1_epi32(OPT_CALIB_BINS + 1),
-                  spare = _mm256_set1_epi32(OPT_CALIB_XBINS);
+    const __m256i top = _mm256_set1_epi32(OPT_CALIB_BINS), nb = _mm256_set1_epi32(OPT_CALIB_BINS + 1);
     size_t nv = n & ~(size_t)7;
-    uint32_t idx[256];
+    uint32_t idx[256 + 8];
+    uint64_t zeros = 0;
     for (size_t i = 0; i < nv;) {
-        size_t k = nv - i < 256 ? nv - i : 256;
+        size_t k = nv - i < 256 ? nv - i : 256, m = 0;
         for (size_t j = 0; j < k; j += 8) {
             __m256 v = _mm256_loadu_ps(x + i + j), a = _mm256_and_ps(v, absmask);
-            __m256 fin = _mm256_cmp_ps(a, fmax, _CMP_LE_OQ);
+            /* Finite and non-zero: 0 < |v| <= FLT_MAX (false for NaN). */
+            __m256 keep = _mm256_and_ps(_mm256_cmp_ps(a, fmax, _CMP_LE_OQ), _mm256_cmp_ps(a, zero, _CMP_GT_OQ));
             /* (int) of m * inv; an out-of-range product converts to 0x80000000, which the
              * unsigned minimum sends to the top bin, as xbin_ref does. */
             __m256i b = _mm256_min_epu32(_mm256_cvttps_epi32(_mm256_mul_ps(a, vinv)), top);
             __m256i neg = _mm256_castps_si256(_mm256_cmp_ps(v, zero, _CMP_LT_OQ));
             b = _mm256_add_epi32(b, _mm256_and_si256(neg, nb));
-            b = _mm256_blendv_epi8(spare, b, _mm256_castps_si256(fin));
-            _mm256_storeu_si256((__m256i *)(idx + j), b);
+            int mk = _mm256_movemask_ps(keep);
+            if (mk != 0xff) { /* some zeros or non-finite values: pack the others */
+                b = _mm256_permutevar8x32_epi32(b, _mm256_loadu_si256((const __m256i *)pack[mk]));
+                zeros += (uint64_t)__builtin_popcount((unsigned)_mm256_movemask_ps(_mm256_cmp_ps(a, zero, _CMP_EQ_OQ)));
+            }
+            _mm256_storeu_si256((__m256i *)(idx + m), b);
+            m += (size_t)__builtin_popcount((unsigned)mk);
         }
-        for (size_t j = 0; j < k; j++) h[idx[j]]++;
+        for (size_t j = 0; j < m; j++) h[idx[j]]++;
         i += k;
     }
+    h[0] += (uint32_t)zeros;
     return nv;
 }
 #else
