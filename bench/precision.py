@@ -2,6 +2,7 @@
 """Precision benchmarks (issue 5): calibration throughput, int8/fp16/bf16 latency, mopt vs ONNX Runtime.
 
 usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [--quick]
+                    [--calib-only] [--calib-models lenet300,lenet5,rescnn]
                     [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
                     [--variants float32,int8,int8sim,fp16,bf16] [--batches 1,64]
                     [--mopt-base OLD_MOPT [--mopt-base-label LABEL]]
@@ -11,8 +12,12 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    images, N = 10,000 by default) through `mopt calib --method M` and through ONNX Runtime's
    calibrator for M (onnxruntime.quantization.calibrate.create_calibrator, then collect_data over
    batches of 100, then compute_data: what quantize_static does). Wall time of the whole step,
-   model loading included, median of R rounds taken in turns; samples/s and the ratio ORT/mopt
-   (above 1: mopt is faster).
+   model loading included, median of R rounds taken in turns (each round runs every model and
+   method on each calibrator in turn); samples/s and the ratio ORT/mopt (above 1: mopt is
+   faster); the load average before and after. Models: --calib-models. With --mopt-base, that
+   binary runs in the same turns too, and the table says whether its calibration table is byte
+   for byte mopt's. --calib-only skips part 2 and, with --update-doc, replaces only the
+   calibration part of the block (the latency block stays).
 2. Latency. float32, `mopt quant --int8` (minmax, 1000 training images), `mopt amp --to fp16
    --keep-io` and `mopt amp --to bf16 --keep-io` (of the model raised to opset 22, where Conv
    takes bfloat16) files of the same model (--variants picks some), each run by `mopt bench
@@ -103,9 +108,9 @@ def ort_calib(model, n, method, tmp):
     return timed([sys.executable, os.path.abspath(__file__), "--ort-child", model, str(n), method, tmp])
 
 
-def mopt_calib(mopt, model, n, method, tmp):
+def mopt_calib(mopt, model, n, method, tmp, out="t.csv"):
     return timed([mopt, "calib", model, "--data", "fashion-mnist:train", "--limit", str(n), "--batch", "100",
-                  "--method", method, "-q", "-o", os.path.join(tmp, "t.csv")])
+                  "--method", method, "-q", "-o", os.path.join(tmp, out)])
 
 
 def mopt_p50(mopt, path, batch, threads, iters, env=None):
@@ -161,6 +166,9 @@ def main():
     ap.add_argument("--no-zoo", action="store_true", help="latency of the bundled models only")
     ap.add_argument("--update-doc", default=None)
     ap.add_argument("--latency-only", action="store_true", help="skip the calibration benchmark")
+    ap.add_argument("--calib-only", action="store_true", help="only the calibration benchmark; with --update-doc, "
+                    "replace only its part of the block (before <!-- precision-latency:begin -->)")
+    ap.add_argument("--calib-models", default="lenet300,lenet5,rescnn", help="models of the calibration table")
     ap.add_argument("--latency-threads", default=None, help="thread counts for the latency table (default: --threads)")
     ap.add_argument("--models", default=None, help="latency models (default lenet5,rescnn and, unless --quick or "
                     "--no-zoo, mobilenetv2,resnet50)")
@@ -182,33 +190,55 @@ def main():
         out = []
     else:
         calibration(a, out, tmp)
-    latency(a, out, tmp, cmd)
+    if not a.calib_only:
+        latency(a, out, tmp, cmd)
     finish(a, out)
 
 
 def calibration(a, out, tmp):
+    models = [m for m in a.calib_models.split(",") if m]
+    load0 = os.getloadavg()
+    base = f"mopt {a.mopt_base_label} s | " if a.mopt_base else ""
     out.append(f"**Calibration throughput** ({a.samples} Fashion-MNIST training images, batches of 100; "
                f"wall time of the whole calibration step (ORT: measured inside its process, Python start-up excluded), "
-               f"median of {a.rounds} rounds; peak resident memory of the process; mopt: "
-               f"`mopt calib MODEL --data fashion-mnist:train --limit {a.samples} --batch 100 --method M`; "
-               "ORT: `create_calibrator(...).collect_data(reader); compute_data()`)\n")
-    out.append("| model | method | mopt s | mopt samples/s | ORT s | ORT samples/s | ORT / mopt | mopt peak RSS MB | ORT peak RSS MB |")
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("lenet5", "rescnn"):
-        model = os.path.join(ROOT, "datasets", name + ".onnx")
-        for method in METHODS:
-            tm, to, rm, ro = [], [], [], []
-            for _ in range(a.rounds):
-                w, r = mopt_calib(a.mopt, model, a.samples, method, tmp)
-                tm.append(w)
-                rm.append(r)
-                w, r = ort_calib(model, a.samples, method, tmp)
-                to.append(w)
-                ro.append(r)
-            m, o = statistics.median(tm), statistics.median(to)
-            out.append(f"| {name} | {method} | {m:.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
-                       f"**{o / m:.1f}x** | {max(rm):.0f} | {max(ro):.0f} |")
-            print(out[-1], flush=True)
+               f"median of {a.rounds} rounds taken in turns (each round runs every model and method on every "
+               f"calibrator, so a burst of load from other jobs lands on all of them); peak resident memory of the "
+               f"process; mopt: `mopt calib MODEL --data fashion-mnist:train --limit {a.samples} --batch 100 --method M` "
+               "(threads: all cores); ORT: `create_calibrator(...).collect_data(reader); compute_data()`"
+               + (f"; \"mopt {a.mopt_base_label}\": `{a.mopt_base}` in the same turns, and whether its table is byte "
+                  "for byte the same" if a.mopt_base else "") + ")\n")
+    out.append(f"| model | method | {base}mopt s | mopt samples/s | ORT s | ORT samples/s | ORT / mopt | "
+               "mopt peak RSS MB | ORT peak RSS MB |" + (" same table |" if a.mopt_base else ""))
+    out.append("|---|---|" + ("---:|" if a.mopt_base else "") + "---:|---:|---:|---:|---:|---:|---:|"
+               + ("---|" if a.mopt_base else ""))
+    runs = [(name, method) for name in models for method in METHODS]
+    t = {r: {"mopt": [], "ort": [], "base": [], "rm": [], "ro": [], "same": True} for r in runs}
+    for _ in range(a.rounds):
+        for name, method in runs:
+            model = os.path.join(ROOT, "datasets", name + ".onnx")
+            r = t[(name, method)]
+            if a.mopt_base:
+                w, _ = mopt_calib(a.mopt_base, model, a.samples, method, tmp, "base.csv")
+                r["base"].append(w)
+            w, rss = mopt_calib(a.mopt, model, a.samples, method, tmp)
+            r["mopt"].append(w)
+            r["rm"].append(rss)
+            if a.mopt_base:
+                r["same"] &= open(os.path.join(tmp, "t.csv")).read() == open(os.path.join(tmp, "base.csv")).read()
+            w, rss = ort_calib(model, a.samples, method, tmp)
+            r["ort"].append(w)
+            r["ro"].append(rss)
+    for name, method in runs:
+        r = t[(name, method)]
+        m, o = statistics.median(r["mopt"]), statistics.median(r["ort"])
+        b = f"{statistics.median(r['base']):.2f} | " if a.mopt_base else ""
+        same = (" yes |" if r["same"] else " **no** |") if a.mopt_base else ""
+        out.append(f"| {name} | {method} | {b}{m:.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
+                   f"**{o / m:.1f}x** | {max(r['rm']):.0f} | {max(r['ro']):.0f} |{same}")
+        print(out[-1], flush=True)
+    load1 = os.getloadavg()
+    out.append(f"\nLoad average (1, 5, 15 min) before: {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}; "
+               f"after: {load1[0]:.2f}, {load1[1]:.2f}, {load1[2]:.2f} ({os.cpu_count()} CPUs).")
 
 
 def latency(a, out, tmp, cmd):
@@ -335,6 +365,10 @@ def finish(a, out):
             open(a.update_doc, "w").write(doc)
             return
         b, e = "<!-- precision:begin -->", "<!-- precision:end -->"
+        if a.calib_only and b in doc and lb in doc:  # the calibration part only: keep the latency block
+            doc = doc[:doc.index(b) + len(b)] + "\n" + text + "\n" + doc[doc.index(lb):]
+            open(a.update_doc, "w").write(doc)
+            return
         text = text.replace("**Latency**", lb + "\n**Latency**", 1) + le + "\n" if "**Latency**" in text else text
         block = f"{b}\n{text}{e}"
         if b in doc and e in doc:
