@@ -129,7 +129,7 @@ static opt_status reduce_run(opt_kctx *k, opt_error *err)
     bool given = false;
     if (k->opset < op->axes_input_since) {
         const opt_attr *a = opt_node_attr(k->node, "axes");
-        if (a) {
+        if (a && a->n_ints) { /* an empty list has no array: no memcpy from NULL */
             if (a->n_ints > MAXD) return opt_kerr(k, err, OPT_ERR_INVALID, "too many axes");
             memcpy(axes, a->ints, a->n_ints * sizeof *axes);
             na = a->n_ints;
