@@ -79,7 +79,7 @@ void nn_convtr_f32_ref(const nn_conv_geom *g, const float *x, const float *w, co
         for (int64_t m = 0; m < g->M; m++) {
             int64_t gi = m / Mg, mg = m % Mg;
             for (int64_t p = 0; p < outsz; p++) acc[p] = b ? b[m] : 0.0;
-            for (int64_t c = 0; c < Cg; c++) {
+            for (int64_t c = 0; c < Cg && insz && ks; c++) { /* (empty input or kernel: bias) */
                 const float *xc = x + (n * g->C + gi * Cg + c) * insz;
                 const float *wc = w + ((gi * Cg + c) * Mg + mg) * ks;
                 int64_t i_[NN_MAX_SP] = {0};
@@ -622,6 +622,11 @@ void nn_convtr_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const flo
 {
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     int64_t insz = nn_geom_in_size(g), outsz = nn_geom_out_size(g), ks = nn_geom_k_size(g);
+    if (insz == 0) { /* an empty spatial input adds nothing: each output plane is its bias */
+        for (int64_t i = 0; i < g->N * g->M; i++)
+            for (int64_t p = 0; p < outsz; p++) y[i * outsz + p] = b ? b[i % g->M] : 0.0f;
+        return;
+    }
     float *col = malloc((size_t)(Mg * ks * insz) * sizeof *col);
     if (!col) {
         nn_convtr_f32_ref(g, x, w, b, y);
