@@ -808,6 +808,14 @@ static opt_status clip_run(opt_kctx *k, opt_error *err)
             j.hi = opt_array_get(k->in[2], 0);
         }
     }
+    /* Bounds past the dtype's range (the opset-6 default is -FLT_MAX) or NaN would make the
+     * integer casts in CLIP_LOOP undefined: clamp them into it (same result). */
+    double rlo, rhi;
+    dtype_range(x->dtype, &rlo, &rhi);
+    if (!(j.lo >= rlo)) j.lo = rlo;
+    if (!(j.lo <= rhi)) j.lo = rhi;
+    if (!(j.hi <= rhi)) j.hi = rhi;
+    if (!(j.hi >= rlo)) j.hi = rlo;
     OPT_TRY(opt_kctx_output_inplace(k, 0, 0, x->dtype, x->ndim, x->dims, err));
     j.y = k->out[0].data;
     par(k, opt_array_numel(x), clip_part, &j);
