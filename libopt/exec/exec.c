@@ -206,6 +206,9 @@ opt_status opt_kctx_output(opt_kctx *k, size_t i, int dtype, int ndim, const int
         pool_put(e, e->cur_bufs[i]);
         e->cur_bufs[i] = NULL;
     }
+    if (e->o.max_output_bytes && o->nbytes > e->o.max_output_bytes)
+        return opt_kerr(k, err, OPT_ERR_LIMIT, "output %zu: %zu bytes is over the limit of %zu", i,
+                        o->nbytes, e->o.max_output_bytes);
     ebuf *b = pool_get(e, o->nbytes);
     if (!b) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory for output %zu (%zu bytes)", i, o->nbytes);
     e->cur_bufs[i] = b;

@@ -62,6 +62,8 @@ typedef struct opt_exec_opts {
                                 * implied by observe */
     opt_observe_fn observe;    /* optional; sees every node's outputs, so nothing is fused */
     void *observe_ctx;
+    size_t max_output_bytes;   /* 0: no limit; otherwise a node output larger than this fails
+                                * with OPT_ERR_LIMIT instead of being allocated (fuzzing) */
 } opt_exec_opts;
 
 typedef struct opt_exec opt_exec;

@@ -19,6 +19,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The exec_run harness itself (LLVMFuzzerTestOneInput: plan and run a crafted model on the CPU,
+ * outputs capped at 256 MiB), so a replay here is exactly what the fuzzer ran. */
+#include "tests/fuzz/exec_run.c"
+
 typedef void (*check_fn)(const char *path, const uint8_t *data, size_t size);
 
 static uint8_t *slurp(const char *path, size_t *size)
@@ -172,4 +176,17 @@ static void calib_check(const char *path, const uint8_t *data, size_t size)
 Test(fuzz_regressions, broken_calibration_tables_are_refused)
 {
     cr_assert_geq(each("calib_table", calib_check), 2);
+}
+
+static void exec_check(const char *path, const uint8_t *data, size_t size)
+{
+    (void)path;
+    /* Aborts (a crash here) when a refusal has no one-line message; ASan and UBSan watch the
+     * kernels under make test SAN=1. */
+    LLVMFuzzerTestOneInput(data, size);
+}
+
+Test(fuzz_regressions, crafted_models_run_or_are_refused_cleanly)
+{
+    cr_assert_geq(each("exec_run", exec_check), 5);
 }
