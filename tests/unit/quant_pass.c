@@ -178,3 +178,82 @@ Test(quant_pass, the_int8_rewrite_computes_what_the_qdq_model_computes)
     opt_qdq_view_free(v);
     opt_model_free(m);
 }
+
+/* x [N,4] -> fc1 (Gemm, W [4,4]) -> relu -> r; s = Add(r, x) (a residual); fc2 (Gemm, W2 [2,4]) -> y. */
+static opt_model *residual_model(void)
+{
+    opt_model *m = model();
+    opt_graph *g = m->graph;
+    static const float w[16] = {1, -2, 0.5f, 0.25f, 0, 0, 0, 0.1f, -3, 3, 1, 2, 0.5f, 0.5f, -1, 1};
+    static const float w2[8] = {1, 2, 3, -1, -2, -0.5f, 1, 1};
+    int64_t d44[2] = {4, 4}, d24[2] = {2, 4};
+    opt_tensor_set_dims(opt_graph_initializer(g, "W"), d44, 2, NULL);
+    opt_tensor_set_f32(opt_graph_initializer(g, "W"), OPT_DT_FLOAT, w, 16, NULL);
+    opt_tensor_set_dims(opt_graph_initializer(g, "W2"), d24, 2, NULL);
+    opt_tensor_set_f32(opt_graph_initializer(g, "W2"), OPT_DT_FLOAT, w2, 8, NULL);
+    opt_graph_remove_initializer(g, "b");
+    g->nodes[0]->n_inputs = 2;
+    free(g->nodes[0]->inputs[2]);
+    const char *ia[2] = {"r", "x"}, *oa = "s";
+    opt_graph_insert_node(g, 2, opt_node_make("Add", "add", ia, 2, &oa, 1), NULL);
+    free(g->nodes[3]->inputs[0]);
+    g->nodes[3]->inputs[0] = strdup("s");
+    return m;
+}
+
+static bool residual_ranges(void *ctx, const char *t, float *lo, float *hi)
+{
+    if (strcmp(t, "s") == 0) {
+        *lo = -1, *hi = 9;
+        return true;
+    }
+    return ranges(ctx, t, lo, hi);
+}
+
+static bool has_q_of(const opt_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->graph->n_nodes; i++)
+        if (strcmp(m->graph->nodes[i]->op_type, "QuantizeLinear") == 0 && strcmp(m->graph->nodes[i]->inputs[0], name) == 0)
+            return true;
+    return false;
+}
+
+Test(quant_pass, an_add_of_two_quantized_activations_is_quantized_unless_excluded)
+{
+    for (int ex = 0; ex < 2; ex++) {
+        opt_model *m = residual_model();
+        const char *exl[] = {"Add"};
+        opt_quant_opts o = {.range = residual_ranges, .exclude = exl, .n_exclude = (size_t)ex};
+        opt_quant_report r = {0};
+        opt_error e = {0};
+        cr_assert_eq(opt_quant_int8(m, &o, &r, &e), OPT_OK, "%s", e.msg);
+        cr_assert_eq(r.n_quantized, ex ? 2u : 3u);
+        bool listed = false;
+        for (size_t i = 0; i < r.n_quantized; i++) listed |= strcmp(r.quantized_nodes[i], "add") == 0;
+        cr_assert_eq(listed, !ex);
+        /* Both Add inputs read DequantizeLinear outputs when the Add is quantized. */
+        const opt_node *add = NULL;
+        for (size_t i = 0; i < m->graph->n_nodes; i++)
+            if (strcmp(m->graph->nodes[i]->op_type, "Add") == 0) add = m->graph->nodes[i];
+        cr_assert_not_null(add);
+        for (int k = 0; k < 2 && !ex; k++)
+            cr_assert(strstr(add->inputs[k], "DequantizeLinear_Output"), "input %d: %s", k, add->inputs[k]);
+        cr_assert(has_q_of(m, "s"), "the Add's output feeds fc2, so it is quantized either way");
+        opt_quant_report_free(&r);
+        opt_model_free(m);
+    }
+}
+
+Test(quant_pass, an_add_with_a_float_input_stays_float)
+{
+    opt_model *m = residual_model();
+    const char *exl[] = {"fc1"}; /* r is then not quantized */
+    opt_quant_opts o = {.range = residual_ranges, .exclude = exl, .n_exclude = 1};
+    opt_quant_report r = {0};
+    cr_assert_eq(opt_quant_int8(m, &o, &r, NULL), OPT_OK);
+    cr_assert_eq(r.n_quantized, 1u);
+    cr_assert_str_eq(r.quantized_nodes[0], "fc2");
+    cr_assert(!has_q_of(m, "r"));
+    opt_quant_report_free(&r);
+    opt_model_free(m);
+}
