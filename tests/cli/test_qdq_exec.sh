@@ -11,7 +11,7 @@ check "int8 vs simulated float on the bundled CNNs" 0 '' -- "$PY" "$ROOT/tests/p
 assert "both models compared and within one step" [ "$(grep -c ' ok$' "$T/out")" -eq 2 ]
 check "plan names the int8 islands" 0 'int8 at load: 2 Conv, 0 MatMul, 3 Gemm, 0 Add QDQ islands' -- \
     "$MOPT" bench "$T/x/lenet5.int8.onnx" --iters 1 --warmup 0 --explain -q
-check "residual Adds run as QLinearAdd" 0 'int8 at load: 9 Conv, 0 MatMul, 1 Gemm, 2 Add QDQ islands' -- \
+check "all three residual Adds run as QLinearAdd" 0 'int8 at load: 9 Conv, 0 MatMul, 1 Gemm, 3 Add QDQ islands' -- \
     "$MOPT" bench "$T/x/rescnn.int8.onnx" --iters 1 --warmup 0 --explain -q
 check "MOPT_NO_QDQ_FUSE=1 runs the QDQ nodes as written" 0 '' -- env MOPT_NO_QDQ_FUSE=1 \
     "$MOPT" bench "$T/x/lenet5.int8.onnx" --iters 1 --warmup 0 --explain -q
