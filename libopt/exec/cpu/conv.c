@@ -819,6 +819,38 @@ static void zb_part(void *ctx, size_t b, size_t e)
     opt_bcast_walk(&j->bc, b, e, zb_seg, j);
 }
 
+/* Conv (and FusedConv whose residual has the output's shape) on float16/bfloat16 with more
+ * than one image: each image is converted to float32, computed and rounded into the output
+ * before the next, so the float32 copies (one image each, pool scratch) stay in cache instead of
+ * going through memory for the whole batch. Z, when present, may share the output's buffer: each
+ * image of Z is converted before that image of the output is written. */
+static opt_status conv_half_images(opt_kctx *k, const nn_conv_geom *g, const conv_state *s,
+                                   const float *w, const float *b, const opt_array *Z,
+                                   opt_error *err)
+{
+    const opt_array *X = k->in[0];
+    opt_array *Y = &k->out[0];
+    int64_t xn = g->C * nn_geom_in_size(g), yn = g->M * nn_geom_out_size(g);
+    size_t xs = (size_t)opt_dtype_bits(X->dtype) / 8, ys = (size_t)opt_dtype_bits(Y->dtype) / 8;
+    float *xb = opt_kctx_scratch(k, (size_t)(xn ? xn : 1) * sizeof(float), err);
+    float *yb = xb ? opt_kctx_scratch(k, (size_t)(yn ? yn : 1) * sizeof(float), err) : NULL;
+    float *zb = yb && Z ? opt_kctx_scratch(k, (size_t)(yn ? yn : 1) * sizeof(float), err) : NULL;
+    if (!yb || (Z && !zb)) return err ? err->status : OPT_ERR_NOMEM;
+    nn_conv_geom g1 = *g;
+    g1.N = 1;
+    nn_conv_epi epi = {0};
+    if (s) epi = s->epi;
+    epi.packed = s ? s->packed : NULL;
+    epi.z = zb;
+    for (int64_t n = 0; n < g->N; n++) {
+        nn_cvt_to_f32_k(k, (const char *)X->data + (size_t)(n * xn) * xs, X->dtype, xb, (uint64_t)xn);
+        if (Z) nn_cvt_to_f32_k(k, (const char *)Z->data + (size_t)(n * yn) * xs, Z->dtype, zb, (uint64_t)yn);
+        nn_conv_f32_ex(k, &g1, xb, w, b, &epi, yb);
+        nn_cvt_from_f32_k(k, yb, (char *)Y->data + (size_t)(n * yn) * ys, Y->dtype, (uint64_t)yn);
+    }
+    return OPT_OK;
+}
+
 static opt_status conv_run(opt_kctx *k, opt_error *err)
 {
     const opt_array *X = k->in[0], *W = k->in[1];
@@ -871,6 +903,12 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
     const float *w, *b;
     float *tw, *tb, *tx, *ty, *tz = NULL, *tzc = NULL;
     OPT_TRY(conv_operands(k, s, &w, &b, &tw, &tb, err));
+    if (X->dtype != OPT_DT_FLOAT && g.N > 1 && (!Z || z_same) && k->exec) {
+        opt_status hs = conv_half_images(k, &g, s, w, b, Z, err);
+        free(tw);
+        free(tb);
+        return hs;
+    }
     /* float16/bfloat16: X and Z converted to float32 (pool scratch), the chain computed in float32
      * and rounded once into the output. Z is read before the output (which may be Z's buffer)
      * is written. */

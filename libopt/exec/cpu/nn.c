@@ -182,6 +182,18 @@ static void cvt_run(opt_kctx *k, cvt_job *j)
     nn_parallel(nblk > 1 ? k : NULL, nblk, cvt_blocks, j);
 }
 
+void nn_cvt_to_f32_k(opt_kctx *k, const void *src, int dtype, float *dst, uint64_t n)
+{
+    cvt_job j = {src, dst, dtype, n, true};
+    cvt_run(k, &j);
+}
+
+void nn_cvt_from_f32_k(opt_kctx *k, const float *src, void *dst, int dtype, uint64_t n)
+{
+    cvt_job j = {src, dst, dtype, n, false};
+    cvt_run(k, &j);
+}
+
 const float *nn_f32_in_k(opt_kctx *k, const opt_array *a, float **tmp)
 {
     *tmp = NULL;

@@ -61,6 +61,10 @@ void nn_f32_store(int dtype, void *dst, const float *src, uint64_t n);
 const float *nn_f32_in_k(opt_kctx *k, const opt_array *a, float **tmp);
 float *nn_f32_out_k(opt_kctx *k, opt_array *o, float **tmp);
 void nn_f32_out_done_k(opt_kctx *k, opt_array *o, const float *y, float *tmp);
+/* n values of dtype at src into float32 at dst / n float32 values into dtype at dst (as
+ * opt_cvt_to_f32 / nn_f32_store), split over k's threads when large (k may be NULL). */
+void nn_cvt_to_f32_k(opt_kctx *k, const void *src, int dtype, float *dst, uint64_t n);
+void nn_cvt_from_f32_k(opt_kctx *k, const float *src, void *dst, int dtype, uint64_t n);
 
 /* ---- threads --------------------------------------------------------------------------------- */
 
