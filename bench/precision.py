@@ -5,7 +5,7 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
                     [--calib-only] [--calib-models lenet300,lenet5,rescnn]
                     [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
                     [--variants float32,int8,int8sim,fp16,bf16] [--batches 1,64]
-                    [--mopt-base OLD_MOPT [--mopt-base-label LABEL]] [--stat p50|min]
+                    [--mopt-base OLD_MOPT [--mopt-base-label LABEL]]
                     [--update-doc docs/benchmarks.md]
 
 1. Calibration throughput. The same model and the same data (the first N Fashion-MNIST training
@@ -14,7 +14,8 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    batches of 100, then compute_data: what quantize_static does). Wall time of the whole step,
    model loading included, median of R rounds taken in turns (each round runs every model and
    method on each calibrator in turn); samples/s and the ratio ORT/mopt (above 1: mopt is
-   faster); the load average before and after. Models: --calib-models. With --mopt-base, that
+   faster); CPU seconds (user + system, all threads) beside the wall time; the load average
+   before and after. Models: --calib-models. With --mopt-base, that
    binary runs in the same turns too, and the table says whether its calibration table is byte
    for byte mopt's. --calib-only skips part 2 and, with --update-doc, replaces only the
    calibration part of the block (the latency block stays).
@@ -26,8 +27,7 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    on the same runtime. At batch 1 and a larger batch (--batches), for each thread count of
    --latency-threads; the load average before and after is printed under the table. With
    --mopt-base, a second mopt binary (say, a build before a change) runs the same files in the
-   same turns, in a column of its own. --stat min takes each call's fastest run instead of its
-   median: on a host shared with other jobs the medians carry their load, the minimum much less. The int8 file also runs on mopt
+   same turns, in a column of its own. The int8 file also runs on mopt
    with MOPT_NO_QDQ_FUSE=1 (the QDQ nodes as written, simulated in float), to show what the
    integer kernels gain. --latency-only skips part 1 and, with --update-doc, replaces only the
    latency block (between <!-- precision-latency:begin --> and <!-- precision-latency:end -->).
@@ -85,24 +85,27 @@ def ort_calib_child(model, n, method, tmp):
     t0 = time.perf_counter()
     c = create_calibrator(model, [], augmented_model_path=os.path.join(tmp, "aug.onnx"),
                           calibrate_method=METHODS[method])
+    c0 = time.process_time()
     c.collect_data(Reader(onnx.load(model).graph.input[0].name, x))
     c.compute_data()
-    print(time.perf_counter() - t0)
+    print(time.perf_counter() - t0, time.process_time() - c0)
 
 
 def timed(cmd):
-    """Wall seconds (as the child reports it, else measured) and peak RSS in MB of cmd."""
+    """Wall seconds and CPU seconds (user + system, all threads) as the child reports them (else
+    measured for the whole process), and peak RSS in MB of cmd."""
     t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M", *cmd], capture_output=True, text=True, check=True)
+    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], capture_output=True, text=True, check=True)
     wall = time.perf_counter() - t0
-    rss = int(r.stderr.strip().splitlines()[-1]) / 1024
+    m, u, sy = r.stderr.strip().splitlines()[-1].split()
+    rss, cpu = int(m) / 1024, float(u) + float(sy)
     out = r.stdout.strip().splitlines()
     if out:
         try:
-            wall = float(out[-1])
+            wall, cpu = (float(v) for v in out[-1].split())
         except ValueError:
             pass
-    return wall, rss
+    return wall, rss, cpu
 
 
 def ort_calib(model, n, method, tmp):
@@ -114,9 +117,6 @@ def mopt_calib(mopt, model, n, method, tmp, out="t.csv"):
                   "--method", method, "-q", "-o", os.path.join(tmp, out)])
 
 
-STAT = "p50"  # or "min" (--stat): per call, the median or the fastest of its timed runs
-
-
 def mopt_p50(mopt, path, batch, threads, iters, env=None):
     r = subprocess.run([mopt, "bench", path, "--batch", str(batch), "--threads", str(threads), "--iters", str(iters),
                         "--warmup", "2", "--json"], capture_output=True, text=True,
@@ -125,8 +125,6 @@ def mopt_p50(mopt, path, batch, threads, iters, env=None):
         return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
     j = json.loads(r.stdout)
     lat = j.get("latency_ms") or j.get("latency") or {}
-    if STAT == "min":
-        return float(lat["min"]), None
     return float(lat.get("p50", lat.get("median"))), None
 
 
@@ -156,7 +154,7 @@ def ort_p50(path, batch, threads, iters):
         t0 = time.perf_counter()
         s.run(None, feeds)
         ts.append((time.perf_counter() - t0) * 1e3)
-    return (min(ts) if STAT == "min" else statistics.median(ts)), None
+    return statistics.median(ts), None
 
 
 def main():
@@ -184,11 +182,7 @@ def main():
     ap.add_argument("--mopt-base", default=None, help="another mopt binary (an older build) timed in the same turns, "
                     "in its own column")
     ap.add_argument("--mopt-base-label", default="before", help="that column's label (default: before)")
-    ap.add_argument("--stat", choices=("p50", "min"), default="p50",
-                    help="per call: the median (default) or the fastest of its timed runs (on a loaded host)")
     a = ap.parse_args()
-    global STAT
-    STAT = a.stat
     if a.quick:
         a.samples, a.rounds = 2000, 1
     tmp = tempfile.mkdtemp(prefix="mopt-bench-prec.")
@@ -212,39 +206,44 @@ def calibration(a, out, tmp):
     out.append(f"**Calibration throughput** ({a.samples} Fashion-MNIST training images, batches of 100; "
                f"wall time of the whole calibration step (ORT: measured inside its process, Python start-up excluded), "
                f"median of {a.rounds} rounds taken in turns (each round runs every model and method on every "
-               f"calibrator, so a burst of load from other jobs lands on all of them); peak resident memory of the "
-               f"process; mopt: `mopt calib MODEL --data fashion-mnist:train --limit {a.samples} --batch 100 --method M` "
+               f"calibrator, so a burst of load from other jobs lands on all of them); CPU: user + system seconds of "
+               f"all threads over the same span (mopt: the whole process; on a shared host CPU time moves much less "
+               f"with the load than wall time); peak resident memory of the process; mopt: `mopt calib MODEL --data fashion-mnist:train --limit {a.samples} --batch 100 --method M` "
                "(threads: all cores); ORT: `create_calibrator(...).collect_data(reader); compute_data()`"
                + (f"; \"mopt {a.mopt_base_label}\": `{a.mopt_base}` in the same turns, and whether its table is byte "
                   "for byte the same" if a.mopt_base else "") + ")\n")
     out.append(f"| model | method | {base}mopt s | mopt samples/s | ORT s | ORT samples/s | ORT / mopt | "
-               "mopt peak RSS MB | ORT peak RSS MB |" + (" same table |" if a.mopt_base else ""))
-    out.append("|---|---|" + ("---:|" if a.mopt_base else "") + "---:|---:|---:|---:|---:|---:|---:|"
+               "mopt CPU s | ORT CPU s | ORT / mopt, CPU | mopt peak RSS MB | ORT peak RSS MB |"
+               + (" same table |" if a.mopt_base else ""))
+    out.append("|---|---|" + ("---:|" if a.mopt_base else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                + ("---|" if a.mopt_base else ""))
     runs = [(name, method) for name in models for method in METHODS]
-    t = {r: {"mopt": [], "ort": [], "base": [], "rm": [], "ro": [], "same": True} for r in runs}
+    t = {r: {"mopt": [], "ort": [], "base": [], "rm": [], "ro": [], "cm": [], "co": [], "same": True} for r in runs}
     for _ in range(a.rounds):
         for name, method in runs:
             model = os.path.join(ROOT, "datasets", name + ".onnx")
             r = t[(name, method)]
             if a.mopt_base:
-                w, _ = mopt_calib(a.mopt_base, model, a.samples, method, tmp, "base.csv")
+                w, _, _ = mopt_calib(a.mopt_base, model, a.samples, method, tmp, "base.csv")
                 r["base"].append(w)
-            w, rss = mopt_calib(a.mopt, model, a.samples, method, tmp)
+            w, rss, cpu = mopt_calib(a.mopt, model, a.samples, method, tmp)
             r["mopt"].append(w)
             r["rm"].append(rss)
+            r["cm"].append(cpu)
             if a.mopt_base:
                 r["same"] &= open(os.path.join(tmp, "t.csv")).read() == open(os.path.join(tmp, "base.csv")).read()
-            w, rss = ort_calib(model, a.samples, method, tmp)
+            w, rss, cpu = ort_calib(model, a.samples, method, tmp)
             r["ort"].append(w)
             r["ro"].append(rss)
+            r["co"].append(cpu)
     for name, method in runs:
         r = t[(name, method)]
         m, o = statistics.median(r["mopt"]), statistics.median(r["ort"])
+        cm, co = statistics.median(r["cm"]), statistics.median(r["co"])
         b = f"{statistics.median(r['base']):.2f} | " if a.mopt_base else ""
         same = (" yes |" if r["same"] else " **no** |") if a.mopt_base else ""
         out.append(f"| {name} | {method} | {b}{m:.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
-                   f"**{o / m:.1f}x** | {max(r['rm']):.0f} | {max(r['ro']):.0f} |{same}")
+                   f"**{o / m:.1f}x** | {cm:.2f} | {co:.2f} | {co / cm:.1f}x | {max(r['rm']):.0f} | {max(r['ro']):.0f} |{same}")
         print(out[-1], flush=True)
     load1 = os.getloadavg()
     out.append(f"\nLoad average (1, 5, 15 min) before: {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}; "
@@ -276,8 +275,7 @@ def latency(a, out, tmp, cmd):
                    f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; `{cmd}`.\n")
     else:
         out.append("")
-    stat = "p50" if a.stat == "p50" else "fastest run"
-    out.append(f"**Latency** ({stat} ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
+    out.append(f"**Latency** (p50 ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
                "--data D --limit 1000` (ResNet-50: 32 random images), fp16: `mopt amp --to fp16 --keep-io`, bf16: the model "
                "raised to opset 22 (onnx.version_converter; Conv takes bfloat16 from opset 22) then `mopt amp --to bf16 "
                "--keep-io`; "
@@ -322,27 +320,22 @@ def latency(a, out, tmp, cmd):
                 res = {}
                 small = "lenet" in name or "rescnn" in name
                 iters = 50 if small and batch == 1 else 20 if small else 10 if batch == 1 else 5
-                # Rounds outermost: each round times every variant on every runtime in turn, so a
-                # burst of load from other jobs lands on all of them rather than on one variant.
-                times = {v: ([], [], []) for v in files}  # mopt, ORT, base: (value or error) per round
-                for _ in range(a.rounds):
-                    for v, f in files.items():
-                        sim = v == "int8, simulated"
-                        env = {"MOPT_NO_QDQ_FUSE": "1"} if sim else None
+                for v, f in files.items():
+                    sim = v == "int8, simulated"
+                    env = {"MOPT_NO_QDQ_FUSE": "1"} if sim else None
+                    pm, po, pb = [], [], []
+                    for _ in range(a.rounds):
                         if a.mopt_base:
-                            times[v][2].append(mopt_p50(a.mopt_base, f, batch, th, iters, env))
-                        times[v][0].append(mopt_p50(a.mopt, f, batch, th, iters, env))
+                            b, eb = mopt_p50(a.mopt_base, f, batch, th, iters, env)
+                            pb.append(b)
+                        m, em = mopt_p50(a.mopt, f, batch, th, iters, env)
+                        pm.append(m)
                         if not sim:
-                            times[v][1].append(ort_p50(f, batch, th, iters))
-
-                def summary(rounds):
-                    vals = [t for t, _ in rounds]
-                    if not rounds:
-                        return "-"
-                    return statistics.median(vals) if None not in vals else next(e for t, e in rounds if t is None)
-                for v in files:
-                    res[v] = (summary(times[v][0]), summary(times[v][1]),
-                              summary(times[v][2]) if a.mopt_base else None)
+                            o, eo = ort_p50(f, batch, th, iters)
+                            po.append(o)
+                    res[v] = (statistics.median(pm) if None not in pm else em,
+                              "-" if sim else statistics.median(po) if None not in po else eo,
+                              (statistics.median(pb) if None not in pb else eb) if a.mopt_base else None)
                 for v, (m, o, b) in res.items():
                     def cell(val, base):
                         if val == "-":
