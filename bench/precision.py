@@ -5,7 +5,7 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
                     [--calib-only] [--calib-models lenet300,lenet5,rescnn]
                     [--latency-only] [--latency-threads 1,2] [--models lenet5,rescnn,resnet50]
                     [--variants float32,int8,int8sim,fp16,bf16] [--batches 1,64]
-                    [--mopt-base OLD_MOPT [--mopt-base-label LABEL]]
+                    [--mopt-base OLD_MOPT [--mopt-base-label LABEL]] [--stat p50|min]
                     [--update-doc docs/benchmarks.md]
 
 1. Calibration throughput. The same model and the same data (the first N Fashion-MNIST training
@@ -27,7 +27,8 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    on the same runtime. At batch 1 and a larger batch (--batches), for each thread count of
    --latency-threads; the load average before and after is printed under the table. With
    --mopt-base, a second mopt binary (say, a build before a change) runs the same files in the
-   same turns, in a column of its own. The int8 file also runs on mopt
+   same turns, in a column of its own. --stat min takes each call's fastest run instead of its
+   median: on a host shared with other jobs the medians carry their load, the minimum much less. The int8 file also runs on mopt
    with MOPT_NO_QDQ_FUSE=1 (the QDQ nodes as written, simulated in float), to show what the
    integer kernels gain. --latency-only skips part 1 and, with --update-doc, replaces only the
    latency block (between <!-- precision-latency:begin --> and <!-- precision-latency:end -->).
@@ -117,6 +118,9 @@ def mopt_calib(mopt, model, n, method, tmp, out="t.csv"):
                   "--method", method, "-q", "-o", os.path.join(tmp, out)])
 
 
+STAT = "p50"  # or "min" (--stat): per call, the median or the fastest of its timed runs
+
+
 def mopt_p50(mopt, path, batch, threads, iters, env=None):
     r = subprocess.run([mopt, "bench", path, "--batch", str(batch), "--threads", str(threads), "--iters", str(iters),
                         "--warmup", "2", "--json"], capture_output=True, text=True,
@@ -125,6 +129,8 @@ def mopt_p50(mopt, path, batch, threads, iters, env=None):
         return None, r.stderr.strip().splitlines()[-1] if r.stderr.strip() else f"exit {r.returncode}"
     j = json.loads(r.stdout)
     lat = j.get("latency_ms") or j.get("latency") or {}
+    if STAT == "min":
+        return float(lat["min"]), None
     return float(lat.get("p50", lat.get("median"))), None
 
 
@@ -154,7 +160,7 @@ def ort_p50(path, batch, threads, iters):
         t0 = time.perf_counter()
         s.run(None, feeds)
         ts.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(ts), None
+    return (min(ts) if STAT == "min" else statistics.median(ts)), None
 
 
 def main():
@@ -182,7 +188,11 @@ def main():
     ap.add_argument("--mopt-base", default=None, help="another mopt binary (an older build) timed in the same turns, "
                     "in its own column")
     ap.add_argument("--mopt-base-label", default="before", help="that column's label (default: before)")
+    ap.add_argument("--stat", choices=("p50", "min"), default="p50",
+                    help="per call: the median (default) or the fastest of its timed runs (on a loaded host)")
     a = ap.parse_args()
+    global STAT
+    STAT = a.stat
     if a.quick:
         a.samples, a.rounds = 2000, 1
     tmp = tempfile.mkdtemp(prefix="mopt-bench-prec.")
@@ -275,7 +285,8 @@ def latency(a, out, tmp, cmd):
                    f"{os.cpu_count()} CPUs, onnxruntime {ort.__version__}; `{cmd}`.\n")
     else:
         out.append("")
-    out.append(f"**Latency** (p50 ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
+    stat = "p50" if a.stat == "p50" else "fastest run"
+    out.append(f"**Latency** ({stat} ms per batch, median of {a.rounds} rounds taken in turns; int8: `mopt quant --int8 "
                "--data D --limit 1000` (ResNet-50: 32 random images), fp16: `mopt amp --to fp16 --keep-io`, bf16: the model "
                "raised to opset 22 (onnx.version_converter; Conv takes bfloat16 from opset 22) then `mopt amp --to bf16 "
                "--keep-io`; "
@@ -320,22 +331,27 @@ def latency(a, out, tmp, cmd):
                 res = {}
                 small = "lenet" in name or "rescnn" in name
                 iters = 50 if small and batch == 1 else 20 if small else 10 if batch == 1 else 5
-                for v, f in files.items():
-                    sim = v == "int8, simulated"
-                    env = {"MOPT_NO_QDQ_FUSE": "1"} if sim else None
-                    pm, po, pb = [], [], []
-                    for _ in range(a.rounds):
+                # Rounds outermost: each round times every variant on every runtime in turn, so a
+                # burst of load from other jobs lands on all of them rather than on one variant.
+                times = {v: ([], [], []) for v in files}  # mopt, ORT, base: (value or error) per round
+                for _ in range(a.rounds):
+                    for v, f in files.items():
+                        sim = v == "int8, simulated"
+                        env = {"MOPT_NO_QDQ_FUSE": "1"} if sim else None
                         if a.mopt_base:
-                            b, eb = mopt_p50(a.mopt_base, f, batch, th, iters, env)
-                            pb.append(b)
-                        m, em = mopt_p50(a.mopt, f, batch, th, iters, env)
-                        pm.append(m)
+                            times[v][2].append(mopt_p50(a.mopt_base, f, batch, th, iters, env))
+                        times[v][0].append(mopt_p50(a.mopt, f, batch, th, iters, env))
                         if not sim:
-                            o, eo = ort_p50(f, batch, th, iters)
-                            po.append(o)
-                    res[v] = (statistics.median(pm) if None not in pm else em,
-                              "-" if sim else statistics.median(po) if None not in po else eo,
-                              (statistics.median(pb) if None not in pb else eb) if a.mopt_base else None)
+                            times[v][1].append(ort_p50(f, batch, th, iters))
+
+                def summary(rounds):
+                    vals = [t for t, _ in rounds]
+                    if not rounds:
+                        return "-"
+                    return statistics.median(vals) if None not in vals else next(e for t, e in rounds if t is None)
+                for v in files:
+                    res[v] = (summary(times[v][0]), summary(times[v][1]),
+                              summary(times[v][2]) if a.mopt_base else None)
                 for v, (m, o, b) in res.items():
                     def cell(val, base):
                         if val == "-":
