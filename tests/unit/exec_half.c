@@ -57,7 +57,30 @@ static float *probe_floats(size_t *n)
     return v;
 }
 
+static void check_f16_arrays(void);
+static void check_lengths(void);
+
 Test(half_convert, float16_arrays_give_the_scalar_conversions_bits)
+{
+    check_f16_arrays(); /* the widest forms this CPU has */
+}
+
+/* Criterion runs each test in its own process: the level is read at the first conversion. */
+Test(half_convert, the_f16c_fallback_gives_the_same_bits)
+{
+    setenv("MOPT_CVT_LEVEL", "1", 1);
+    check_f16_arrays();
+    check_lengths();
+}
+
+Test(half_convert, the_scalar_fallback_gives_the_same_bits)
+{
+    setenv("MOPT_CVT_LEVEL", "0", 1);
+    check_f16_arrays();
+    check_lengths();
+}
+
+static void check_f16_arrays(void)
 {
     uint16_t *h = malloc(65536 * sizeof *h);
     float *f = malloc(65536 * sizeof *f);
@@ -109,6 +132,11 @@ Test(half_convert, bfloat16_arrays_give_the_scalar_conversions_bits)
 }
 
 Test(half_convert, every_length_and_offset_converts_exactly_its_elements)
+{
+    check_lengths();
+}
+
+static void check_lengths(void)
 {
     /* The vector loops and their tails: lengths 0..70 at offsets 0..3, with guards after. */
     kt_rng r = {0x7a11};

@@ -11,6 +11,7 @@
  * and round once at the output.
  */
 #include "libopt/exec/cpu/bcast.h"
+#include "libopt/exec/cpu/convert.h"
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/fuse.h"
 
@@ -290,25 +291,66 @@ static bool dw_plane_avx512(const nn_conv_geom *g, const float *xp, const float 
 }
 #endif
 
+/* Plane sizes of a depthwise job: input, output, kernel. */
+static void dw_sizes(const nn_conv_geom *g, int64_t *insz, int64_t *outsz, int64_t *ks)
+{
+    int sp = g->nsp;
+    *insz = (sp == 2 ? g->in[0] : 1) * g->in[sp - 1];
+    *outsz = (sp == 2 ? g->out[0] : 1) * g->out[sp - 1];
+    *ks = (sp == 2 ? g->k[0] : 1) * g->k[sp - 1];
+}
+
+/* Plane pl of N*C (channel pl % C): xp -> yp, zp (or NULL) added before the activation. */
+static void dw_one(const dw_job *j, size_t pl, const float *xp, const float *zp, float *yp)
+{
+    const nn_conv_geom *g = j->g;
+    int64_t insz, outsz, ks;
+    dw_sizes(g, &insz, &outsz, &ks);
+    int64_t c = (int64_t)pl % g->C;
+    float bias = j->b ? j->b[c] : 0.0f;
+    if (j->fast && dw_plane_avx512(g, xp, j->w + c * ks, bias, zp, j->epi, yp)) return;
+    dw_plane(g, xp, j->w + c * ks, bias, yp);
+    if (j->epi && (zp || j->epi->act)) epi_plane(j->epi, zp, yp, outsz);
+}
+
 /* Planes [begin, end) of N*C. */
 static void dw_planes(void *ctx, size_t begin, size_t end)
 {
     const dw_job *j = ctx;
-    const nn_conv_geom *g = j->g;
-    int sp = g->nsp;
-    int64_t insz = (sp == 2 ? g->in[0] : 1) * g->in[sp - 1];
-    int64_t outsz = (sp == 2 ? g->out[0] : 1) * g->out[sp - 1];
-    int64_t ks = (sp == 2 ? g->k[0] : 1) * g->k[sp - 1];
-    for (size_t pl = begin; pl < end; pl++) {
-        int64_t c = (int64_t)pl % g->C;
-        float *yp = j->y + (int64_t)pl * outsz;
-        const float *zp = j->epi && j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL;
-        if (j->fast && dw_plane_avx512(g, j->x + (int64_t)pl * insz, j->w + c * ks,
-                                       j->b ? j->b[c] : 0.0f, zp, j->epi, yp))
-            continue;
-        dw_plane(g, j->x + (int64_t)pl * insz, j->w + c * ks, j->b ? j->b[c] : 0.0f, yp);
-        if (j->epi && (j->epi->z || j->epi->act))
-            epi_plane(j->epi, j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL, yp, outsz);
+    int64_t insz, outsz, ks;
+    dw_sizes(j->g, &insz, &outsz, &ks);
+    for (size_t pl = begin; pl < end; pl++)
+        dw_one(j, pl, j->x + (int64_t)pl * insz,
+               j->epi && j->epi->z ? j->epi->z + (int64_t)pl * outsz : NULL, j->y + (int64_t)pl * outsz);
+}
+
+/* Depthwise on float16/bfloat16 arrays: each plane is converted into a float32 buffer, computed
+ * and rounded into the output right away, so the float32 copies never leave the cache. */
+typedef struct dw_half_job {
+    dw_job d;              /* x, y and epi->z unused */
+    const char *x, *z;     /* half arrays (z may be y's buffer: plane pl is read before written) */
+    char *y;
+    int xdt, ydt;
+    size_t es, oes;        /* their element sizes */
+    float *bufs;           /* per part: insz + outsz (+ outsz with z) floats */
+    size_t per;
+    size_t planes, parts;
+} dw_half_job;
+
+static void dw_half_parts(void *ctx, size_t begin, size_t end)
+{
+    const dw_half_job *h = ctx;
+    int64_t insz, outsz, ks;
+    dw_sizes(h->d.g, &insz, &outsz, &ks);
+    for (size_t t = begin; t < end; t++) {
+        float *xf = h->bufs + t * h->per, *yf = xf + insz, *zf = h->z ? yf + outsz : NULL;
+        size_t p0 = h->planes * t / h->parts, p1 = h->planes * (t + 1) / h->parts;
+        for (size_t pl = p0; pl < p1; pl++) {
+            opt_cvt_to_f32(h->x + pl * (size_t)insz * h->es, h->xdt, xf, (size_t)insz);
+            if (zf) opt_cvt_to_f32(h->z + pl * (size_t)outsz * h->es, h->xdt, zf, (size_t)outsz);
+            dw_one(&h->d, pl, xf, zf, yf);
+            opt_cvt_from_f32(yf, h->y + pl * (size_t)outsz * h->oes, h->ydt, (size_t)outsz);
+        }
     }
 }
 
@@ -819,6 +861,26 @@ static void zb_part(void *ctx, size_t b, size_t e)
     opt_bcast_walk(&j->bc, b, e, zb_seg, j);
 }
 
+/* Depthwise Conv (group == C == M, 1-D or 2-D) on float16/bfloat16 plane by plane
+ * (dw_half_parts): one float32 buffer set per thread from the pool. Z as in conv_half_images. */
+static opt_status conv_dw_half(opt_kctx *k, const nn_conv_geom *g, const conv_state *s,
+                               const float *w, const float *b, const opt_array *Z, opt_error *err)
+{
+    int64_t insz, outsz, ks;
+    dw_sizes(g, &insz, &outsz, &ks);
+    dw_half_job h = {.d = {g, NULL, w, b, NULL, s ? &s->epi : NULL, nn_sgemm_fast()},
+                     .x = k->in[0]->data, .z = Z ? Z->data : NULL, .y = k->out[0].data,
+                     .xdt = k->in[0]->dtype, .ydt = k->out[0].dtype,
+                     .es = (size_t)opt_dtype_bits(k->in[0]->dtype) / 8,
+                     .oes = (size_t)opt_dtype_bits(k->out[0].dtype) / 8,
+                     .per = (size_t)(insz + outsz * (Z ? 2 : 1)), .planes = (size_t)(g->N * g->C)};
+    h.parts = (size_t)nn_threads(k) < h.planes ? (size_t)nn_threads(k) : h.planes;
+    h.bufs = opt_kctx_scratch(k, h.parts * h.per * sizeof(float), err);
+    if (!h.bufs) return err ? err->status : OPT_ERR_NOMEM;
+    nn_parallel(k, h.parts, dw_half_parts, &h);
+    return OPT_OK;
+}
+
 /* Conv (and FusedConv whose residual has the output's shape) on float16/bfloat16 with more
  * than one image: each image is converted to float32, computed and rounded into the output
  * before the next, so the float32 copies (one image each, pool scratch) stay in cache instead of
@@ -903,8 +965,10 @@ static opt_status conv_run(opt_kctx *k, opt_error *err)
     const float *w, *b;
     float *tw, *tb, *tx, *ty, *tz = NULL, *tzc = NULL;
     OPT_TRY(conv_operands(k, s, &w, &b, &tw, &tb, err));
-    if (X->dtype != OPT_DT_FLOAT && g.N > 1 && (!Z || z_same) && k->exec) {
-        opt_status hs = conv_half_images(k, &g, s, w, b, Z, err);
+    bool depthwise = g.group == g.C && g.M == g.C && g.nsp <= 2;
+    if (X->dtype != OPT_DT_FLOAT && (!Z || z_same) && k->exec && (g.N > 1 || depthwise)) {
+        opt_status hs = depthwise ? conv_dw_half(k, &g, s, w, b, Z, err)
+                                  : conv_half_images(k, &g, s, w, b, Z, err);
         free(tw);
         free(tb);
         return hs;

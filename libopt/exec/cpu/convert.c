@@ -11,8 +11,8 @@
 /* ---- float16 / bfloat16 arrays ------------------------------------------------------------------
  *
  * float16 goes through F16C (vcvtph2ps / vcvtps2ph with round to nearest even, 8 values at a
- * time) when the CPU has it, checked once at run time; otherwise the scalar opt_f16_to_f32 /
- * opt_f32_to_f16 of libopt/ir. Both give the same bits for every finite value, infinity and
+ * time, or AVX-512F's 16-value forms) when the CPU has it, checked once at run time; otherwise
+ * the scalar opt_f16_to_f32 / opt_f32_to_f16 of libopt/ir. Both give the same bits for every finite value, infinity and
  * quiet NaN (F16C also quiets a signalling NaN where the scalar code keeps its payload as is).
  * bfloat16 is integer arithmetic on the bit patterns, written branch-free so that the compiler
  * vectorises it (AVX-512, AVX2 or baseline clones, NN_VEC); it is opt_f32_to_bf16's rounding
@@ -63,15 +63,59 @@ static F16C_FN void f32_to_f16_f16c(const float *s, uint16_t *d, size_t n)
     }
 }
 
-static bool have_f16c(void)
+#define F16_512_FN __attribute__((target("avx512f"), optimize("O3")))
+
+/* The same with AVX-512F's 16-wide forms (twice the values per instruction; the converted
+ * arrays are usually in cache, so the instruction count is what costs). Tails are masked. */
+static F16_512_FN void f16_to_f32_avx512(const uint16_t *s, float *d, size_t n)
 {
-    static int have = -1; /* benign race: every thread computes the same value */
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx") &&
-               !getenv("MOPT_NO_F16C");
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i h0 = _mm256_loadu_si256((const __m256i *)(s + i));
+        __m256i h1 = _mm256_loadu_si256((const __m256i *)(s + i + 16));
+        _mm512_storeu_ps(d + i, _mm512_cvtph_ps(h0));
+        _mm512_storeu_ps(d + i + 16, _mm512_cvtph_ps(h1));
     }
-    return have > 0;
+    for (; i < n; i += 16) {
+        size_t m = n - i < 16 ? n - i : 16;
+        uint16_t t[16] = {0};
+        memcpy(t, s + i, m * sizeof *t);
+        __m512 f = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)t));
+        _mm512_mask_storeu_ps(d + i, m == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << m) - 1), f);
+    }
+}
+
+static F16_512_FN void f32_to_f16_avx512(const float *s, uint16_t *d, size_t n)
+{
+    size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m512 f0 = _mm512_loadu_ps(s + i), f1 = _mm512_loadu_ps(s + i + 16);
+        _mm256_storeu_si256((__m256i *)(d + i), _mm512_cvtps_ph(f0, _MM_FROUND_TO_NEAREST_INT));
+        _mm256_storeu_si256((__m256i *)(d + i + 16), _mm512_cvtps_ph(f1, _MM_FROUND_TO_NEAREST_INT));
+    }
+    for (; i < n; i += 16) {
+        size_t m = n - i < 16 ? n - i : 16;
+        __m512 f = _mm512_maskz_loadu_ps(m == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << m) - 1), s + i);
+        uint16_t t[16];
+        _mm256_storeu_si256((__m256i *)t, _mm512_cvtps_ph(f, _MM_FROUND_TO_NEAREST_INT));
+        memcpy(d + i, t, m * sizeof *t);
+    }
+}
+
+/* 0: scalar, 1: F16C, 2: AVX-512F; at most MOPT_CVT_LEVEL when that is set (tests). */
+static int f16_level(void)
+{
+    static int level = -1; /* benign race: every thread computes the same value */
+    if (level < 0) {
+        __builtin_cpu_init();
+        int l = 0;
+        if (__builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx"))
+            l = __builtin_cpu_supports("avx512f") ? 2 : 1;
+        const char *cap = getenv("MOPT_CVT_LEVEL");
+        if (cap && cap[0] >= '0' && cap[0] <= '2' && cap[0] - '0' < l) l = cap[0] - '0';
+        level = l;
+    }
+    return level;
 }
 #else
 #define CVT_F16C 0
@@ -80,7 +124,12 @@ static bool have_f16c(void)
 void opt_cvt_f16_to_f32(const uint16_t *src, float *dst, size_t n)
 {
 #if CVT_F16C
-    if (have_f16c()) {
+    int l = f16_level();
+    if (l == 2) {
+        f16_to_f32_avx512(src, dst, n);
+        return;
+    }
+    if (l == 1) {
         f16_to_f32_f16c(src, dst, n);
         return;
     }
@@ -91,7 +140,12 @@ void opt_cvt_f16_to_f32(const uint16_t *src, float *dst, size_t n)
 void opt_cvt_f32_to_f16(const float *src, uint16_t *dst, size_t n)
 {
 #if CVT_F16C
-    if (have_f16c()) {
+    int l = f16_level();
+    if (l == 2) {
+        f32_to_f16_avx512(src, dst, n);
+        return;
+    }
+    if (l == 1) {
         f32_to_f16_f16c(src, dst, n);
         return;
     }

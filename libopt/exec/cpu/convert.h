@@ -33,9 +33,9 @@ void opt_cvt_to_f32(const void *src, int dtype, float *dst, size_t n);
  * integers are rounded to nearest even and saturated; bool is x != 0. */
 void opt_cvt_from_f32(const float *src, void *dst, int dtype, size_t n);
 
-/* The float16/bfloat16 cases of the pair above, for callers that know the dtype: F16C when the
- * CPU has it (MOPT_NO_F16C=1 in the environment forces the scalar code), vectorised integer
- * code for bfloat16. Same bits as opt_f16_to_f32 / opt_f32_to_f16 / opt_f32_to_bf16 for every
+/* The float16/bfloat16 cases of the pair above, for callers that know the dtype: AVX-512F or
+ * F16C when the CPU has them (MOPT_CVT_LEVEL=0 or 1 in the environment caps that at the scalar
+ * code or F16C, for tests), vectorised integer code for bfloat16. Same bits as opt_f16_to_f32 / opt_f32_to_f16 / opt_f32_to_bf16 for every
  * value but signalling NaNs (made quiet). The arrays must not overlap. */
 void opt_cvt_f16_to_f32(const uint16_t *src, float *dst, size_t n);
 void opt_cvt_f32_to_f16(const float *src, uint16_t *dst, size_t n);
