@@ -12,10 +12,16 @@
  * 0's, since each fits the same joined extremes), added to st at the end: bin counts are
  * integers, so the sum is exact.
  *
+ * Bit for bit, that is, when the kernels compute a sample the same whatever the batch size:
+ * mopt's own kernels do; OpenBLAS (Gemm on CPUs without AVX-512) may round a sum differently
+ * for 17 rows than for 50, so there a table can move in the last bit with the thread count, as
+ * it can with --batch.
+ *
  * This assumes the model treats samples independently, as inference graphs do. The first
  * batch is split unevenly and every tensor's size must scale with its slice's sample count; a
  * tensor that does not (a value computed from the batch as a whole, e.g. a reduction over the
- * batch axis) sends the whole collection back to the serial path, from the start.
+ * batch axis), or a slice that fails to run (a Reshape to a fixed batch size), sends the whole
+ * collection back to the serial path, from the start.
  */
 #include "calib/collect.h"
 
@@ -388,7 +394,8 @@ mixed:
 }
 
 /* Returns OPT_OK with *fallback set when batches cannot be split: the input has a fixed batch
- * dim, or the model mixes samples (st is then emptied). */
+ * dim, the model mixes samples, or a slice of the first batch fails to run (st is then
+ * emptied). */
 static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs, int nw,
                               obs *ob, bool *fallback, opt_error *err)
 {
@@ -454,6 +461,13 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
                 s = p.w[i].status;
                 if (err) *err = p.w[i].err;
             }
+        if (s != OPT_OK && first && s != OPT_ERR_NOMEM) {
+            /* A slice that fails where the whole batch may not (a Reshape to a fixed batch
+             * size, say): the serial run tells, and reports its own error if it has one. */
+            s = OPT_OK;
+            *fallback = true;
+            break;
+        }
         if (s != OPT_OK || (s = merge_batch(&p, fallback, err)) != OPT_OK || *fallback) break;
         done_n += got;
         if (o->progress) o->progress(o->progress_ctx, done_n, total);

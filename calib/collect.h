@@ -7,9 +7,11 @@
  *
  * Threads split each batch between executors of one thread each, and the statistics come out
  * bit for bit as from one executor (calib/collect.c: slices are scanned, joined in sample order
- * and binned at power-of-two ranges folded exactly to the batch's). This needs st empty at the
- * call and a model that treats samples independently; a model whose tensors do not scale with
- * the batch is calibrated by one executor instead.
+ * and binned at power-of-two ranges folded exactly to the batch's) as long as the kernels give
+ * a sample the same values whatever the batch size (mopt's own do; OpenBLAS may not, in the
+ * last bit). This needs st empty at the call and a model that treats samples independently; a
+ * model whose tensors do not scale with the batch, or whose slices fail to run, is calibrated
+ * by one executor instead.
  */
 #ifndef OPT_CALIB_COLLECT_H
 #define OPT_CALIB_COLLECT_H

@@ -58,11 +58,24 @@ g = helper.make_graph(
 m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 m.ir_version = 8
 onnx.save(m, sys.argv[1])
+# A Reshape to a fixed batch of 50 behind a free batch dim: slices of a batch cannot run, so
+# calib falls back to one executor.
+shape = helper.make_tensor("shape", TensorProto.INT64, [2], [50, 784])
+g = helper.make_graph(
+    [helper.make_node("Reshape", ["input", "shape"], ["flat"], name="flat"),
+     helper.make_node("Relu", ["flat"], ["logits"], name="relu")],
+    "fixed", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+    [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [50, 784])], [shape])
+m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+m.ir_version = 8
+onnx.save(m, sys.argv[1].replace("mix.onnx", "fixed50.onnx"))
 PYEOF
-for model in "$L5" "$T/mix.onnx"; do
+for model in "$L5" "$T/fixed50.onnx" "$T/mix.onnx"; do
+    n=301
+    [ "$model" = "$T/fixed50.onnx" ] && n=300 # whole batches of 50 only
     for m in minmax entropy; do
         for th in 1 2 3; do
-            "$MOPT" calib "$model" --data fashion-mnist:test --limit 301 --batch 50 --method $m --threads $th -q \
+            "$MOPT" calib "$model" --data fashion-mnist:test --limit $n --batch 50 --method $m --threads $th -q \
                 -o "$T/th$th.csv"
         done
         assert "$(basename "$model") $m: 2 threads, same table as 1" cmp -s "$T/th1.csv" "$T/th2.csv"
@@ -70,6 +83,13 @@ for model in "$L5" "$T/mix.onnx"; do
     done
 done
 assert "mix: the batch mean is in the table" grep -q '^mean,' "$T/th1.csv"
+check "a batch the model cannot take fails with threads too" 1 "node 'flat'" -- \
+    "$MOPT" calib "$T/fixed50.onnx" --data fashion-mnist:test --limit 100 --batch 64 --threads 2 -o "$T/bad.csv"
+assert "nothing written" [ ! -e "$T/bad.csv" ]
+check "one sample, more threads than samples" 0 '1 samples' -- \
+    "$MOPT" calib "$L5" --data fashion-mnist:test --limit 1 --threads 3 --method entropy -o "$T/one.csv"
+"$MOPT" calib "$L5" --data fashion-mnist:test --limit 1 --threads 1 --method entropy -q -o "$T/one1.csv"
+assert "one sample: same table as one thread" cmp -s "$T/one.csv" "$T/one1.csv"
 
 # Bad data: one line, exit 1, nothing written.
 bad() {
