@@ -5,7 +5,7 @@
  * Huffman decoder op, ...). Inputs are bound at their declared shapes (symbolic dims as 1) and
  * filled with small deterministic values. Properties: no out-of-bounds access (ASan), no UB
  * (UBSan), and a refusal carries a one-line message. Models with more than 64 nodes or inputs of
- * more than 65536 elements are skipped to keep executions fast; node outputs are capped at 256 MiB.
+ * more than 65536 elements are skipped to keep executions fast; node outputs are capped at 32 MiB.
  */
 #include "fuzz_util.h"
 #include "formats/onnx.h"
@@ -37,8 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     /* A legitimate model may ask for outputs of gigabytes (a ConvTranspose with large strides):
-     * refused above 256 MiB so libFuzzer's memory limit reports only real leaks and blow-ups. */
-    opt_exec_opts eo = {.threads = 1, .max_output_bytes = 256u << 20};
+     * refused above 32 MiB, so that libFuzzer's memory and time limits report only real leaks,
+     * blow-ups and hangs. */
+    opt_exec_opts eo = {.threads = 1, .max_output_bytes = 32u << 20};
     opt_exec *e = NULL;
     if (opt_exec_new(m, &eo, &e, &err) != OPT_OK) {
         FUZZ_REQUIRE_MSG(err);

@@ -6,6 +6,7 @@
 # (small checked-in seeds), the libonnx-testdata models and files tests/fuzz/make_seeds.py writes.
 # A summary per target (executions, seconds, crashes) goes to build/fuzz/summary.txt; new crash
 # inputs to build/fuzz/crashes/. Exit 1 if any target crashed or a regression input fails.
+# Every target runs by default (exec_run too: crafted models through the executor).
 #
 # usage: tests/fuzz/run.sh [TARGET...]     env: FUZZ_SECONDS, NPROC, CLANG, PY
 set -euo pipefail
@@ -68,15 +69,11 @@ TARGETS=(
     "calib_table calib_table.c"
     "exec_run exec_run.c"
 )
-# exec_run (crafted models through the executor) runs only when named or with FUZZ_EXEC=1: the
-# kernels do not yet refuse nodes that lack a required input (see docs/reliability.md).
 want=("$@")
 selected=()
 for t in "${TARGETS[@]}"; do
     name=${t%% *}
-    if [ ${#want[@]} -eq 0 ]; then
-        [ "$name" != exec_run ] || [ "${FUZZ_EXEC:-0}" = 1 ] && selected+=("$t")
-    elif [[ " ${want[*]} " == *" $name "* ]]; then
+    if [ ${#want[@]} -eq 0 ] || [[ " ${want[*]} " == *" $name "* ]]; then
         selected+=("$t")
     fi
 done

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 /* The exec_run harness itself (LLVMFuzzerTestOneInput: plan and run a crafted model on the CPU,
- * outputs capped at 256 MiB), so a replay here is exactly what the fuzzer ran. */
+ * outputs capped at 32 MiB), so a replay here is exactly what the fuzzer ran. */
 #include "tests/fuzz/exec_run.c"
 
 typedef void (*check_fn)(const char *path, const uint8_t *data, size_t size);
