@@ -135,8 +135,9 @@ typedef struct slot {
 /* One observed tensor of one slice, kept until the batch is merged. */
 typedef struct rec {
     const char *name;      /* the executor's value name (lives as long as the executor) */
-    opt_calib_part part;
-    uint64_t numel;
+    opt_calib_part part;   /* of the whole slice (its runs joined in order) */
+    uint64_t numel;        /* of the whole slice */
+    uint64_t numel0;       /* of the slice's first run */
     double h;              /* range xh was binned with; 0: nothing binned */
     uint64_t *xh;          /* OPT_CALIB_XBINS counts (owned, reused batch after batch) */
 } rec;
@@ -150,8 +151,14 @@ typedef struct worker {
     opt_array *outs;
     opt_array in;          /* this thread's slice of the batch (a view) */
     size_t samples;        /* samples in the slice */
-    rec *recs;             /* by observation number within the batch */
+    rec *recs;             /* by observation number within a run of the executor */
     size_t n_recs, cap_recs;
+    size_t run;            /* runs of the slice so far in this batch (see run_slice) */
+    size_t n_obs;          /* observations in this run */
+    size_t samples0;       /* samples of the slice's first run */
+    size_t run_samples;    /* samples of this run */
+    bool bad;              /* a run observed other tensors than the first, or sizes that do
+                              not scale with its samples */
     slot slots[2];         /* by the parity of the observation number (see observe_slice) */
     opt_status status;
     opt_error err;
@@ -170,6 +177,11 @@ struct par {
      * between batches; n_known = 0 before the first). */
     double *hprev;
     size_t n_known;
+    /* After the first batch, a slice runs in pieces of `chunk` samples when every tensor's
+     * range is known (`chunked`): the activations of a piece stay in the core's cache from
+     * one node to the next. 0: one run per slice. */
+    size_t chunk;
+    bool chunked;
     /* The barrier, for tensors whose range is not set yet: spins briefly, then sleeps. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -242,40 +254,61 @@ static double amax_of(const opt_calib_part *p)
 static void observe_slice(worker *w, const char *name, const opt_array *a)
 {
     par *p = w->p;
-    if (atomic_load(&p->abort) || !wanted(p->only, p->filter, name, a)) return;
-    size_t k = w->n_recs;
-    if (k == w->cap_recs) {
-        size_t cap = w->cap_recs ? 2 * w->cap_recs : 32;
-        rec *r = realloc(w->recs, cap * sizeof *r);
-        if (!r) {
-            opt_error e = {0};
-            give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+    if (atomic_load(&p->abort) || w->bad || !wanted(p->only, p->filter, name, a)) return;
+    size_t k = w->n_obs++;
+    opt_calib_part cp; /* this run's values */
+    opt_calib_scan_array(a, &cp);
+    uint64_t numel = opt_array_numel(a);
+    rec *r;
+    if (w->run == 0) {
+        if (k == w->cap_recs) {
+            size_t cap = w->cap_recs ? 2 * w->cap_recs : 32;
+            rec *nr = realloc(w->recs, cap * sizeof *nr);
+            if (!nr) {
+                opt_error e = {0};
+                give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+                return;
+            }
+            memset(nr + w->cap_recs, 0, (cap - w->cap_recs) * sizeof *nr);
+            w->recs = nr;
+            w->cap_recs = cap;
+        }
+        r = &w->recs[k];
+        w->n_recs = k + 1;
+        r->name = name;
+        r->h = 0;
+        r->part = cp;
+        r->numel = r->numel0 = numel;
+    } else {
+        /* A later run of the slice: the same tensors, sizes in proportion to the samples. */
+        r = k < w->n_recs ? &w->recs[k] : NULL;
+        if (!r || strcmp(r->name, name) != 0 || numel * w->samples0 != r->numel0 * w->run_samples) {
+            w->bad = true;
             return;
         }
-        memset(r + w->cap_recs, 0, (cap - w->cap_recs) * sizeof *r);
-        w->recs = r;
-        w->cap_recs = cap;
+        opt_calib_part_join(&r->part, &cp);
+        r->numel += numel;
     }
-    rec *r = &w->recs[k];
-    w->n_recs++;
-    r->name = name;
-    r->h = 0;
-    opt_calib_scan_array(a, &r->part);
-    r->numel = opt_array_numel(a);
     if (!p->st->histograms) return;
     double h = k < p->n_known ? p->hprev[k] : 0;
-    opt_calib_part all = r->part;
+    opt_calib_part all = cp;
     if (!(h >= 0x1p-100)) {
-        /* No range yet: the batch's extremes set it. */
+        /* No range yet: the batch's extremes set it (one run per slice then, see run_slice). */
+        if (p->chunked) {
+            w->bad = true;
+            return;
+        }
         if (p->active > 1) {
-            w->slots[k & 1] = (slot){r->part, r->numel};
+            w->slots[k & 1] = (slot){cp, numel};
             if (!bar_wait(p)) return;
             all = p->w[0].slots[k & 1].part;
             for (int i = 1; i < p->active; i++) opt_calib_part_join(&all, &p->w[i].slots[k & 1].part);
         }
         h = 0;
+    } else if (r->h > 0) {
+        h = r->h; /* an earlier run of this batch widened it already */
     }
-    if (all.nonfinite == all.count || r->part.nonfinite == r->part.count) return;
+    if (cp.nonfinite == cp.count) return; /* nothing to bin here */
     double amax = amax_of(&all);
     if (h == 0) h = amax; /* as opt_calib_hist_fit from an empty range */
     while (amax > h) h *= 2;
@@ -285,6 +318,7 @@ static void observe_slice(worker *w, const char *name, const opt_array *a)
         give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
         return;
     }
+    if (r->h > 0 && h > r->h) opt_calib_xhist_widen(r->xh, r->h, h);
     opt_calib_xhist_array(r->xh, h, a);
     r->h = h;
 }
@@ -295,17 +329,37 @@ static void observe_par(void *ctx, const char *name, const opt_node *producer, c
     observe_slice(ctx, name, a);
 }
 
-/* Runs this thread's slice of the current batch. */
+/* Runs this thread's slice of the current batch: at once, or in pieces of p->chunk samples
+ * when p->chunked (observe_slice gathers the pieces' statistics in order, so the slice's come
+ * out the same). */
 static void run_slice(worker *w)
 {
     par *p = w->p;
     w->n_recs = 0;
+    w->run = 0;
+    w->bad = false;
     if (w->samples == 0) return;
-    observe_slice(w, p->in_name, &w->in);
-    opt_error e = {0};
-    opt_status s = opt_exec_run(w->e, &w->in, 1, w->outs, p->n_out, &e);
-    for (size_t i = 0; i < p->n_out; i++) opt_array_free(&w->outs[i]);
-    if (s != OPT_OK) give_up(w, s, &e);
+    size_t per = w->samples ? w->in.nbytes / w->samples : 0; /* bytes per sample */
+    size_t step = p->chunked && p->chunk ? p->chunk : w->samples;
+    for (size_t off = 0; off < w->samples && !w->bad; off += step, w->run++) {
+        opt_array v = w->in;
+        size_t n = w->samples - off < step ? w->samples - off : step;
+        v.dims[0] = (int64_t)n;
+        v.data = (char *)w->in.data + off * per;
+        v.nbytes = n * per;
+        w->n_obs = 0;
+        w->run_samples = n;
+        if (w->run == 0) w->samples0 = n;
+        observe_slice(w, p->in_name, &v);
+        opt_error e = {0};
+        opt_status s = opt_exec_run(w->e, &v, 1, w->outs, p->n_out, &e);
+        for (size_t i = 0; i < p->n_out; i++) opt_array_free(&w->outs[i]);
+        if (s != OPT_OK) {
+            give_up(w, s, &e);
+            return;
+        }
+        if (w->run > 0 && w->n_obs != w->n_recs) w->bad = true;
+    }
 }
 
 static void *thread_main(void *arg)
@@ -326,6 +380,8 @@ static void *thread_main(void *arg)
     pthread_mutex_unlock(&p->mu);
     return NULL;
 }
+
+#define CHUNK_BYTES (512 * 1024)
 
 /* Splits `got` samples of view between the active threads, in order. The first batch is split
  * unevenly (so a tensor whose size does not follow the sample count shows); later ones evenly. */
@@ -359,6 +415,8 @@ static opt_status merge_batch(par *p, bool *mixed, opt_error *err)
 {
     const worker *w0 = &p->w[0];
     size_t n = w0->n_recs;
+    for (int i = 0; i < p->active; i++)
+        if (p->w[i].bad) goto mixed;
     for (int i = 1; i < p->active; i++) {
         const worker *o = &p->w[i];
         if (o->n_recs != n) goto mixed;
@@ -387,6 +445,12 @@ static opt_status merge_batch(par *p, bool *mixed, opt_error *err)
         p->hprev[k] = acc->hmax;
     }
     p->n_known = n;
+    /* Pieces whose largest activation takes about half of a core's L2 cache. */
+    uint64_t most = 1;
+    for (size_t k = 0; k < n; k++)
+        if (w0->recs[k].numel / w0->samples > most) most = w0->recs[k].numel / w0->samples;
+    p->chunk = (size_t)(CHUNK_BYTES / (most * sizeof(float)));
+    if (p->chunk < 1) p->chunk = 1;
     return OPT_OK;
 mixed:
     *mixed = true;
@@ -447,6 +511,10 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
         if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
         if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
         split_batch(&p, &view, got, first);
+        /* Pieces need every range known: a tensor without one meets the others at a barrier. */
+        p.chunked = !first && p.chunk > 0;
+        for (size_t k = 0; k < p.n_known && p.chunked && p.st->histograms; k++)
+            if (!(p.hprev[k] >= 0x1p-100)) p.chunked = false;
         pthread_mutex_lock(&p.mu);
         p.pending = nw - 1;
         p.batch_gen++;

@@ -455,6 +455,16 @@ static void xdouble(uint64_t *v)
     memset(v + OPT_CALIB_BINS / 2 + 1, 0, (OPT_CALIB_BINS / 2) * sizeof *v);
 }
 
+void opt_calib_xhist_widen(uint64_t *xh, double h, double h2)
+{
+    while (h < h2) {
+        xdouble(xh);
+        xdouble(xh + OPT_CALIB_BINS + 1);
+        h *= 2;
+    }
+    assert(h == h2);
+}
+
 void opt_calib_xhist_fold(uint64_t *pos, uint64_t *neg, double hmax, uint64_t *xh, double h)
 {
     uint64_t *xp = xh, *xn = xh + OPT_CALIB_BINS + 1;

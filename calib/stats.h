@@ -128,6 +128,10 @@ void opt_calib_xhist_f32(uint64_t *xh, double hmax, const float *x, size_t n);
 void opt_calib_xhist_f32_ref(uint64_t *xh, double hmax, const float *x, size_t n);
 /* The same for any float array (converted in chunks; other dtypes are ignored). */
 void opt_calib_xhist_array(uint64_t *xh, double hmax, const opt_array *a);
+/* Brings xh from range h to h2 = h * 2^d, d >= 0, keeping the extended layout: the counts then
+ * equal those of binning the same values with h2, so more values can be binned into xh with h2
+ * (how one thread gathers several runs of a batch). */
+void opt_calib_xhist_widen(uint64_t *xh, double h, double h2);
 /* Adds xh (binned with range h) to histograms pos/neg of range hmax = h * 2^d, d >= 0, and
  * zeroes xh. The counts equal those of binning the same values with hmax directly. */
 void opt_calib_xhist_fold(uint64_t *pos, uint64_t *neg, double hmax, uint64_t *xh, double h);

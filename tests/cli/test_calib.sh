@@ -83,6 +83,12 @@ for model in "$L5" "$T/fixed50.onnx" "$T/mix.onnx"; do
     done
 done
 assert "mix: the batch mean is in the table" grep -q '^mean,' "$T/th1.csv"
+# Slices of 100 samples run in pieces after the first batch (lenet5: 37 at a time).
+for th in 1 2; do
+    "$MOPT" calib "$L5" --data fashion-mnist:test --limit 600 --batch 200 --method entropy --threads $th -q \
+        -o "$T/big$th.csv"
+done
+assert "slices run in pieces: same table as 1 thread" cmp -s "$T/big1.csv" "$T/big2.csv"
 check "a batch the model cannot take fails with threads too" 1 "node 'flat'" -- \
     "$MOPT" calib "$T/fixed50.onnx" --data fashion-mnist:test --limit 100 --batch 64 --threads 2 -o "$T/bad.csv"
 assert "nothing written" [ ! -e "$T/bad.csv" ]

@@ -184,3 +184,34 @@ Test(calib_scan, a_value_at_the_top_of_a_slice_range_lands_where_direct_binning_
     free(pos);
     free(rp);
 }
+
+Test(calib_scan, runs_gathered_by_widening_equal_binning_the_slice_at_once)
+{
+    /* One thread runs its slice in pieces: each piece is binned at the smallest power-of-two
+     * multiple of the known range that covers it, the histogram widened as pieces need. */
+    enum { N = 9000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 23;
+    for (int i = 0; i < N; i++) x[i] = gauss(&s) * (i < 3000 ? 0.3f : i < 6000 ? 1.0f : 5.0f);
+    double hprev = 0.5, amax = 0;
+    for (int i = 0; i < N; i++) amax = fmax(amax, fabs((double)x[i]));
+    double hall = hprev;
+    while (amax > hall) hall *= 2;
+    uint64_t *xh = calloc(OPT_CALIB_XBINS, sizeof *xh), *ref = calloc(OPT_CALIB_XBINS, sizeof *ref);
+    double h = 0;
+    for (int piece = 0; piece < 3; piece++) {
+        const float *p = x + piece * 3000;
+        double pm = 0, hp = h > 0 ? h : hprev;
+        for (int i = 0; i < 3000; i++) pm = fmax(pm, fabs((double)p[i]));
+        while (pm > hp) hp *= 2;
+        if (h > 0 && hp > h) opt_calib_xhist_widen(xh, h, hp);
+        opt_calib_xhist_f32(xh, hp, p, 3000);
+        h = hp;
+    }
+    cr_assert_eq(h, hall);
+    opt_calib_xhist_f32_ref(ref, hall, x, N);
+    cr_assert(memcmp(xh, ref, OPT_CALIB_XBINS * sizeof *xh) == 0, "widened pieces differ from binning at once");
+    free(x);
+    free(xh);
+    free(ref);
+}
