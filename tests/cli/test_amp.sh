@@ -20,8 +20,8 @@ assert "fp16 lenet5: checker, ONNX Runtime, cast rules" "$PY" "$ROOT/tests/preci
 check "without --keep-io" 0 'using 0 casts' -- "$MOPT" amp "$L3" -o "$T/h3.onnx"
 assert "without --keep-io: input and output float16" [ "$(iotype "$T/h3.onnx")" = "10 10" ]
 assert "fp16 lenet300: checker, ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/h3.onnx"
-check "fp16 top-1 reported" 0 'top-1 on 2000 samples: float32 [0-9.]+%, float16 [0-9.]+% \(drop -?0\.[0-9]+ points' -- \
-    "$MOPT" amp --keep-io "$L5" --eval fashion-mnist:test --eval-limit 2000 -o "$T/he.onnx"
+check "fp16 top-1 reported" 0 "top-1 on $(small 2000 200) samples:"' float32 [0-9.]+%, float16 [0-9.]+% \(drop -?0\.[0-9]+ points' -- \
+    "$MOPT" amp --keep-io "$L5" --eval fashion-mnist:test --eval-limit $(small 2000 200) -o "$T/he.onnx"
 
 # The attention block: Softmax and LayerNormalization are deny ops and stay float32.
 check "attention block" 0 'converted 15/17 nodes to float16 using 6 casts' -- "$MOPT" amp --keep-io "$G/attn.onnx" -o "$T/attn.onnx"
@@ -55,7 +55,7 @@ assert "--data: the consumer of the overflowing value too" grep -q "float32: fc 
 check "without --data the same model converts" 0 'converted 4/4' -- "$MOPT" amp --keep-io "$G/overflow.onnx" -o "$T/ov2.onnx"
 
 check "gate met" 0 'top-1: float32 [0-9.]+%, float16 [0-9.]+%' -- \
-    "$MOPT" amp --keep-io "$L5" --data fashion-mnist:train --limit 256 --eval fashion-mnist:test --eval-limit 2000 --max-drop 0.5 -o "$T/gate.onnx"
+    "$MOPT" amp --keep-io "$L5" --data fashion-mnist:train --limit $(small 256 64) --eval fashion-mnist:test --eval-limit $(small 2000 200) --max-drop 0.5 -o "$T/gate.onnx"
 check "bad data" 1 'do not fit input' -- "$MOPT" amp "$L5" --data "npy:$G/wrongshape.npy" -o "$T/bad.onnx"
 assert "bad data: nothing written" [ ! -e "$T/bad.onnx" ]
 check "--to fp8" 2 'fp16 or bf16' -- "$MOPT" amp --to fp8 "$L5"

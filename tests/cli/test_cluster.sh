@@ -33,13 +33,13 @@ check "tiny model" 0 '' -- "$MOPT" cluster --bits 3 "$T/tiny.onnx" -o "$T/tc.onn
 assert "tiny: non-weights untouched" $CC untouched "$T/tiny.onnx" "$T/tc.onnx"
 check "per-layer bits" 0 'conv1 +Conv +150 +2 +4' -- "$MOPT" cluster --layer conv1=2 "$T/p.onnx" -o "$T/lb.onnx"
 check "refine data" 0 'out_err_refined' -- "$MOPT" cluster --bits 3 --refine data --data fashion-mnist:train \
-    --samples 300 "$T/p.onnx" --report "$T/r.csv" -o "$T/cr.onnx"
+    --samples $(small 300 40) "$T/p.onnx" --report "$T/r.csv" -o "$T/cr.onnx"
 assert "refined output error is below k-means' for every layer" "$PY" -c "
 import csv,sys
 rows=list(csv.DictReader(open('$T/r.csv')))
 sys.exit(0 if rows and all(float(r['out_err_refined'])<=float(r['out_err_kmeans'])+1e-12 for r in rows) else 1)"
 check "refine towards the unpruned model" 0 'out_err_refined' -- "$MOPT" cluster --bits 3 --refine data \
-    --data fashion-mnist:train --samples 300 --reference "$L5" "$T/p.onnx" -o "$T/crr.onnx"
+    --data fashion-mnist:train --samples $(small 300 40) --reference "$L5" "$T/p.onnx" -o "$T/crr.onnx"
 assert "refine with a reference keeps the pruned zeros" bash -c "'$MOPT' unpack -q --dense '$T/crr.onnx' -o '$T/crrd.onnx' && $CC zeros-kept '$T/p.onnx' '$T/crrd.onnx' 3"
 check "--reference without --refine is a usage error" 2 'reference' -- "$MOPT" cluster --reference "$L5" "$T/p.onnx"
 check "refined model runs in mopt" 0 '' -- "$MOPT" run -q -i "$T/x5.npy" --format npy -o "$T/or" "$T/cr.onnx"

@@ -48,24 +48,24 @@ check "--refine without --data is a usage error" 2 'needs --data' -- "$MOPT" pru
 check "missing input fails naming the file" 1 'mopt prune: .*nonexistent' -- "$MOPT" prune "$T/nonexistent.onnx" -o "$T/x.onnx"
 assert "no output left on failure" test ! -e "$T/x.onnx"
 check "refine data keeps the counts" 0 '' -- "$MOPT" prune --sparsity 0.8 --per-layer --refine data \
-    --data fashion-mnist:train --samples 500 "$L300" -o "$T/rf.onnx"
+    --data fashion-mnist:train --samples $(small 500 50) "$L300" -o "$T/rf.onnx"
 assert "refine: fc2 exactly 24000 zeros" $CC zeros "$T/rf.onnx" fc2.weight 24000
 assert "refine: only weights and biases change; BatchNorm-free lenet300 biases may move" $CC check "$T/rf.onnx"
 
 # The accuracy gate: exit 3 and nothing written when top-1 falls by more than --max-drop.
 check "gate fails at 90% magnitude pruning" 3 'exceeds --max-drop 1\.00; nothing written' -- \
-    "$MOPT" prune --sparsity 0.9 --eval fashion-mnist:test --max-drop 1 "$L5" -o "$T/gate.onnx"
+    "$MOPT" prune --sparsity 0.9 --eval "$(fm_test)" --max-drop 1 "$L5" -o "$T/gate.onnx"
 assert "gate: no output left" test ! -e "$T/gate.onnx"
 check "gate passes at 20%" 0 'top-1 .* points, --max-drop 1\.00' -- \
-    "$MOPT" prune --sparsity 0.2 --eval fashion-mnist:test --max-drop 1 "$L5" -o "$T/gate2.onnx"
+    "$MOPT" prune --sparsity 0.2 --eval "$(fm_test)" --max-drop 1 "$L5" -o "$T/gate2.onnx"
 assert "gate: output written" test -s "$T/gate2.onnx"
 check "cluster gate" 3 'mopt cluster: .*exceeds --max-drop' -- \
-    "$MOPT" cluster --bits 1 --eval fashion-mnist:test --max-drop 0.1 "$L5" -o "$T/gate3.onnx"
+    "$MOPT" cluster --bits 1 --eval "$(fm_test)" --max-drop 0.1 "$L5" -o "$T/gate3.onnx"
 check "--max-drop without --eval is a usage error" 2 'go together' -- "$MOPT" prune --max-drop 1 "$L5"
 
 # mopt sensitivity: one row per layer and sparsity after the baseline; the model is restored
 # between rows (the baseline row and the zero-sparsity rows agree).
-check "sensitivity writes CSV" 0 'sensitivity' -- "$MOPT" sensitivity --data fashion-mnist:test --limit 300 \
+check "sensitivity writes CSV" 0 'sensitivity' -- "$MOPT" sensitivity --data fashion-mnist:test --limit $(small 300 100) \
     --sparsities 0,0.9 "$L5" -o "$T/sens.csv"
 assert "sensitivity: header, baseline and 2 rows per layer" test "$(wc -l < "$T/sens.csv")" -eq 12
 assert "sensitivity: sparsity 0 changes nothing" "$PY" -c "
@@ -92,8 +92,8 @@ a = ort.InferenceSession('$T/sp.onnx').run(None, {'input': x})[0]
 b = ort.InferenceSession('$T/dp.onnx').run(None, {'input': x})[0]
 sys.exit(0 if np.array_equal(a, b) else 1)"
 check "sparse initializers: mopt eval agrees with the dense model" 0 '' -- \
-    "$MOPT" eval --data fashion-mnist:test --limit 500 "$T/dp.onnx" "$T/sp.onnx"
-assert "sparse initializers: agreement 1.0000, max_abs 0" grep -Eq 'sp\.onnx +500 +[0-9.]+ +[0-9.]+ +1\.0000 +0 +0 ' "$T/err"
+    "$MOPT" eval --data fashion-mnist:test --limit $(small 500 100) "$T/dp.onnx" "$T/sp.onnx"
+assert "sparse initializers: agreement 1.0000, max_abs 0" grep -Eq "sp\.onnx +$(small 500 100) +"'[0-9.]+ +[0-9.]+ +1\.0000 +0 +0 ' "$T/err"
 check "sparse initializers: cat keeps them byte for byte" 0 '' -- "$MOPT" cat "$T/sp.onnx" -o "$T/spcat.onnx"
 assert "sparse initializers: cat output identical" cmp -s "$T/sp.onnx" "$T/spcat.onnx"
 "$MOPT" cluster -q --bits-fc 4 "$T/sp.onnx" -o "$T/spc.onnx"

@@ -11,9 +11,9 @@ L3=$ROOT/datasets/lenet300.onnx
 export PY ROOT
 ops() { "${PY:-$ROOT/.venv/bin/python}" -c "import onnx,sys,collections; c=collections.Counter(n.op_type for n in onnx.load(sys.argv[1]).graph.node); print(' '.join(f'{k}={v}' for k,v in sorted(c.items())))" "$1"; }
 export -f ops
-top1() { "$MOPT" eval --data fashion-mnist:test --batch 500 "$@" 2>&1 | awk '$2 == 10000 {print $3}' | tail -1; }
+top1() { "$MOPT" eval --data "$(fm_test)" --batch 500 "$@" 2>&1 | awk -v n="$FM_TEST_N" '$2 == n {print $3}' | tail -1; }
 
-check "calibrate" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:train --limit 1000 -o "$T/t.csv"
+check "calibrate" 0 '' -- "$MOPT" calib "$L5" --data fashion-mnist:train --limit $(small 1000 200) -o "$T/t.csv"
 check "quant from a table" 0 'quantized 5/5 nodes to int8 \(5 weights, 5 biases, 9 activations; uint8 asymmetric activations, per-channel weights\)' -- \
     "$MOPT" quant --int8 "$L5" --table "$T/t.csv" -o "$T/q.onnx"
 assert "QDQ ops: 9 Q, 19 DQ, the float ops kept" [ "$(ops "$T/q.onnx" | sed 's/ Identity=1//')" = "Conv=2 DequantizeLinear=19 Flatten=1 Gemm=3 MaxPool=2 QuantizeLinear=9 Relu=4" ]
@@ -21,10 +21,12 @@ assert "checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "
 assert "mopt.history records the command" "$MOPT" info "$T/q.onnx" --no-tensors | grep -q 'quant --int8'
 f32=$(top1 "$L5")
 acc=$(top1 "$T/q.onnx")
-assert "int8 top-1 on 10,000 test images within 0.3 points of float32 ($f32) [got $acc]" awk -v a="$acc" -v f="$f32" 'BEGIN {exit !(a >= f - 0.003)}'
+# (on the 300 images of a valgrind run one image is 0.33 points: there, within one point)
+tol=$(small 0.003 0.01)
+assert "int8 top-1 on $FM_TEST_N test images within $tol of float32 ($f32) [got $acc]" awk -v a="$acc" -v f="$f32" -v t="$tol" 'BEGIN {exit !(a != "" && a >= f - t)}'
 
 check "quant from data in one step" 0 'quantized 3/3 nodes' -- \
-    "$MOPT" quant --int8 "$L3" --data fashion-mnist:train --limit 500 --method entropy -o "$T/q3.onnx"
+    "$MOPT" quant --int8 "$L3" --data fashion-mnist:train --limit $(small 500 100) --method entropy -o "$T/q3.onnx"
 assert "lenet300 from data: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/q3.onnx"
 check "stdin to stdout" 0 '' -- bash -c "'$MOPT' quant --int8 --table '$T/t.csv' < '$L5' > '$T/pipe.onnx'"
 assert "pipe gives the same nodes" [ "$(ops "$T/pipe.onnx")" = "$(ops "$T/q.onnx")" ]
@@ -48,7 +50,7 @@ assert "excluded op type named" grep -q 'float: fc3 (excluded by op type' "$T/er
 
 RC=$ROOT/datasets/rescnn.onnx
 check "BatchNormalization folded into the Conv before it" 0 'folded 9 BatchNormalization into the Conv before them' -- \
-    "$MOPT" quant --int8 "$RC" --data fashion-mnist:train --limit 200 -o "$T/rc.onnx"
+    "$MOPT" quant --int8 "$RC" --data fashion-mnist:train --limit $(small 200 50) -o "$T/rc.onnx"
 assert "folded: no BatchNormalization left, checker and ONNX Runtime" bash -c "! ops '$T/rc.onnx' | grep -q BatchNormalization && '$PY' '$ROOT/tests/precision/check_model.py' '$T/rc.onnx'"
 assert "residual Adds quantized: the last block's Add output gets a QDQ pair too" "$PY" -c "
 import onnx, sys
@@ -56,24 +58,24 @@ q = {n.input[0] for n in onnx.load(sys.argv[1]).graph.node if n.op_type == 'Quan
 assert {'layer1.relu2', 'layer2.relu2', 'layer3.relu2'} <= q, q" "$T/rc.onnx"
 assert "the executor runs all 3 residual Adds as QLinearAdd" bash -c "'$MOPT' bench --explain '$T/rc.onnx' 2>&1 | grep -q '3 Add QDQ islands'"
 check "--exclude Add keeps the Adds float" 0 'quantized 10/10 nodes' -- \
-    "$MOPT" quant --int8 "$RC" --exclude Add --data fashion-mnist:train --limit 200 -o "$T/rc3.onnx"
+    "$MOPT" quant --int8 "$RC" --exclude Add --data fashion-mnist:train --limit $(small 200 50) -o "$T/rc3.onnx"
 assert "--exclude Add: the last Add's output not quantized" bash -c "! '$PY' -c \"
 import onnx, sys
 sys.exit(0 if any(n.input[0] == 'layer3.relu2' for n in onnx.load(sys.argv[1]).graph.node if n.op_type == 'QuantizeLinear') else 1)\" '$T/rc3.onnx'"
-check "--no-fold keeps them" 0 '' -- "$MOPT" quant --int8 "$RC" --no-fold --data fashion-mnist:train --limit 200 -o "$T/rc2.onnx"
+check "--no-fold keeps them" 0 '' -- "$MOPT" quant --int8 "$RC" --no-fold --data fashion-mnist:train --limit $(small 200 50) -o "$T/rc2.onnx"
 assert "--no-fold: 9 BatchNormalization" bash -c "ops '$T/rc2.onnx' | grep -q 'BatchNormalization=9'"
 
 # Accuracy-aware fallback.
 check "gate met at once" 0 'top-1: float32 [0-9.]+%, int8 [0-9.]+% \(drop -?0\.[0-9]+ points, gate 1.00\)' -- \
-    "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 500 --eval fashion-mnist:test --max-drop 1 -o "$T/g1.onnx"
+    "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit $(small 500 100) --eval "$(fm_test)" --max-drop 1 -o "$T/g1.onnx"
 check "gate met by returning nodes to float" 0 "float: [a-z0-9]+ \(accuracy: converted alone it changes .*rank 1 of 5" -- \
     "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 64 --method percentile --percentile 90 \
-    --eval fashion-mnist:test --eval-limit 1000 --max-drop 1 --report "$T/fb.json" -o "$T/g2.onnx"
+    --eval fashion-mnist:test --eval-limit $(small 1000 300) --max-drop 1 --report "$T/fb.json" -o "$T/g2.onnx"
 assert "fallback: report lists the float nodes" grep -q '"status": "float"' "$T/fb.json"
 assert "fallback model: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/g2.onnx"
 check "gate cannot be met: exit 3" 3 'exceeds --max-drop 0.00 .*nothing written' -- \
     "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 64 --method percentile --percentile 90 \
-    --eval fashion-mnist:test --eval-limit 1000 --max-drop 0 -o "$T/g3.onnx"
+    --eval fashion-mnist:test --eval-limit $(small 1000 300) --max-drop 0 -o "$T/g3.onnx"
 assert "exit 3: nothing written" [ ! -e "$T/g3.onnx" ]
 
 # Bad tables and data.
