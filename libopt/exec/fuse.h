@@ -19,8 +19,9 @@
  *
  * float16 and bfloat16 chains (`mopt amp` models) fuse the same way: the kernel computes the
  * chain in float32 from the half inputs and rounds once at the fused output, where the nodes run
- * one by one round after each (ONNX Runtime's CPU, which runs half Conv through float32 kernels
- * with the Cast pairs between them removed, rounds the same way as the fused chain).
+ * one by one round after each. (ONNX Runtime's CPU goes further on the same files: it runs the
+ * half nodes on its float32 kernels and removes the Cast pairs between them, so its rescnn fp16
+ * computes in float32 from the model input to the last Gemm and rounds nowhere in between.)
  *
  * Conditions (otherwise the nodes are left as they are): the Conv's weights (and bias) are
  * float32, float16 or bfloat16 initializers; the BatchNormalization is in inference mode with initializer statistics;
