@@ -3,14 +3,18 @@
  *
  * Threads split each batch, not the nodes: with W threads, W executors of one thread each run
  * consecutive slices of the batch (tiny per-image kernels do not scale inside one node, and
- * the statistics pass then runs on every thread too). The result must equal a serial run's,
- * and the histogram range of a tensor depends on the whole batch's extremes, so the slices
- * move through the graph in step: at each observed tensor every thread scans its slice
- * (opt_calib_scan_f32), waits at a barrier, joins all slices' scans in sample order (the join
- * a serial scan would make), and bins its own slice with the range that join implies. Thread 0
- * keeps the accumulators of st; the others keep only histograms (their ranges follow thread
- * 0's, since each fits the same joined extremes), added to st at the end: bin counts are
- * integers, so the sum is exact.
+ * the statistics pass then runs on every thread too). The result must equal a serial run's.
+ * Counts, minima and maxima are easy: each slice keeps its own scan (opt_calib_scan_f32) of each
+ * tensor, and after the batch the main thread joins them in sample order, the join a serial scan
+ * would make. Histograms are harder: a tensor's range for a batch depends on the whole batch's
+ * extremes, hprev * 2^d for the smallest d that covers them once the range hprev is set. So a
+ * slice is binned with the smallest such range that covers the slice itself, in the extended
+ * layout of stats.h, and the merge folds it to the batch's range (opt_calib_xhist_fold): exact,
+ * with no waiting between threads. Only while a tensor has no range yet (the first batch, or a
+ * tensor all zeros so far) do the threads meet at a barrier at that tensor to join their scans
+ * first. After the first batch a slice also runs in pieces small enough that a node's output is
+ * still in cache when the next node reads it; a thread gathers its pieces in order, widening
+ * its histogram as a piece needs (opt_calib_xhist_widen).
  *
  * Bit for bit, that is, when the kernels compute a sample the same whatever the batch size:
  * mopt's own kernels do; OpenBLAS (Gemm on CPUs without AVX-512) may round a sum differently
@@ -242,15 +246,16 @@ static double amax_of(const opt_calib_part *p)
     return fmax(fabs((double)p->min), fabs((double)p->max));
 }
 
-/* One tensor of one slice: scan it, and with histograms bin it.
+/* One tensor of one run (the slice, or a piece of it): scan it, and with histograms bin it.
  *
  * A tensor whose range hprev is set (every tensor after the first batch, unless all its values
- * so far were zero) is binned at once with the range its own slice needs, hprev * 2^d; the
- * merge after the batch brings every slice to the batch's range (opt_calib_xhist_fold). A
- * tensor without a range yet needs the batch's extremes first: the threads meet at a barrier,
- * publishing their scans in slots[seq & 1] (a thread can only write that slot again two
- * barriers later, when everyone has read it). Every thread observes the same tensors in the
- * same order and sees the same hprev, so they agree on which tensors meet. */
+ * so far were zero) is binned at once with the range this run needs, hprev * 2^d (widened from
+ * an earlier piece's); the merge after the batch brings every slice to the batch's range
+ * (opt_calib_xhist_fold). A tensor without a range yet needs the batch's extremes first: the
+ * threads meet at a barrier, publishing their scans in slots[k & 1] (a thread can only write
+ * that slot again two barriers later, when everyone has read it). Every thread observes the
+ * same tensors in the same order and sees the same hprev, so they agree on which tensors meet;
+ * slices run in one piece then (p->chunked is off). */
 static void observe_slice(worker *w, const char *name, const opt_array *a)
 {
     par *p = w->p;
