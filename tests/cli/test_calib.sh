@@ -39,8 +39,10 @@ check "--format trt to stdout needs --cache" 2 'needs --cache' -- "$MOPT" calib 
 # Streaming: 10x the samples, (about) the same peak memory (under valgrind: 100 and 1,000).
 /usr/bin/time -f %M -o "$T/rss1" "$MOPT" calib "$L5" --data fashion-mnist:test --limit $(small 1000 100) --method entropy -q -o "$T/a.csv"
 /usr/bin/time -f %M -o "$T/rss2" "$MOPT" calib "$L5" --data fashion-mnist:test --limit $(small 10000 1000) --method entropy -q -o "$T/b.csv"
+# (Under valgrind the peak is memcheck's, which also holds up to 20 MB of freed blocks back from
+# reuse to catch use-after-free: there the bound is 8 + 20 MB.)
 assert "peak memory independent of the sample count (+<8 MB for 10x the samples)" \
-    [ $(( $(tail -1 "$T/rss2") - $(tail -1 "$T/rss1") )) -lt 8192 ]
+    [ $(( $(tail -1 "$T/rss2") - $(tail -1 "$T/rss1") )) -lt $(small 8192 28672) ]
 
 # Threads split each batch; the table must not depend on how many (the statistics of a batch
 # cut in slices equal the batch's). A model that mixes samples (a mean over the batch) cannot
