@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool prec_parse_size(const char *s, size_t *out)
@@ -107,6 +108,19 @@ int prec_write_text(const tool_opts *t, const char *path, prec_write_fn fn, void
             return tool_fail(t, "<stdout>", &e);
         }
         return 0;
+    }
+    /* An existing target that is not a regular file (/dev/null, a FIFO) is written in place:
+     * renaming over it would replace the device node itself (formats/io.c does the same). */
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+        FILE *df = fopen(path, "w");
+        if (!df) {
+            opt_error_set(&e, OPT_ERR_IO, "cannot open: %s", strerror(errno));
+            return tool_fail(t, path, &e);
+        }
+        opt_status ds = fn(ctx, df, &e);
+        if (fclose(df) != 0 && ds == OPT_OK) ds = opt_error_set(&e, OPT_ERR_IO, "write error: %s", strerror(errno));
+        return ds == OPT_OK ? 0 : tool_fail(t, path, &e);
     }
     size_t len = strlen(path) + 16;
     char *tmp = malloc(len);

@@ -124,4 +124,7 @@ bad "int64 model input" "model input 'ids' is int64" "$T/g/intinput.onnx" --data
 bad "missing data file" 'no-such' "$L5" --data npy:"$T/no-such.npy"
 check "no --data" 2 'required' -- "$MOPT" calib "$L5"
 check "unknown method" 2 'method' -- "$MOPT" calib "$L5" --data fashion-mnist:test --method kl
+check "calib -o /dev/null writes through the device" 0 '' -- \
+    "$MOPT" calib -q --data fashion-mnist:train --limit $(small 100 20) "$ROOT/datasets/lenet5.onnx" -o /dev/null
+assert "/dev/null is still a character device" test -c /dev/null
 finish
