@@ -509,8 +509,7 @@ opt_status opt_onnx_save(const opt_model *m, const char *path, const opt_save_op
     /* An existing target that is not a regular file (/dev/null, a FIFO, a terminal) is written
      * in place: renaming a temporary file over it would replace the device node itself (as root,
      * `-o /dev/null` deleted /dev/null). Directories fall through and fail at the rename. */
-    struct stat tst;
-    if (stat(path, &tst) == 0 && !S_ISREG(tst.st_mode) && !S_ISDIR(tst.st_mode)) {
+    if (opt_path_is_special(path)) {
         if (opts->external == OPT_EXTERNAL_MOVE)
             return opt_error_set(err, OPT_ERR_USAGE,
                                  "--external-data needs a regular output file ('%s' is not one)", path);
@@ -611,4 +610,10 @@ done:
     free(data_name);
     free(dir);
     return st;
+}
+
+bool opt_path_is_special(const char *path)
+{
+    struct stat st;
+    return path && stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode);
 }

@@ -43,6 +43,11 @@ opt_status opt_onnx_load(const char *path, const opt_load_opts *opts, opt_model 
  * is loaded are written inline. */
 opt_status opt_onnx_serialize(const opt_model *m, uint8_t **buf, size_t *len, opt_error *err);
 
+/* True when `path` exists and is neither a regular file nor a directory (/dev/null, a FIFO, a
+ * terminal): writers open such a target in place, since renaming a temporary file over it would
+ * replace the node itself. */
+bool opt_path_is_special(const char *path);
+
 /* Writes m to path atomically: temporary files in the target directory, fsync, rename; nothing
  * is left behind on failure. path NULL or "-" writes to standard output (external data is then
  * written inline; OPT_EXTERNAL_MOVE is refused). */

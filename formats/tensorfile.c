@@ -6,6 +6,7 @@
  * anything is allocated or copied: these readers are fuzzed (tests/fuzz/).
  */
 #include "formats/tensorfile_int.h"
+#include "formats/onnx.h"
 
 #include "onnx.pb-c.h"
 
@@ -954,8 +955,7 @@ opt_status opt_tensorfile_write(const char *path, opt_tfmt fmt, const opt_array 
     OPT_TRY(opt_tensorfile_serialize(a, fmt, name, &buf, &len, err));
     /* An existing target that is not a regular file (/dev/null, a FIFO) is written in place:
      * renaming over it would replace the device node itself. */
-    struct stat tst;
-    if (stat(path, &tst) == 0 && !S_ISREG(tst.st_mode) && !S_ISDIR(tst.st_mode)) {
+    if (opt_path_is_special(path)) {
         opt_status ds = OPT_OK;
         int dfd = open(path, O_WRONLY | O_CLOEXEC);
         if (dfd < 0) ds = opt_error_set(err, OPT_ERR_IO, "cannot open: %s", strerror(errno));

@@ -8,7 +8,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 bool prec_parse_size(const char *s, size_t *out)
@@ -111,8 +110,7 @@ int prec_write_text(const tool_opts *t, const char *path, prec_write_fn fn, void
     }
     /* An existing target that is not a regular file (/dev/null, a FIFO) is written in place:
      * renaming over it would replace the device node itself (formats/io.c does the same). */
-    struct stat st;
-    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode) && !S_ISDIR(st.st_mode)) {
+    if (opt_path_is_special(path)) {
         FILE *df = fopen(path, "w");
         if (!df) {
             opt_error_set(&e, OPT_ERR_IO, "cannot open: %s", strerror(errno));
