@@ -235,3 +235,186 @@ Test(conv, wide_depthwise_rows_match_the_reference)
         check_conv(&g, &r, "wide depthwise", (int)t);
     }
 }
+
+/* ---- stride-1 convolutions on a shifted B (no im2col packing) -------------------------------- */
+
+/* A stride-1, dilation-1 conv: spatial dims (1-D: H 1), pads top, left, bottom, right. */
+typedef struct shift_case {
+    int nsp;
+    int64_t N, C, M, group, H, W, KH, KW, pt, pl, pb, pr;
+} shift_case;
+
+static const shift_case shift_cases[] = {
+    {2, 2, 5, 7, 1, 9, 11, 1, 1, 1, 1, 1, 1},      /* 1x1 with pads 1 */
+    {2, 1, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1},   /* rescnn: 27 x 30 + 28 wide columns */
+    {2, 2, 64, 13, 1, 7, 7, 3, 3, 1, 1, 1, 1},     /* K 576: three blocks of K; M 13 */
+    {2, 3, 6, 16, 1, 14, 14, 5, 5, 0, 0, 0, 0},    /* lenet5 conv2: 5x5, no pads (no copy) */
+    {2, 1, 1, 6, 1, 28, 28, 5, 5, 2, 2, 2, 2},     /* lenet5 conv1: K 25 */
+    {2, 2, 3, 5, 1, 10, 13, 3, 3, 0, 2, 1, 0},     /* asymmetric pads */
+    {2, 1, 4, 25, 1, 6, 37, 3, 3, 0, 0, 0, 0},     /* rows longer than a tile, M 25 */
+    {1, 2, 3, 4, 1, 1, 50, 1, 3, 0, 2, 0, 0},      /* 1-D, left pad only */
+    {2, 3, 6, 10, 2, 9, 9, 3, 3, 1, 1, 1, 1},      /* 2 groups, batch 3 */
+    {2, 1, 2, 3, 1, 5, 1, 3, 1, 1, 0, 1, 0},       /* width 1 */
+    {2, 1, 3, 4, 1, 4, 80, 1, 75, 0, 0, 0, 0},     /* 74 dropped columns a row: empty tiles */
+    {2, 2, 64, 24, 1, 7, 7, 1, 1, 0, 0, 0, 0},     /* 1x1 without pads: every column kept */
+    {2, 1, 30, 15, 3, 12, 9, 2, 4, 1, 0, 0, 3},    /* 3 groups, even kernel, asymmetric pads */
+};
+
+static void shift_geom_of(const shift_case *c, nn_conv_geom *g)
+{
+    memset(g, 0, sizeof *g);
+    g->nsp = c->nsp;
+    g->N = c->N, g->C = c->C, g->M = c->M, g->group = c->group;
+    int64_t in[2] = {c->H, c->W}, k[2] = {c->KH, c->KW}, pb[2] = {c->pt, c->pl}, pe[2] = {c->pb, c->pr};
+    int o = c->nsp == 2 ? 0 : 1; /* 1-D: the width only */
+    for (int i = 0; i < c->nsp; i++) {
+        g->in[i] = in[o + i], g->k[i] = k[o + i], g->pad_b[i] = pb[o + i], g->pad_e[i] = pe[o + i];
+        g->stride[i] = g->dil[i] = 1;
+        g->out[i] = g->in[i] + g->pad_b[i] + g->pad_e[i] - g->k[i] + 1;
+    }
+}
+
+/* act(conv + z) by the reference twin (z may be NULL). */
+static void shift_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                      const float *z, const nn_conv_epi *e, float *yr, size_t ny)
+{
+    nn_conv_f32_ref(g, x, w, b, yr);
+    if (z)
+        for (size_t i = 0; i < ny; i++) yr[i] += z[i];
+    nn_epilogue ep = {NULL, NULL, NULL, 0, e->act, e->lo, e->hi, e->alpha};
+    nn_epilogue_rows(&ep, yr, (int64_t)ny, 0, 1, (int64_t)ny, false);
+}
+
+Test(conv, shifted_path_matches_reference_and_packed_path_bit_for_bit)
+{
+    kt_rng r = {0x5f1f7};
+    for (size_t t = 0; t < sizeof shift_cases / sizeof shift_cases[0]; t++) {
+        nn_conv_geom g;
+        shift_geom_of(&shift_cases[t], &g);
+        int64_t insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g), ks = nn_geom_k_size(&g);
+        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * (g.C / g.group) * ks);
+        size_t ny = (size_t)(g.N * g.M * outsz);
+        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
+        float *z = kt_randf(&r, ny);
+        float *ys = malloc(ny * sizeof *ys), *yp = malloc(ny * sizeof *yp);
+        float *ya = malloc(ny * sizeof *ya), *yr = malloc(ny * sizeof *yr);
+        for (int v = 0; v < 4; v++) {
+            bool bias = v & 1, res = v & 2;
+            nn_conv_epi e = {.z = res ? z : NULL, .act = (int)(t + (size_t)v) % 4, .lo = -0.3f,
+                             .hi = 0.6f, .alpha = 0.1f, .path = NN_CONV_SHIFTED};
+            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ys);
+            shift_ref(&g, x, w, bias ? b : NULL, e.z, &e, yr, ny);
+            double err = kt_max_rel(ys, yr, ny);
+            cr_assert_leq(err, KT_F32_REL, "case %zu variant %d: error %g", t, v, err);
+            /* The same sums in the same order as im2col into panels: identical bits. */
+            e.path = NN_CONV_PACKED;
+            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, yp);
+            cr_assert(memcmp(ys, yp, ny * sizeof *ys) == 0, "case %zu variant %d: shifted != packed", t, v);
+            /* The residual may be the output's own buffer (read before written). */
+            if (res) {
+                memcpy(ya, z, ny * sizeof *ya);
+                e.z = ya;
+                e.path = NN_CONV_SHIFTED;
+                nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ya);
+                cr_assert(memcmp(ys, ya, ny * sizeof *ys) == 0, "case %zu variant %d: z == y", t, v);
+            }
+        }
+        free(x), free(w), free(b), free(z), free(ys), free(yp), free(ya), free(yr);
+    }
+}
+
+Test(conv, stride1_convs_of_the_bundled_models_take_the_shifted_path)
+{
+    if (!nn_sgemm_fast()) { /* no AVX-512 kernel: im2col + OpenBLAS, as before */
+        nn_conv_geom g;
+        shift_geom_of(&shift_cases[1], &g);
+        cr_assert_eq(nn_conv_path(&g), NN_CONV_AUTO);
+        return;
+    }
+    /* rescnn's 3x3 convs (28x28 .. 7x7), lenet5's and lenet5caffe's 5x5 ones. */
+    const shift_case models[] = {
+        {2, 1, 1, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1},  {2, 1, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1},
+        {2, 1, 32, 32, 1, 14, 14, 3, 3, 1, 1, 1, 1}, {2, 1, 64, 64, 1, 7, 7, 3, 3, 1, 1, 1, 1},
+        {2, 1, 1, 6, 1, 28, 28, 5, 5, 2, 2, 2, 2},   {2, 1, 6, 16, 1, 14, 14, 5, 5, 0, 0, 0, 0},
+        {2, 1, 1, 20, 1, 28, 28, 5, 5, 0, 0, 0, 0},  {2, 1, 20, 50, 1, 12, 12, 5, 5, 0, 0, 0, 0},
+    };
+    for (size_t t = 0; t < sizeof models / sizeof models[0]; t++) {
+        nn_conv_geom g;
+        shift_geom_of(&models[t], &g);
+        cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "shape %zu", t);
+    }
+    /* Strided and dilated convs keep im2col into panels; depthwise its own loop. */
+    nn_conv_geom g;
+    shift_geom_of(&shift_cases[1], &g);
+    g.stride[0] = g.stride[1] = 2;
+    g.out[0] = g.out[1] = 14;
+    cr_assert_eq(nn_conv_path(&g), NN_CONV_PACKED);
+    shift_geom_of(&shift_cases[1], &g);
+    g.dil[1] = 2;
+    g.out[1] = 26;
+    cr_assert_eq(nn_conv_path(&g), NN_CONV_PACKED);
+    shift_geom_of(&shift_cases[1], &g);
+    g.group = 16;
+    cr_assert_eq(nn_conv_path(&g), NN_CONV_AUTO);
+}
+
+/* Conv -> Add(z) -> Relu through the executor (fused into one FusedConv at load, weights
+ * prepared once) on the shifted path: 1 and 3 threads give the same bits, which are those of the
+ * direct call, within KT_F32_REL of the reference. */
+Test(conv, shifted_path_threads_give_identical_bits_through_the_executor)
+{
+    kt_rng r = {0x7e4d5};
+    const shift_case cases[] = {
+        {2, 2, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1}, /* rescnn's layer1: 27 tiles per image */
+        {2, 3, 6, 13, 1, 14, 14, 5, 5, 0, 0, 0, 0},  /* 5x5, M 13 */
+        {2, 2, 40, 24, 2, 11, 23, 3, 3, 1, 2, 0, 1}, /* 2 groups, K 180, asymmetric pads */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        nn_conv_geom g;
+        shift_geom_of(&cases[t], &g);
+        if (nn_sgemm_fast()) cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "case %zu", t);
+        int64_t Cg = g.C / g.group, insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g);
+        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * Cg * g.k[0] * g.k[1]);
+        size_t ny = (size_t)(g.N * g.M * outsz);
+        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
+        float *z = kt_randf(&r, ny);
+        int64_t xd[4] = {g.N, g.C, g.in[0], g.in[1]}, yd[4] = {g.N, g.M, g.out[0], g.out[1]};
+        kt_operand in[3] = {
+            {"x", OPT_DT_FLOAT, 4, {xd[0], xd[1], xd[2], xd[3]}, x, false},
+            {"w", OPT_DT_FLOAT, 4, {g.M, Cg, g.k[0], g.k[1]}, w, true},
+            {"b", OPT_DT_FLOAT, 1, {g.M}, b, true},
+        };
+        int odt = OPT_DT_FLOAT;
+        opt_model *m = kt_model("Conv", 17, in, 3, &odt, 1);
+        kt_attr_ints(m, "pads", (int64_t[]){g.pad_b[0], g.pad_b[1], g.pad_e[0], g.pad_e[1]}, 4);
+        kt_attr_int(m, "group", g.group);
+        /* Conv's output y0 goes on through Add(z) and Relu into the graph output. */
+        opt_graph *gr = m->graph;
+        opt_error err = {0};
+        const char *ain[2] = {"y0", "z"}, *aout = "a", *rin = "a", *rout = "r";
+        cr_assert(opt_graph_insert_node(gr, 1, opt_node_make("Add", "add", ain, 2, &aout, 1), &err) == OPT_OK);
+        cr_assert(opt_graph_insert_node(gr, 2, opt_node_make("Relu", "relu", &rin, 1, &rout, 1), &err) == OPT_OK);
+        gr->inputs = realloc(gr->inputs, (gr->n_inputs + 1) * sizeof *gr->inputs);
+        gr->inputs[gr->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 4, yd);
+        opt_value_info_free(gr->outputs[0]);
+        gr->outputs[0] = kt_vi("r", OPT_DT_FLOAT, -1, NULL);
+        kt_operand ins[4] = {in[0], in[1], in[2], {"z", OPT_DT_FLOAT, 4, {yd[0], yd[1], yd[2], yd[3]}, z, false}};
+        opt_array y1 = {0}, y3 = {0};
+        kt_run(m, 1, ins, 4, &y1, 1);
+        kt_run(m, 3, ins, 4, &y3, 1);
+        cr_assert_eq(opt_array_numel(&y1), ny);
+        cr_assert_eq(opt_array_numel(&y3), ny);
+        cr_assert(memcmp(y1.data, y3.data, ny * sizeof(float)) == 0, "case %zu: 1 and 3 threads differ", t);
+        nn_conv_epi e = {.z = z, .act = NN_ACT_RELU, .path = NN_CONV_SHIFTED};
+        float *yd1 = malloc(ny * sizeof *yd1), *yr = malloc(ny * sizeof *yr);
+        nn_conv_f32_ex(NULL, &g, x, w, b, &e, yd1);
+        cr_assert(memcmp(y1.data, yd1, ny * sizeof(float)) == 0, "case %zu: executor != direct call", t);
+        shift_ref(&g, x, w, b, z, &e, yr, ny);
+        double d = kt_max_rel(y3.data, yr, ny);
+        cr_assert_leq(d, KT_F32_REL, "case %zu: error %g", t, d);
+        opt_array_free(&y1);
+        opt_array_free(&y3);
+        opt_model_free(m);
+        free(x), free(w), free(b), free(z), free(yd1), free(yr);
+    }
+}

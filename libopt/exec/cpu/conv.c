@@ -1,11 +1,18 @@
 /*
  * libopt/exec/cpu/conv.c — Conv and ConvTranspose on the CPU (1-D, 2-D, 3-D and beyond).
  *
- * Conv runs one of three paths, each checked against nn_conv_f32_ref() by the unit tests:
+ * Conv runs one of these paths, each checked against nn_conv_f32_ref() by the unit tests:
  *   - depthwise (group == C == M, 2-D or 1-D): a direct loop, one output row at a time, whose
  *     inner loop over output columns vectorises when the stride is 1;
- *   - pointwise (1x1 kernel, stride 1, no padding): the image itself is the GEMM operand;
- *   - everything else: im2col into a workspace, then one OpenBLAS sgemm per image and group.
+ *   - with the AVX-512 kernel (sgemm.c), per image and group:
+ *       - 1-D and 2-D convs with stride 1 and dilation 1 other than 1x1 without pads: the
+ *         image zero-padded once (not copied without pads) and read in place by
+ *         nn_sgemm_shifted, no im2col at all (conv_shifted; conv_shift_pays says why 1x1
+ *         without pads stays below);
+ *       - the others: im2col straight into the kernel's panels, a block of columns at a time
+ *         (conv_pack_b; 1x1 without pads copies the image's columns);
+ *   - without it: im2col into a workspace (the image itself for 1x1 without pads), then one
+ *     OpenBLAS sgemm per image and group.
  * ConvTranspose is sgemm (W^T x X) followed by col2im. Weights that are initializers are
  * converted to float32 once at load (prepare); float16/bfloat16/double models compute in float32
  * and round once at the output.
@@ -514,6 +521,129 @@ void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float 
         nn_pack_a(w + gi * Mg * Kg, Kg, 1, Mg, Kg, NULL, dst + (size_t)gi * per);
 }
 
+/* ---- stride-1 convolutions without packing ---------------------------------------------------- */
+
+/* A 1-D or 2-D conv with stride 1 and dilation 1 seen as a 2-D one (1-D: height 1). */
+typedef struct shift_geom {
+    int64_t H, W, OH, OW, KH, KW, pt, pl, pb, pr; /* pads: top, left, bottom, right */
+    int64_t Hp, Wp;                               /* the zero-padded image */
+} shift_geom;
+
+/* Fills sg and returns true when g can run on a shifted B (nn_sgemm_shifted). */
+static bool shift_geom_init(const nn_conv_geom *g, shift_geom *sg)
+{
+    if (g->nsp < 1 || g->nsp > 2) return false;
+    for (int i = 0; i < g->nsp; i++)
+        if (g->stride[i] != 1 || g->dil[i] != 1 || g->pad_b[i] < 0 || g->pad_e[i] < 0) return false;
+    int h = g->nsp == 2 ? 0 : -1, w = g->nsp - 1;
+    sg->H = h < 0 ? 1 : g->in[h];
+    sg->OH = h < 0 ? 1 : g->out[h];
+    sg->KH = h < 0 ? 1 : g->k[h];
+    sg->pt = h < 0 ? 0 : g->pad_b[h];
+    sg->pb = h < 0 ? 0 : g->pad_e[h];
+    sg->W = g->in[w], sg->OW = g->out[w], sg->KW = g->k[w];
+    sg->pl = g->pad_b[w], sg->pr = g->pad_e[w];
+    sg->Hp = sg->H + sg->pt + sg->pb;
+    sg->Wp = sg->W + sg->pl + sg->pr;
+    return sg->OH == sg->Hp - sg->KH + 1 && sg->OW == sg->Wp - sg->KW + 1 && sg->OH > 0 &&
+           sg->OW > 0;
+}
+
+/* Whether the shifted path beats im2col into panels for a conv it can run. Measured on
+ * the stride-1 convs of rescnn, lenet5, lenet5caffe and ResNet-50 (docs/benchmarks.md,
+ * "Convolutions without im2col packing"): it wins on every kernel larger than 1x1, from
+ * 16 channels on 28x28 to 512 on 7x7 (where the wide grid computes 9/7 of the columns but the
+ * packing it saves costs more), by 7-20% at ResNet-50's sizes and 1.7-3x at the small models'.
+ * A 1x1 kernel without pads is the one loss (2-8% on ResNet-50's): its packing is a plain copy,
+ * paid once for all M rows, while the shifted rows are K planes of the image far apart, which
+ * stay in L1 less well than a packed panel. */
+static bool conv_shift_pays(const shift_geom *sg)
+{
+    return sg->KH * sg->KW > 1 || sg->pt || sg->pl || sg->pb || sg->pr;
+}
+
+typedef struct pad_job {
+    const shift_geom *sg;
+    const float *x; /* Cg planes H x W */
+    float *xp;      /* Cg planes Hp x Wp */
+} pad_job;
+
+/* Channels [begin, end) of the zero-padded copy. */
+static void pad_planes(void *ctx, size_t begin, size_t end)
+{
+    const pad_job *j = ctx;
+    const shift_geom *sg = j->sg;
+    for (size_t c = begin; c < end; c++) {
+        const float *src = j->x + (int64_t)c * sg->H * sg->W;
+        float *d = j->xp + (int64_t)c * sg->Hp * sg->Wp;
+        memset(d, 0, (size_t)(sg->pt * sg->Wp) * sizeof *d);
+        d += sg->pt * sg->Wp;
+        for (int64_t h = 0; h < sg->H; h++, d += sg->Wp, src += sg->W) {
+            for (int64_t i = 0; i < sg->pl; i++) d[i] = 0.0f;
+            memcpy(d + sg->pl, src, (size_t)sg->W * sizeof *d);
+            for (int64_t i = sg->pl + sg->W; i < sg->Wp; i++) d[i] = 0.0f;
+        }
+        memset(d, 0, (size_t)(sg->pb * sg->Wp) * sizeof *d);
+    }
+}
+
+/* The conv on the wide grid: output position (oh, ow) is column q = oh * Wp + ow of a product
+ * whose row k = (c, kh, kw) is the padded image from c * Hp * Wp + kh * Wp + kw on, so each row
+ * of the unfolded matrix is a contiguous view of the padded copy and nothing is packed. Columns
+ * ow >= OW (the wide grid's Wp - OW extra per row) are computed and dropped by the kernel's
+ * compressed stores; the last row stops at OW, so every read stays inside the padded image.
+ * Without pads the image itself is read (no copy). Weights packed per group in pw (per floats
+ * each); false (nothing done) when memory runs out. */
+static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *sg,
+                         const float *x, const float *pw, size_t per, const float *b,
+                         const nn_conv_epi *epi, float *y)
+{
+    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
+    int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, ks = sg->KH * sg->KW, K = Cg * ks;
+    int64_t plane = sg->Hp * sg->Wp;
+    bool padded = sg->pt || sg->pl || sg->pb || sg->pr;
+    size_t bytes = (size_t)K * sizeof(int64_t) + (padded ? (size_t)(Cg * plane) * sizeof(float) : 0);
+    opt_error e = {0};
+    char *mem = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own = NULL;
+    if (!mem) mem = own = malloc(bytes);
+    if (!mem) return false;
+    float *xp = padded ? (float *)mem : NULL;
+    int64_t *off = (int64_t *)(mem + (padded ? (size_t)(Cg * plane) * sizeof(float) : 0));
+    for (int64_t c = 0, r = 0; c < Cg; c++)
+        for (int64_t kh = 0; kh < sg->KH; kh++)
+            for (int64_t kw = 0; kw < sg->KW; kw++) off[r++] = c * plane + kh * sg->Wp + kw;
+    nn_bshift bs = {NULL, off, sg->Wp, sg->OW};
+    int64_t N = (sg->OH - 1) * sg->Wp + sg->OW;
+    bool ok = true;
+    for (int64_t n = 0; n < g->N && ok; n++)
+        for (int64_t gi = 0; gi < g->group && ok; gi++) {
+            const float *xg = x + (n * g->C + gi * Cg) * insz;
+            if (padded) {
+                pad_job pj = {sg, xg, xp};
+                /* Threads only where the copy is big enough to pay for waking them. */
+                nn_parallel(Cg * plane >= 65536 ? k : NULL, (size_t)Cg, pad_planes, &pj);
+                bs.base = xp;
+            } else {
+                bs.base = xg;
+            }
+            int64_t o = (n * g->M + gi * Mg) * outsz;
+            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL, outsz,
+                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
+                              epi ? epi->alpha : 0};
+            ok = nn_sgemm_shifted(k, Mg, N, K, pw + (size_t)gi * per, &bs, y + o, outsz, &ep);
+        }
+    free(own);
+    return ok;
+}
+
+int nn_conv_path(const nn_conv_geom *g)
+{
+    if (g->group == g->C && g->M == g->C && g->nsp <= 2) return NN_CONV_AUTO; /* depthwise */
+    if (!nn_sgemm_fast()) return NN_CONV_AUTO;
+    shift_geom sg;
+    return shift_geom_init(g, &sg) && conv_shift_pays(&sg) ? NN_CONV_SHIFTED : NN_CONV_PACKED;
+}
+
 /* The packed kernel for every image and group; false when it is not available (nothing done). */
 static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, const float *w,
                         const float *b, const nn_conv_epi *epi, float *y)
@@ -533,6 +663,14 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
         if (!buf) return false;
         nn_conv_pack_w(w, g->M, g->group, K, buf);
         pw = buf;
+    }
+    shift_geom sg;
+    int path = epi ? epi->path : NN_CONV_AUTO;
+    if (path != NN_CONV_PACKED && shift_geom_init(g, &sg) &&
+        (path == NN_CONV_SHIFTED || conv_shift_pays(&sg)) &&
+        conv_shifted(k, g, &sg, x, pw, per, b, epi, y)) {
+        free(own);
+        return true;
     }
     pack_job pj = {g, NULL, K, ks, insz, outsz, conv_is_pointwise(g)};
     bool ok = true;

@@ -180,6 +180,23 @@ typedef void (*nn_pack_b_fn)(const void *ctx, int64_t c0, int64_t nc, float *dst
 bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                      nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,
                      const nn_epilogue *ep);
+/* B for nn_sgemm_shifted: row k is the run of memory at base + off[k] (element (k, q) at
+ * base[off[k] + q]), so nothing needs packing. A stride-1 convolution's unfolded image is such a
+ * matrix over a zero-padded copy of the image, computed on a "wide" grid whose rows are `wrap`
+ * columns long (conv.c). Of the N columns only those with q % wrap < keep are results; they are
+ * stored side by side: column q goes to column (q / wrap) * keep + q % wrap of C, and z and
+ * cbias are read from the same place. 1 <= keep <= wrap (keep == wrap keeps every column). */
+typedef struct nn_bshift {
+    const float *base;
+    const int64_t *off; /* [K] */
+    int64_t wrap, keep;
+} nn_bshift;
+/* nn_sgemm_packed with a shifted B: reads base[off[k] + q] for q < N only, packs nothing. Same
+ * blocking, threads and order of additions as nn_sgemm_packed over the same B, so the values
+ * it keeps are bit-identical to that product's. False, doing nothing, when the kernel is not
+ * available on this CPU (or keep/wrap are out of range). */
+bool nn_sgemm_shifted(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
+                      const nn_bshift *bs, float *C, int64_t ldc, const nn_epilogue *ep);
 /* The epilogue on rows [row0, row0 + rows) of C in plain C (for the OpenBLAS path and tests);
  * add_bias_z false applies only the activation. */
 void nn_epilogue_rows(const nn_epilogue *ep, float *c, int64_t ldc, int64_t row0, int64_t rows,
@@ -194,7 +211,16 @@ typedef struct nn_conv_epi {
     int act;
     float lo, hi, alpha;
     const float *packed; /* or NULL */
+    int path;            /* NN_CONV_AUTO (0) or a path forced where it applies (tests, benchmarks) */
 } nn_conv_epi;
+
+/* nn_conv_epi.path: AUTO lets conv.c choose; PACKED is im2col into panels (nn_sgemm_packed);
+ * SHIFTED is the padded image read in place (nn_sgemm_shifted), for 1-D and 2-D convs with
+ * stride 1 and dilation 1 on CPUs with the AVX-512 kernel. */
+enum { NN_CONV_AUTO = 0, NN_CONV_PACKED, NN_CONV_SHIFTED };
+/* The path nn_conv_f32_ex takes for g with path AUTO on this CPU: NN_CONV_SHIFTED or
+ * NN_CONV_PACKED, or NN_CONV_AUTO for the others (depthwise, OpenBLAS). For tests. */
+int nn_conv_path(const nn_conv_geom *g);
 
 /* Floats of W [M, Kg] (Kg = C/group * kernel size) packed per group for the packed kernel. */
 size_t nn_conv_packed_floats(int64_t M, int64_t group, int64_t Kg);

@@ -10,9 +10,20 @@
  * pack_b callback does im2col into panels of NN_NR columns, a block at a time, so the unfolded
  * image never exists whole), and a 12x32 AVX-512 register tile does the multiply-adds.
  *
+ * Stride-1 convolutions skip even that packing (nn_sgemm_shifted): computed on a "wide" grid
+ * as long as the zero-padded image's rows, row k of the unfolded image is the padded image
+ * itself from offset off[k] on, so the register tile loads B's two vectors for step k straight
+ * from there (unaligned, masked past the last column). The grid's extra columns (Wp - OW per
+ * row) are computed and dropped at the store: each half of the tile is compressed in a register
+ * to its kept lanes and stored side by side into the compact output (and z, cbias and partial
+ * sums are read back the same way, expanded), so no wide scratch buffer or compaction pass
+ * exists. The blocking, threads and order of additions are the packed path's, so the results
+ * are bit-identical to it.
+ *
  * Blocking: the columns are cut into chunks of at most NN_NC columns; for each chunk the packed
- * columns (K x chunk) are made once and then every row panel of A sweeps over them in blocks of
- * KC values of K, so a KC x NN_NR slice of B stays in L1 while a row panel streams from L2/L3.
+ * columns (K x chunk) are made once (shifted: nothing to make) and then every row panel of A
+ * sweeps over them in blocks of KC values of K, so a KC x NN_NR slice of B stays in L1 while a
+ * row panel streams from L2/L3.
  * Threads take whole (chunk, row range) tasks; every output value is computed by one thread with
  * the same order of additions whatever the thread count, so results are bit-identical across
  * thread counts too.
@@ -158,22 +169,57 @@ static AVX512 inline __m512 vact(const nn_epilogue *ep, __m512 v)
     }
 }
 
-/* C[mr x nr] (+)= A panel (kc x NN_MR) * B panel (kc x NN_NR). `first`: the tile starts from
- * bias + residual (both optional) instead of C; `last`: the activation is applied before the
- * store. Rows >= mr of the A panel are zero padding; columns >= nr are masked off. */
-static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, int64_t ldc, int mr, int nr, bool first,
-                             bool last, const nn_epilogue *ep, int64_t row0, int64_t col0)
+/* Where the lanes of one register tile go. The tile covers columns [col0, col0 + 32) of B;
+ * half h (lanes 16h..16h+15) loads the lanes in l<h> from B, keeps the lanes in k<h> and stores
+ * them side by side from column d<h> of its row of C (and reads z and cbias from the same
+ * place); s<h> is the first popcount(k<h>) lanes. For a plain product (nn_sgemm_packed) every
+ * mask is the lanes < nr and d0, d1 = col0, col0 + 16. */
+typedef struct tile_cols {
+    int64_t col0, d0, d1;
+    __mmask16 l0, l1, k0, k1, s0, s1;
+} tile_cols;
+
+/* Kept lanes of half 0 or 1 of v / of a value read back from C, z or cbias at p (shifted: the
+ * kept values lie side by side and are spread out to their lanes, the others read as 0). */
+static AVX512 inline __attribute__((always_inline)) __m512 tile_load(const float *p, __mmask16 k,
+                                                                     __mmask16 s, bool shifted)
+{
+    return shifted ? _mm512_maskz_expand_ps(k, _mm512_maskz_loadu_ps(s, p))
+                   : _mm512_maskz_loadu_ps(k, p);
+}
+
+static AVX512 inline __attribute__((always_inline)) void tile_store(float *p, __m512 v,
+                                                                    __mmask16 k, __mmask16 s,
+                                                                    bool shifted)
+{
+    /* Compress in a register, then a plain masked store: the compressing store to memory is
+     * microcoded and slow on some CPUs (AMD Zen 4). */
+    if (shifted) _mm512_mask_storeu_ps(p, s, _mm512_maskz_compress_ps(k, v));
+    else _mm512_mask_storeu_ps(p, k, v);
+}
+
+/* The register tile, C[mr rows x the tile's columns] (+)= A panel (kc x NN_MR) * B (kc rows of
+ * 32 or 16 columns), c pointing at row 0 of C. `first`: the tile starts from bias + cbias + z
+ * (each optional) instead of C; `last`: the activation is applied before the store. Rows >= mr
+ * of the A panel are zero padding. B is a packed panel (b, rows NN_NR apart) or, `shifted`,
+ * rows b + boff[kk] of a shifted view (nn_bshift; b already at the tile's first column), read
+ * with masked loads so that no column >= N is touched. Instantiated below with constant `wide`
+ * (32 columns, else 16) and `shifted`. */
+static AVX512 inline __attribute__((always_inline)) void
+ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
+         const int64_t *restrict boff, float *restrict c, int64_t ldc, int mr,
+         const tile_cols *t, bool first, bool last, const nn_epilogue *ep, int64_t row0,
+         const bool wide, const bool shifted)
 {
     __m512 c0[NN_MR], c1[NN_MR];
     /* The output tile (and the residual) are usually not in cache: ask for them now so they
      * arrive while the multiply-adds run. */
     for (int i = 0; i < mr; i++) {
-        __builtin_prefetch(c + i * ldc, 1, 3);
-        __builtin_prefetch(c + i * ldc + 16, 1, 3);
+        __builtin_prefetch(c + i * ldc + t->d0, 1, 3);
+        if (wide) __builtin_prefetch(c + i * ldc + t->d1, 1, 3);
         if (first && ep->z) {
-            __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0, 0, 3);
-            __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0 + 16, 0, 3);
+            __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + t->d0, 0, 3);
+            if (wide) __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + t->d1, 0, 3);
         }
     }
 #pragma GCC unroll 12
@@ -181,23 +227,30 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
     /* The next row panel of A follows this one in memory (nn_pack_a's layout): stream it in. */
     const float *anext = a + kc * NN_MR;
     for (int64_t kk = 0; kk < kc; kk++) {
-        __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR), b1 = _mm512_loadu_ps(b + kk * NN_NR + 16);
+        __m512 b0, b1 = _mm512_setzero_ps();
+        if (shifted) {
+            const float *bk = b + boff[kk];
+            b0 = _mm512_maskz_loadu_ps(t->l0, bk);
+            if (wide) b1 = _mm512_maskz_loadu_ps(t->l1, bk + 16);
+        } else {
+            b0 = _mm512_loadu_ps(b + kk * NN_NR);
+            if (wide) b1 = _mm512_loadu_ps(b + kk * NN_NR + 16);
+            /* B too, 16 rows ahead: with few rows (a classifier's one) it streams from memory.
+             * (A shifted B is a few image rows, already in cache.) */
+            if (wide) {
+                __builtin_prefetch(b + (kk + 16) * NN_NR, 0, 3);
+                __builtin_prefetch(b + (kk + 16) * NN_NR + 16, 0, 3);
+            }
+        }
         const float *ak = a + kk * NN_MR;
         __builtin_prefetch(anext + kk * NN_MR, 0, 2);
-        /* B too, 16 rows ahead: with few rows (a classifier's one) it streams from memory. */
-        __builtin_prefetch(b + (kk + 16) * NN_NR, 0, 3);
-        __builtin_prefetch(b + (kk + 16) * NN_NR + 16, 0, 3);
 #pragma GCC unroll 12
         for (int i = 0; i < NN_MR; i++) {
             __m512 ai = _mm512_set1_ps(ak[i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
-            c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
+            if (wide) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
-    __mmask16 m0 = nr >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nr) - 1);
-    __mmask16 m1 = nr >= 32 ? (__mmask16)0xFFFF
-                 : nr > 16  ? (__mmask16)((1u << (nr - 16)) - 1)
-                            : (__mmask16)0;
 #pragma GCC unroll 12
     for (int i = 0; i < NN_MR; i++) {
         if (i >= mr) break;
@@ -207,68 +260,98 @@ static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *r
             if (ep->bias) {
                 __m512 bv = _mm512_set1_ps(ep->bias[row0 + i]);
                 v0 = _mm512_add_ps(v0, bv);
-                v1 = _mm512_add_ps(v1, bv);
+                if (wide) v1 = _mm512_add_ps(v1, bv);
             }
             if (ep->cbias) {
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->cbias + col0));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, ep->cbias + col0 + 16));
+                v0 = _mm512_add_ps(v0, tile_load(ep->cbias + t->d0, t->k0, t->s0, shifted));
+                if (wide) v1 = _mm512_add_ps(v1, tile_load(ep->cbias + t->d1, t->k1, t->s1, shifted));
             }
             if (ep->z) {
-                const float *zr = ep->z + (row0 + i) * ep->ldz + col0;
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, zr));
-                v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, zr + 16));
+                const float *zr = ep->z + (row0 + i) * ep->ldz;
+                v0 = _mm512_add_ps(v0, tile_load(zr + t->d0, t->k0, t->s0, shifted));
+                if (wide) v1 = _mm512_add_ps(v1, tile_load(zr + t->d1, t->k1, t->s1, shifted));
             }
         } else {
-            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
-            v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + 16), v1);
+            v0 = _mm512_add_ps(tile_load(cr + t->d0, t->k0, t->s0, shifted), v0);
+            if (wide) v1 = _mm512_add_ps(tile_load(cr + t->d1, t->k1, t->s1, shifted), v1);
         }
         if (last) {
             v0 = vact(ep, v0);
-            v1 = vact(ep, v1);
+            if (wide) v1 = vact(ep, v1);
         }
-        _mm512_mask_storeu_ps(cr, m0, v0);
-        _mm512_mask_storeu_ps(cr + 16, m1, v1);
+        tile_store(cr + t->d0, v0, t->k0, t->s0, shifted);
+        if (wide) tile_store(cr + t->d1, v1, t->k1, t->s1, shifted);
     }
 }
 
-/* ukr_12x32 for a last panel of at most 16 columns: half the multiply-adds (P = 196 or 784
- * leaves 4 or 16 columns there). The panel in memory is still NN_NR wide. */
-static AVX512 void ukr_12x16(int64_t kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, int64_t ldc, int mr, int nr, bool first,
-                             bool last, const nn_epilogue *ep, int64_t row0, int64_t col0)
+/* The 12x32 tile on packed B, and the same for a last panel of at most 16 columns (half the
+ * multiply-adds: P = 196 or 784 leaves 4 or 16 columns there; the panel in memory is still
+ * NN_NR wide). */
+static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *restrict b,
+                             float *restrict c, int64_t ldc, int mr, const tile_cols *t,
+                             bool first, bool last, const nn_epilogue *ep, int64_t row0)
 {
-    __m512 c0[NN_MR];
-    for (int i = 0; i < mr; i++) {
-        __builtin_prefetch(c + i * ldc, 1, 3);
-        if (first && ep->z) __builtin_prefetch(ep->z + (row0 + i) * ep->ldz + col0, 0, 3);
+    ukr_body(kc, a, b, NULL, c, ldc, mr, t, first, last, ep, row0, true, false);
+}
+
+static AVX512 void ukr_12x16(int64_t kc, const float *restrict a, const float *restrict b,
+                             float *restrict c, int64_t ldc, int mr, const tile_cols *t,
+                             bool first, bool last, const nn_epilogue *ep, int64_t row0)
+{
+    ukr_body(kc, a, b, NULL, c, ldc, mr, t, first, last, ep, row0, false, false);
+}
+
+/* The same tiles on a shifted B (nn_sgemm_shifted); 12x16 when no lane of the upper half is
+ * kept. */
+static AVX512 void ukr_12x32s(int64_t kc, const float *restrict a, const float *restrict b,
+                              const int64_t *restrict boff, float *restrict c, int64_t ldc,
+                              int mr, const tile_cols *t, bool first, bool last,
+                              const nn_epilogue *ep, int64_t row0)
+{
+    ukr_body(kc, a, b, boff, c, ldc, mr, t, first, last, ep, row0, true, true);
+}
+
+static AVX512 void ukr_12x16s(int64_t kc, const float *restrict a, const float *restrict b,
+                              const int64_t *restrict boff, float *restrict c, int64_t ldc,
+                              int mr, const tile_cols *t, bool first, bool last,
+                              const nn_epilogue *ep, int64_t row0)
+{
+    ukr_body(kc, a, b, boff, c, ldc, mr, t, first, last, ep, row0, false, true);
+}
+
+/* Lanes [0, n) of a half (n clamped to 0..16). */
+static inline __mmask16 lanes_below(int64_t n)
+{
+    return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
+}
+
+/* The tile of columns [cc, cc + nr) (nr <= 32) for a plain product, or for a shifted B (bs). */
+static void tile_cols_init(tile_cols *t, int64_t cc, int nr, const nn_bshift *bs)
+{
+    t->col0 = cc;
+    t->l0 = lanes_below(nr);
+    t->l1 = lanes_below(nr - 16);
+    if (!bs) {
+        t->k0 = t->s0 = t->l0;
+        t->k1 = t->s1 = t->l1;
+        t->d0 = cc;
+        t->d1 = cc + 16;
+        return;
     }
-#pragma GCC unroll 12
-    for (int i = 0; i < NN_MR; i++) c0[i] = _mm512_setzero_ps();
-    const float *anext = a + kc * NN_MR;
-    for (int64_t kk = 0; kk < kc; kk++) {
-        __m512 b0 = _mm512_loadu_ps(b + kk * NN_NR);
-        const float *ak = a + kk * NN_MR;
-        __builtin_prefetch(anext + kk * NN_MR, 0, 2);
-#pragma GCC unroll 12
-        for (int i = 0; i < NN_MR; i++) c0[i] = _mm512_fmadd_ps(_mm512_set1_ps(ak[i]), b0, c0[i]);
+    uint32_t kept = 0;
+    int64_t row = cc / bs->wrap, r = cc % bs->wrap;
+    for (int l = 0; l < nr; l++) {
+        if (r < bs->keep) kept |= 1u << l;
+        if (++r == bs->wrap) r = 0;
     }
-    __mmask16 m0 = (__mmask16)((1u << nr) - 1);
-#pragma GCC unroll 12
-    for (int i = 0; i < NN_MR; i++) {
-        if (i >= mr) break;
-        float *cr = c + i * ldc;
-        __m512 v0 = c0[i];
-        if (first) {
-            if (ep->bias) v0 = _mm512_add_ps(v0, _mm512_set1_ps(ep->bias[row0 + i]));
-            if (ep->cbias) v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->cbias + col0));
-            if (ep->z)
-                v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, ep->z + (row0 + i) * ep->ldz + col0));
-        } else {
-            v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
-        }
-        if (last) v0 = vact(ep, v0);
-        _mm512_mask_storeu_ps(cr, m0, v0);
-    }
+    t->k0 = (__mmask16)(kept & 0xFFFF);
+    t->k1 = (__mmask16)(kept >> 16);
+    int n0 = __builtin_popcount(t->k0);
+    t->s0 = lanes_below(n0);
+    t->s1 = lanes_below(__builtin_popcount(t->k1));
+    r = cc % bs->wrap;
+    t->d0 = row * bs->keep + (r < bs->keep ? r : bs->keep);
+    t->d1 = t->d0 + n0;
 }
 
 typedef struct gemm_job {
@@ -276,6 +359,7 @@ typedef struct gemm_job {
     const float *pa;
     nn_pack_b_fn pack_b;
     const void *pb_ctx;
+    const nn_bshift *bs; /* a shifted B (nn_sgemm_shifted): nothing packed; or NULL */
     float *C;
     int64_t ldc;
     const nn_epilogue *ep;
@@ -290,10 +374,18 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
     int64_t c0 = ch * j->nc, nc = j->N - c0 < j->nc ? j->N - c0 : j->nc;
     int64_t npan = (nc + NN_NR - 1) / NN_NR;
     int64_t mpad = (j->M + NN_MR - 1) / NN_MR * NN_MR;
-    if (j->pack_b)
+    const nn_bshift *bs = j->bs;
+    tile_cols tc[NN_NC / NN_NR]; /* chunks are at most NN_NC columns (nn_sgemm_run) */
+    for (int64_t pc = 0; pc < npan; pc++) {
+        int64_t cc = c0 + pc * NN_NR;
+        tile_cols_init(&tc[pc], cc, (int)(j->N - cc < NN_NR ? j->N - cc : NN_NR), bs);
+    }
+    if (bs) { /* nothing to pack: the kernel reads B's rows where they are */
+    } else if (j->pack_b) {
         j->pack_b(j->pb_ctx, c0, nc, bp);
-    else /* B was packed whole (nn_pack_b); chunks start on panel boundaries */
+    } else { /* B was packed whole (nn_pack_b); chunks start on panel boundaries */
         bp = (float *)j->pb_ctx + (c0 / NN_NR) * j->K * NN_NR;
+    }
     for (int64_t k0 = 0; k0 < j->K; k0 += KC) {
         int64_t kc = j->K - k0 < KC ? j->K - k0 : KC;
         bool first = k0 == 0, last = k0 + kc >= j->K;
@@ -301,12 +393,20 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
             int64_t r0 = pr * NN_MR;
             int mr = (int)(j->M - r0 < NN_MR ? j->M - r0 : NN_MR);
             const float *ap = j->pa + k0 * mpad + r0 * kc;
+            float *cr = j->C + r0 * j->ldc;
             for (int64_t pc = 0; pc < npan; pc++) {
-                int64_t cc = c0 + pc * NN_NR;
-                int nr = (int)(j->N - cc < NN_NR ? j->N - cc : NN_NR);
-                (nr <= 16 ? ukr_12x16 : ukr_12x32)(kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR,
-                                                   j->C + r0 * j->ldc + cc, j->ldc, mr, nr, first,
-                                                   last, j->ep, r0, cc);
+                const tile_cols *t = &tc[pc];
+                if (bs) {
+                    if (t->k1)
+                        ukr_12x32s(kc, ap, bs->base + t->col0, bs->off + k0, cr, j->ldc, mr, t,
+                                   first, last, j->ep, r0);
+                    else if (t->k0)
+                        ukr_12x16s(kc, ap, bs->base + t->col0, bs->off + k0, cr, j->ldc, mr, t,
+                                   first, last, j->ep, r0);
+                } else {
+                    (t->l1 ? ukr_12x32 : ukr_12x16)(kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR,
+                                                    cr, j->ldc, mr, t, first, last, j->ep, r0);
+                }
             }
         }
     }
@@ -319,7 +419,7 @@ static void gemm_slots(void *ctx, size_t begin, size_t end)
     const gemm_job *j = ctx;
     int64_t npr = (j->M + NN_MR - 1) / NN_MR;
     for (size_t s = begin; s < end; s++) {
-        float *bp = j->bufs + s * j->buf_floats;
+        float *bp = j->bufs ? j->bufs + s * j->buf_floats : NULL;
         int64_t t0 = j->ntasks * (int64_t)s / j->nbuf, t1 = j->ntasks * (int64_t)(s + 1) / j->nbuf;
         for (int64_t t = t0; t < t1; t++) {
             int64_t ch = t / j->msplit, ms = t % j->msplit;
@@ -329,6 +429,48 @@ static void gemm_slots(void *ctx, size_t begin, size_t end)
     }
 }
 
+/* Both entry points: cuts j (M, N, K, operands set) into tasks and runs them on k's threads. */
+static bool nn_sgemm_run(opt_kctx *k, gemm_job *j)
+{
+    int64_t M = j->M, N = j->N, K = j->K;
+    int threads = nn_threads(k);
+    /* Column chunks: at most NN_NC columns, and at least `threads` chunks when the rows alone
+     * cannot keep the threads busy. */
+    int64_t npr = (M + NN_MR - 1) / NN_MR;
+    j->nc = N < NN_NC ? N : NN_NC;
+    j->nchunks = (N + j->nc - 1) / j->nc;
+    if (threads > 1 && j->nchunks < threads && N >= (int64_t)threads * 2 * NN_NR) {
+        int64_t per = (N + threads - 1) / threads;
+        j->nc = (per + NN_NR - 1) / NN_NR * NN_NR;
+        j->nchunks = (N + j->nc - 1) / j->nc;
+    }
+    j->msplit = 1;
+    if (j->nchunks < threads) {
+        j->msplit = (threads + j->nchunks - 1) / j->nchunks;
+        if (j->msplit > npr) j->msplit = npr;
+    }
+    j->ntasks = j->nchunks * j->msplit;
+    size_t nbuf = (size_t)j->ntasks;
+    if (nbuf > (size_t)threads) nbuf = (size_t)threads;
+    j->nbuf = (int64_t)nbuf;
+    float *own = NULL;
+    if (!j->bs) {
+        j->buf_floats = (size_t)((j->nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
+        size_t bytes = j->pack_b ? nbuf * j->buf_floats * sizeof(float) : 64;
+        opt_error e = {0};
+        float *bufs = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL;
+        if (!bufs) {
+            own = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+            if (!own) return false;
+            bufs = own;
+        }
+        j->bufs = bufs;
+    }
+    nn_parallel(k, nbuf, gemm_slots, j);
+    free(own);
+    return true;
+}
+
 bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                      nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,
                      const nn_epilogue *ep)
@@ -336,40 +478,16 @@ bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *
     if (!nn_sgemm_fast() || M <= 0 || N <= 0 || K <= 0) return false;
     gemm_job j = {.M = M, .N = N, .K = K, .pa = pa, .pack_b = pack_b, .pb_ctx = pb_ctx, .C = C,
                   .ldc = ldc, .ep = ep};
-    int threads = nn_threads(k);
-    /* Column chunks: at most NN_NC columns, and at least `threads` chunks when the rows alone
-     * cannot keep the threads busy. */
-    int64_t npr = (M + NN_MR - 1) / NN_MR;
-    j.nc = N < NN_NC ? N : NN_NC;
-    j.nchunks = (N + j.nc - 1) / j.nc;
-    if (threads > 1 && j.nchunks < threads && N >= (int64_t)threads * 2 * NN_NR) {
-        int64_t per = (N + threads - 1) / threads;
-        j.nc = (per + NN_NR - 1) / NN_NR * NN_NR;
-        j.nchunks = (N + j.nc - 1) / j.nc;
-    }
-    j.msplit = 1;
-    if (j.nchunks < threads) {
-        j.msplit = (threads + j.nchunks - 1) / j.nchunks;
-        if (j.msplit > npr) j.msplit = npr;
-    }
-    j.ntasks = j.nchunks * j.msplit;
-    j.buf_floats = (size_t)((j.nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
-    size_t nbuf = (size_t)j.ntasks;
-    if (nbuf > (size_t)threads) nbuf = (size_t)threads;
-    size_t bytes = j.pack_b ? nbuf * j.buf_floats * sizeof(float) : 64;
-    opt_error e = {0};
-    float *bufs = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL;
-    float *own = NULL;
-    if (!bufs) {
-        own = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
-        if (!own) return false;
-        bufs = own;
-    }
-    j.bufs = bufs;
-    j.nbuf = (int64_t)nbuf;
-    nn_parallel(k, nbuf, gemm_slots, &j);
-    free(own);
-    return true;
+    return nn_sgemm_run(k, &j);
+}
+
+bool nn_sgemm_shifted(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
+                      const nn_bshift *bs, float *C, int64_t ldc, const nn_epilogue *ep)
+{
+    if (!nn_sgemm_fast() || M <= 0 || N <= 0 || K <= 0) return false;
+    if (bs->wrap < 1 || bs->keep < 1 || bs->keep > bs->wrap) return false;
+    gemm_job j = {.M = M, .N = N, .K = K, .pa = pa, .bs = bs, .C = C, .ldc = ldc, .ep = ep};
+    return nn_sgemm_run(k, &j);
 }
 
 #else /* no AVX-512 kernel in this build */
@@ -380,6 +498,13 @@ bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *
 {
     (void)k, (void)M, (void)N, (void)K, (void)pa, (void)pack_b, (void)pb_ctx, (void)C, (void)ldc,
         (void)ep;
+    return false;
+}
+
+bool nn_sgemm_shifted(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
+                      const nn_bshift *bs, float *C, int64_t ldc, const nn_epilogue *ep)
+{
+    (void)k, (void)M, (void)N, (void)K, (void)pa, (void)bs, (void)C, (void)ldc, (void)ep;
     return false;
 }
 
