@@ -607,8 +607,8 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
     char *mem = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own = NULL;
     if (!mem) mem = own = malloc(bytes);
     if (!mem) return false;
-    float *xp = padded ? (float *)mem : NULL;
-    int64_t *off = (int64_t *)(mem + (padded ? (size_t)(Cg * plane) * sizeof(float) : 0));
+    int64_t *off = (int64_t *)mem; /* first: 8-byte aligned */
+    float *xp = padded ? (float *)(mem + (size_t)K * sizeof(int64_t)) : NULL;
     for (int64_t c = 0, r = 0; c < Cg; c++)
         for (int64_t kh = 0; kh < sg->KH; kh++)
             for (int64_t kw = 0; kw < sg->KW; kw++) off[r++] = c * plane + kh * sg->Wp + kw;
