@@ -31,9 +31,6 @@
 /* Input pointer slots kept NULL past each node's inputs (see run_node). */
 #define IN_PAD 8
 
-/* OpenBLAS's thread count is process-wide; we set it to the executor's. */
-void openblas_set_num_threads(int num_threads);
-
 enum { V_UNDEF = 0, V_INPUT, V_CONST, V_ACT };
 
 #define NO_VALUE ((size_t)-1)
@@ -791,7 +788,9 @@ opt_status opt_exec_new(const opt_model *m, const opt_exec_opts *opts, opt_exec 
         e->pool = opt_tpool_new(e->threads);
         if (!e->pool) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         else e->threads = opt_tpool_size(e->pool);
-        openblas_set_num_threads(e->threads);
+        /* OpenBLAS's thread count is process-wide: each kernel that calls it sets it to its
+         * context's thread count first (nn_blas_threads), so creating an executor does not wake
+         * OpenBLAS's workers for models that never call it. */
     }
     if (s != OPT_OK) {
         opt_exec_free(e);
