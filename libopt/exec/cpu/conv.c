@@ -552,11 +552,11 @@ static bool shift_geom_init(const nn_conv_geom *g, shift_geom *sg)
 /* Whether the shifted path beats im2col into panels for a conv it can run. Measured on
  * the stride-1 convs of rescnn, lenet5, lenet5caffe and ResNet-50 (docs/benchmarks.md,
  * "Convolutions without im2col packing"): it wins on every kernel larger than 1x1, from
- * 16 channels on 28x28 to 512 on 7x7 (where the wide grid computes 9/7 of the columns but the
- * packing it saves costs more), by 7-20% at ResNet-50's sizes and 1.7-3x at the small models'.
- * A 1x1 kernel without pads is the one loss (2-8% on ResNet-50's): its packing is a plain copy,
- * paid once for all M rows, while the shifted rows are K planes of the image far apart, which
- * stay in L1 less well than a packed panel. */
+ * 1 input channel on 28x28 to 512 on 7x7 (where the wide grid computes 9/7 of the columns, but
+ * 61 columns take as many tiles as 49), by 7-17% at ResNet-50's sizes and 1.7-2.4x at the small
+ * models' (16-64 channels). A 1x1 kernel without pads is the one loss (1-9% on 10 of ResNet-50's
+ * 12 shapes): its packing is a plain copy paid once for all M rows, while its shifted rows are
+ * K image planes far apart, which stay in L1 less well than one packed panel. */
 static bool conv_shift_pays(const shift_geom *sg)
 {
     return sg->KH * sg->KW > 1 || sg->pt || sg->pl || sg->pb || sg->pr;
