@@ -265,7 +265,8 @@ static void shift_geom_of(const shift_case *c, nn_conv_geom *g)
     memset(g, 0, sizeof *g);
     g->nsp = c->nsp;
     g->N = c->N, g->C = c->C, g->M = c->M, g->group = c->group;
-    int64_t in[2] = {c->H, c->W}, k[2] = {c->KH, c->KW}, pb[2] = {c->pt, c->pl}, pe[2] = {c->pb, c->pr};
+    int64_t in[2] = {c->H, c->W}, k[2] = {c->KH, c->KW};
+    int64_t pb[2] = {c->pt, c->pl}, pe[2] = {c->pb, c->pr};
     int o = c->nsp == 2 ? 0 : 1; /* 1-D: the width only */
     for (int i = 0; i < c->nsp; i++) {
         g->in[i] = in[o + i], g->k[i] = k[o + i], g->pad_b[i] = pb[o + i], g->pad_e[i] = pe[o + i];
@@ -309,14 +310,16 @@ Test(conv, shifted_path_matches_reference_and_packed_path_bit_for_bit)
             /* The same sums in the same order as im2col into panels: identical bits. */
             e.path = NN_CONV_PACKED;
             nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, yp);
-            cr_assert(memcmp(ys, yp, ny * sizeof *ys) == 0, "case %zu variant %d: shifted != packed", t, v);
+            cr_assert(memcmp(ys, yp, ny * sizeof *ys) == 0, "case %zu variant %d: shifted != packed",
+                      t, v);
             /* The residual may be the output's own buffer (read before written). */
             if (res) {
                 memcpy(ya, z, ny * sizeof *ya);
                 e.z = ya;
                 e.path = NN_CONV_SHIFTED;
                 nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ya);
-                cr_assert(memcmp(ys, ya, ny * sizeof *ys) == 0, "case %zu variant %d: z == y", t, v);
+                cr_assert(memcmp(ys, ya, ny * sizeof *ys) == 0, "case %zu variant %d: z == y", t,
+                          v);
             }
         }
         free(x), free(w), free(b), free(z), free(ys), free(yp), free(ya), free(yr);
@@ -392,8 +395,10 @@ Test(conv, shifted_path_threads_give_identical_bits_through_the_executor)
         opt_graph *gr = m->graph;
         opt_error err = {0};
         const char *ain[2] = {"y0", "z"}, *aout = "a", *rin = "a", *rout = "r";
-        cr_assert(opt_graph_insert_node(gr, 1, opt_node_make("Add", "add", ain, 2, &aout, 1), &err) == OPT_OK);
-        cr_assert(opt_graph_insert_node(gr, 2, opt_node_make("Relu", "relu", &rin, 1, &rout, 1), &err) == OPT_OK);
+        opt_node *add = opt_node_make("Add", "add", ain, 2, &aout, 1);
+        opt_node *relu = opt_node_make("Relu", "relu", &rin, 1, &rout, 1);
+        cr_assert(opt_graph_insert_node(gr, 1, add, &err) == OPT_OK);
+        cr_assert(opt_graph_insert_node(gr, 2, relu, &err) == OPT_OK);
         gr->inputs = realloc(gr->inputs, (gr->n_inputs + 1) * sizeof *gr->inputs);
         gr->inputs[gr->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 4, yd);
         opt_value_info_free(gr->outputs[0]);

@@ -521,7 +521,7 @@ void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float 
         nn_pack_a(w + gi * Mg * Kg, Kg, 1, Mg, Kg, NULL, dst + (size_t)gi * per);
 }
 
-/* ---- stride-1 convolutions without packing ---------------------------------------------------- */
+/* ---- stride-1 convolutions without packing --------------------------------------------------- */
 
 /* A 1-D or 2-D conv with stride 1 and dilation 1 seen as a 2-D one (1-D: height 1). */
 typedef struct shift_geom {
@@ -602,7 +602,8 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
     int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, ks = sg->KH * sg->KW, K = Cg * ks;
     int64_t plane = sg->Hp * sg->Wp;
     bool padded = sg->pt || sg->pl || sg->pb || sg->pr;
-    size_t bytes = (size_t)K * sizeof(int64_t) + (padded ? (size_t)(Cg * plane) * sizeof(float) : 0);
+    size_t bytes = (size_t)K * sizeof(int64_t);
+    if (padded) bytes += (size_t)(Cg * plane) * sizeof(float);
     opt_error e = {0};
     char *mem = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own = NULL;
     if (!mem) mem = own = malloc(bytes);
@@ -627,9 +628,9 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
                 bs.base = xg;
             }
             int64_t o = (n * g->M + gi * Mg) * outsz;
-            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL, outsz,
-                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
-                              epi ? epi->alpha : 0};
+            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL,
+                              outsz, epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0,
+                              epi ? epi->hi : 0, epi ? epi->alpha : 0};
             ok = nn_sgemm_shifted(k, Mg, N, K, pw + (size_t)gi * per, &bs, y + o, outsz, &ep);
         }
     free(own);

@@ -211,7 +211,7 @@ typedef struct nn_conv_epi {
     int act;
     float lo, hi, alpha;
     const float *packed; /* or NULL */
-    int path;            /* NN_CONV_AUTO (0) or a path forced where it applies (tests, benchmarks) */
+    int path;            /* NN_CONV_AUTO (0), or a path forced where it applies (tests) */
 } nn_conv_epi;
 
 /* nn_conv_epi.path: AUTO lets conv.c choose; PACKED is im2col into panels (nn_sgemm_packed);

@@ -264,7 +264,8 @@ ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
             }
             if (ep->cbias) {
                 v0 = _mm512_add_ps(v0, tile_load(ep->cbias + t->d0, t->k0, t->s0, shifted));
-                if (wide) v1 = _mm512_add_ps(v1, tile_load(ep->cbias + t->d1, t->k1, t->s1, shifted));
+                if (wide)
+                    v1 = _mm512_add_ps(v1, tile_load(ep->cbias + t->d1, t->k1, t->s1, shifted));
             }
             if (ep->z) {
                 const float *zr = ep->z + (row0 + i) * ep->ldz;
