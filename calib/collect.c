@@ -465,12 +465,107 @@ mixed:
 /* Returns OPT_OK with *fallback set when batches cannot be split: the input has a fixed batch
  * dim, the model mixes samples, or a slice of the first batch fails to run (st is then
  * emptied). */
+/* ---- reading ahead ---------------------------------------------------------------------------
+ * The threads split each batch; reading and decoding the next one (inflating a .gz, converting
+ * to float) is serial work, so a reader thread does it while they run the current one: two
+ * slots, each holding a copy of one batch until the loop is done with it. */
+typedef struct ahead {
+    opt_dataset *ds;
+    size_t bs;
+    pthread_t th;
+    bool started, stop;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool full[2];
+    opt_array batch[2];
+    size_t got[2], cap[2];
+    opt_status st[2];
+    opt_error err[2];
+} ahead;
+
+static void *ahead_main(void *arg)
+{
+    ahead *r = arg;
+    for (int k = 0;; k ^= 1) {
+        pthread_mutex_lock(&r->mu);
+        while (r->full[k] && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
+        bool stop = r->stop;
+        pthread_mutex_unlock(&r->mu);
+        if (stop) break;
+        opt_array a;
+        size_t got = 0;
+        opt_error e = {0};
+        opt_status s = opt_dataset_next_batch(r->ds, r->bs, &a, NULL, &got, &e);
+        if (s == OPT_OK && got > 0) {
+            if (a.nbytes > r->cap[k]) {
+                void *d = realloc(r->batch[k].data, a.nbytes);
+                if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
+                else r->batch[k].data = d, r->cap[k] = a.nbytes;
+            }
+            if (s == OPT_OK) {
+                void *d = r->batch[k].data;
+                memcpy(d, a.data, a.nbytes);
+                r->batch[k] = a;
+                r->batch[k].data = d;
+            }
+        }
+        pthread_mutex_lock(&r->mu);
+        r->got[k] = s == OPT_OK ? got : 0;
+        r->st[k] = s;
+        r->err[k] = e;
+        r->full[k] = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        if (s != OPT_OK || got == 0) break;
+    }
+    return NULL;
+}
+
+/* Waits for slot k; its batch stays valid until ahead_release(r, k). */
+static opt_status ahead_take(ahead *r, int k, opt_array *batch, size_t *got, opt_error *err)
+{
+    pthread_mutex_lock(&r->mu);
+    while (!r->full[k]) pthread_cond_wait(&r->cv, &r->mu);
+    pthread_mutex_unlock(&r->mu);
+    *batch = r->batch[k];
+    *got = r->got[k];
+    if (r->st[k] != OPT_OK && err) *err = r->err[k];
+    return r->st[k];
+}
+
+static void ahead_release(ahead *r, int k)
+{
+    pthread_mutex_lock(&r->mu);
+    r->full[k] = false;
+    pthread_cond_broadcast(&r->cv);
+    pthread_mutex_unlock(&r->mu);
+}
+
+static void ahead_stop(ahead *r)
+{
+    if (r->started) {
+        pthread_mutex_lock(&r->mu);
+        r->stop = true;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
+        pthread_join(r->th, NULL);
+    }
+    free(r->batch[0].data);
+    free(r->batch[1].data);
+    pthread_mutex_destroy(&r->mu);
+    pthread_cond_destroy(&r->cv);
+}
+
 static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs, int nw,
                               obs *ob, bool *fallback, opt_error *err)
 {
     par p = {.st = ob->st, .only = &ob->only, .filter = ob->filter, .nw = nw};
     opt_status s = OPT_OK;
     input_info in;
+    ahead rd = {0};
+    int rslot = 0;
+    pthread_mutex_init(&rd.mu, NULL);
+    pthread_cond_init(&rd.cv, NULL);
     pthread_mutex_init(&p.mu, NULL);
     pthread_cond_init(&p.cv, NULL);
     pthread_cond_init(&p.go, NULL);
@@ -510,10 +605,17 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
         p.w[i].started = true;
     }
     size_t total = opt_dataset_count(ds), done_n = 0;
-    for (bool first = true;; first = false) {
+    rd.ds = ds;
+    rd.bs = bs;
+    if (pthread_create(&rd.th, NULL, ahead_main, &rd) != 0) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "cannot start the calibration reader thread");
+        goto done;
+    }
+    rd.started = true;
+    for (bool first = true;; first = false, ahead_release(&rd, rslot), rslot ^= 1) {
         opt_array batch, view;
         size_t got = 0;
-        if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
+        if ((s = ahead_take(&rd, rslot, &batch, &got, err)) != OPT_OK || got == 0) break;
         if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
         split_batch(&p, &view, got, first);
         /* Pieces need every range known: a tensor without one meets the others at a barrier. */
@@ -546,6 +648,7 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
         if (o->progress) o->progress(o->progress_ctx, done_n, total);
     }
 done:
+    ahead_stop(&rd);
     pthread_mutex_lock(&p.mu);
     p.stop = true;
     pthread_cond_broadcast(&p.go);
