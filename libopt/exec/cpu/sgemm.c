@@ -76,6 +76,17 @@ void nn_pack_a(const float *A, int64_t rs, int64_t cs, int64_t M, int64_t K,
         for (int64_t p0 = 0; p0 < M; p0 += NN_MR) {
             float *d = dst + k0 * mpad + p0 * kc;
             int64_t mr = M - p0 < NN_MR ? M - p0 : NN_MR;
+            if (!row_scale && cs == 1) {
+                /* Rows read in order (a matrix's activations: one stream per row), stores
+                 * NN_MR apart: three times faster than gathering down a column. */
+                for (int64_t i = 0; i < mr; i++) {
+                    const float *src = A + (p0 + i) * rs + k0;
+                    for (int64_t kk = 0; kk < kc; kk++) d[kk * NN_MR + i] = src[kk];
+                }
+                for (int64_t i = mr; i < NN_MR; i++)
+                    for (int64_t kk = 0; kk < kc; kk++) d[kk * NN_MR + i] = 0.0f;
+                continue;
+            }
             for (int64_t kk = 0; kk < kc; kk++) {
                 for (int64_t i = 0; i < mr; i++) {
                     int64_t r = p0 + i;
