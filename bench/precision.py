@@ -15,7 +15,13 @@ usage: precision.py [--mopt bin/mopt] [--samples N] [--rounds R] [--threads T] [
    model loading included, median of R rounds taken in turns (each round runs every model and
    method on each calibrator in turn); samples/s and the ratio ORT/mopt (above 1: mopt is
    faster); CPU seconds (user + system, all threads) beside the wall time; the load average
-   before and after. Models: --calib-models. With --mopt-base, that
+   before and after. Both calibrators start from the same decoded float32 images: ORT's in
+   memory before its clock starts, mopt's from an .npy file of that array written beforehand
+   (and, in the column ".gz", from Debian's gzipped IDX files, decoding them as it goes). The
+   "ceiling" column is ORT's time over the time the model's Conv/Gemm/MatMul multiply-adds take
+   at the machine's float32 GEMM rate (ONNX Runtime's own MatMul, 2048 x 2048, all cores): the
+   most any calibrator that runs the float32 forward pass could gain over ORT. Models:
+   --calib-models. With --mopt-base, that
    binary runs in the same turns too, and the table says whether its calibration table is byte
    for byte mopt's. --calib-only skips part 2 and, with --update-doc, replaces only the
    calibration part of the block (the latency block stays).
@@ -113,8 +119,8 @@ def ort_calib(model, n, method, tmp):
     return timed([sys.executable, os.path.abspath(__file__), "--ort-child", model, str(n), method, tmp])
 
 
-def mopt_calib(mopt, model, n, method, tmp, out="t.csv"):
-    return timed([mopt, "calib", model, "--data", "fashion-mnist:train", "--limit", str(n), "--batch", "100",
+def mopt_calib(mopt, model, n, method, tmp, out="t.csv", data="fashion-mnist:train"):
+    return timed([mopt, "calib", model, "--data", data, "--limit", str(n), "--batch", "100",
                   "--method", method, "-q", "-o", os.path.join(tmp, out)])
 
 
@@ -209,34 +215,91 @@ def main():
     finish(a, out)
 
 
+def model_macs(path):
+    """Multiply-adds per sample of the Conv, Gemm and MatMul nodes of the model at path (batch 1)."""
+    m = onnx.shape_inference.infer_shapes(onnx.load(path))
+    g = m.graph
+    shp = {vi.name: [d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]
+           for vi in list(g.value_info) + list(g.input) + list(g.output)}
+    shp.update({i.name: list(i.dims) for i in g.initializer})
+    macs = 0
+    for n in g.node:
+        if n.op_type == "Conv":
+            macs += int(np.prod(shp[n.output[0]][1:])) * int(np.prod(shp[n.input[1]][1:]))
+        elif n.op_type == "Gemm":
+            macs += int(np.prod(shp[n.input[1]]))
+        elif n.op_type == "MatMul":
+            macs += int(np.prod(shp[n.input[0]][1:])) * shp[n.input[1]][-1]
+    return macs
+
+
+def sgemm_peak():
+    """The machine's float32 GEMM rate in FLOP/s as ONNX Runtime's own GEMM (MLAS, which picks its
+    kernels from the CPU's features) reaches it: a 2048 x 2048 MatMul on all cores, median of 5
+    after a warm-up. (numpy's would do, but its OpenBLAS obeys OPENBLAS_CORETYPE and may run AVX2
+    kernels on an AVX-512 machine.)"""
+    n = 2048
+    g = onnx.helper.make_graph(
+        [onnx.helper.make_node("MatMul", ["a", "b"], ["y"])], "peak",
+        [onnx.helper.make_tensor_value_info(v, onnx.TensorProto.FLOAT, [n, n]) for v in ("a", "b")],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [n, n])])
+    m = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 13)], ir_version=8)
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    feed = {"a": x, "b": x}
+    sess.run(None, feed)
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sess.run(None, feed)
+        ts.append(time.perf_counter() - t0)
+    return 2 * n ** 3 / statistics.median(ts)
+
+
 def calibration(a, out, tmp):
     models = [m for m in a.calib_models.split(",") if m]
     load0 = os.getloadavg()
+    peak = sgemm_peak()
+    macs = {name: model_macs(os.path.join(ROOT, "datasets", name + ".onnx")) for name in models}
+    # ORT's calibrator gets the images as a float32 array already in memory (decoded before its
+    # clock starts); mopt gets the same array as an .npy file, written here before any timing.
+    npy = os.path.join(tmp, "cal.npy")
+    np.save(npy, np.ascontiguousarray(load_split("train")[0][:a.samples]))
+    data = "npy:" + npy
     base = f"mopt {a.mopt_base_label} s | " if a.mopt_base else ""
     out.append(f"**Calibration throughput** ({a.samples} Fashion-MNIST training images, batches of 100; "
                f"wall time of the whole calibration step (ORT: measured inside its process, Python start-up excluded), "
                f"median of {a.rounds} rounds taken in turns (each round runs every model and method on every "
                f"calibrator, so a burst of load from other jobs lands on all of them); CPU: user + system seconds of "
                f"all threads over the same span (mopt: the whole process; on a shared host CPU time moves much less "
-               f"with the load than wall time); peak resident memory of the process; mopt: `mopt calib MODEL --data fashion-mnist:train --limit {a.samples} --batch 100 --method M` "
-               "(threads: all cores); ORT: `create_calibrator(...).collect_data(reader); compute_data()`"
+               f"with the load than wall time); peak resident memory of the process; mopt: `mopt calib MODEL --data npy:CAL.npy --batch 100 --method M` "
+               "(threads: all cores), CAL.npy holding the same float32 images ORT's reader hands out (ORT's clock starts "
+               "after they are decoded and in memory; mopt's includes process start-up and reading the file); "
+               f"\"mopt s, .gz\": `--data fashion-mnist:train --limit {a.samples}` instead, decoding Debian's gzipped IDX "
+               "files on the way; ORT: `create_calibrator(...).collect_data(reader); compute_data()`"
                + (f"; \"mopt {a.mopt_base_label}\": `{a.mopt_base}` in the same turns, and whether its table is byte "
-                  "for byte the same" if a.mopt_base else "") + ")\n")
-    out.append(f"| model | method | {base}mopt s | mopt samples/s | ORT s | ORT samples/s | ORT / mopt | "
-               "mopt CPU s | ORT CPU s | ORT / mopt, CPU | mopt peak RSS MB | ORT peak RSS MB |"
+                  "for byte the same" if a.mopt_base else "")
+               + f"; ceiling: ORT's time over the time the model's multiply-adds alone take at this machine's "
+               f"float32 GEMM rate ({peak / 1e9:.0f} GFLOP/s: a 2048 x 2048 MatMul in ONNX Runtime, all cores, "
+               "measured first) — no calibrator that computes the float32 forward pass exactly can beat ORT by more)\n")
+    out.append(f"| model | method | {base}mopt s | mopt s, .gz | mopt samples/s | ORT s | ORT samples/s | ORT / mopt | "
+               "ceiling | mopt CPU s | ORT CPU s | ORT / mopt, CPU | mopt peak RSS MB | ORT peak RSS MB |"
                + (" same table |" if a.mopt_base else ""))
-    out.append("|---|---|" + ("---:|" if a.mopt_base else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    out.append("|---|---|" + ("---:|" if a.mopt_base else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
                + ("---|" if a.mopt_base else ""))
     runs = [(name, method) for name in models for method in METHODS]
-    t = {r: {"mopt": [], "ort": [], "base": [], "rm": [], "ro": [], "cm": [], "co": [], "same": True} for r in runs}
+    t = {r: {"mopt": [], "gz": [], "ort": [], "base": [], "rm": [], "ro": [], "cm": [], "co": [], "same": True}
+         for r in runs}
     for _ in range(a.rounds):
         for name, method in runs:
             model = os.path.join(ROOT, "datasets", name + ".onnx")
             r = t[(name, method)]
             if a.mopt_base:
-                w, _, _ = mopt_calib(a.mopt_base, model, a.samples, method, tmp, "base.csv")
+                w, _, _ = mopt_calib(a.mopt_base, model, a.samples, method, tmp, "base.csv", data)
                 r["base"].append(w)
-            w, rss, cpu = mopt_calib(a.mopt, model, a.samples, method, tmp)
+            w, _, _ = mopt_calib(a.mopt, model, a.samples, method, tmp, "gz.csv")
+            r["gz"].append(w)
+            w, rss, cpu = mopt_calib(a.mopt, model, a.samples, method, tmp, "t.csv", data)
             r["mopt"].append(w)
             r["rm"].append(rss)
             r["cm"].append(cpu)
@@ -252,8 +315,8 @@ def calibration(a, out, tmp):
         cm, co = statistics.median(r["cm"]), statistics.median(r["co"])
         b = f"{statistics.median(r['base']):.2f} | " if a.mopt_base else ""
         same = (" yes |" if r["same"] else " **no** |") if a.mopt_base else ""
-        out.append(f"| {name} | {method} | {b}{m:.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
-                   f"**{o / m:.1f}x** | {cm:.2f} | {co:.2f} | {co / cm:.1f}x | {max(r['rm']):.0f} | {max(r['ro']):.0f} |{same}")
+        out.append(f"| {name} | {method} | {b}{m:.2f} | {statistics.median(r['gz']):.2f} | {a.samples / m:,.0f} | {o:.2f} | {a.samples / o:,.0f} | "
+                   f"**{o / m:.1f}x** | {o / (2 * macs[name] * a.samples / peak):.1f}x | {cm:.2f} | {co:.2f} | {co / cm:.1f}x | {max(r['rm']):.0f} | {max(r['ro']):.0f} |{same}")
         print(out[-1], flush=True)
     load1 = os.getloadavg()
     out.append(f"\nLoad average (1, 5, 15 min) before: {load0[0]:.2f}, {load0[1]:.2f}, {load0[2]:.2f}; "
