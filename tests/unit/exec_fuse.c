@@ -18,40 +18,12 @@ typedef struct chain {
     int act; /* 0 none, 1 Relu, 2 Clip, 3 LeakyRelu */
 } chain;
 
-static void add_init(opt_graph *g, const char *name, const int64_t *dims, int nd, const float *v)
-{
-    opt_error err = {0};
-    opt_tensor *t = opt_tensor_new();
-    t->name = opt_strdup(name);
-    cr_assert(opt_tensor_set_dims(t, dims, (size_t)nd, &err) == OPT_OK);
-    size_t n = 1;
-    for (int i = 0; i < nd; i++) n *= (size_t)dims[i];
-    cr_assert(opt_tensor_set_raw(t, OPT_DT_FLOAT, v, n * sizeof(float), &err) == OPT_OK);
-    cr_assert(opt_graph_add_initializer(g, t, &err) == OPT_OK);
-}
-
-static void add_node(opt_graph *g, const char *op, const char *name, const char *const *in,
-                     size_t n_in, const char *out)
-{
-    opt_error err = {0};
-    opt_node *n = opt_node_make(op, name, in, n_in, &out, 1);
-    cr_assert(opt_graph_insert_node(g, g->n_nodes, n, &err) == OPT_OK);
-}
-
 /* Conv [-> BatchNormalization] [-> Add(z)] [-> act] as a model (opset 17); y is the output. With
  * conv_out_too, the Conv's output is also a graph output. */
 static opt_model *chain_model(const chain *c, kt_rng *r, bool conv_out_too)
 {
-    opt_model *m = opt_model_new();
-    m->has_ir_version = true;
-    m->ir_version = 8;
-    m->opset_import = calloc(1, sizeof *m->opset_import);
-    m->n_opset_import = 1;
-    m->opset_import[0].domain = opt_strdup("");
-    m->opset_import[0].has_version = true;
-    m->opset_import[0].version = 17;
-    opt_graph *g = m->graph = opt_graph_new();
-    g->name = opt_strdup("chain");
+    opt_model *m = kt_model_empty(17, 8, "chain");
+    opt_graph *g = m->graph;
     opt_error err = {0};
     int64_t xd[5] = {c->N, c->C}, wd[5] = {c->M, c->C / c->group}, zd[5] = {c->N, c->M};
     size_t wn = (size_t)(c->M * (c->C / c->group));
@@ -65,10 +37,10 @@ static opt_model *chain_model(const chain *c, kt_rng *r, bool conv_out_too)
     g->inputs[g->n_inputs++] = kt_vi("x", OPT_DT_FLOAT, 2 + c->nsp, xd);
     if (c->add) g->inputs[g->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 2 + c->nsp, zd);
     float *w = kt_randf(r, wn), *b = kt_randf(r, (size_t)c->M);
-    add_init(g, "W", wd, 2 + c->nsp, w);
-    add_init(g, "B", &c->M, 1, b);
+    kt_add_init(g, "W", wd, 2 + c->nsp, w);
+    kt_add_init(g, "B", &c->M, 1, b);
     const char *cin[3] = {"x", "W", "B"};
-    add_node(g, "Conv", "conv", cin, c->bias ? 3 : 2, "c");
+    kt_add_node(g, "Conv", "conv", cin, c->bias ? 3 : 2, "c");
     opt_node *conv = g->nodes[g->n_nodes - 1];
     int64_t pads[6];
     for (int i = 0; i < c->nsp; i++) pads[i] = pads[i + c->nsp] = c->pad[i];
@@ -81,32 +53,32 @@ static opt_model *chain_model(const chain *c, kt_rng *r, bool conv_out_too)
         float *s = kt_randf(r, (size_t)c->M), *sh = kt_randf(r, (size_t)c->M);
         float *mu = kt_randf(r, (size_t)c->M), *var = kt_randf(r, (size_t)c->M);
         for (int64_t i = 0; i < c->M; i++) var[i] = fabsf(var[i]) + 0.1f;
-        add_init(g, "bn_s", &c->M, 1, s);
-        add_init(g, "bn_b", &c->M, 1, sh);
-        add_init(g, "bn_m", &c->M, 1, mu);
-        add_init(g, "bn_v", &c->M, 1, var);
+        kt_add_init(g, "bn_s", &c->M, 1, s);
+        kt_add_init(g, "bn_b", &c->M, 1, sh);
+        kt_add_init(g, "bn_m", &c->M, 1, mu);
+        kt_add_init(g, "bn_v", &c->M, 1, var);
         free(s), free(sh), free(mu), free(var);
-        add_node(g, "BatchNormalization", "bn", (const char *[]){cur, "bn_s", "bn_b", "bn_m", "bn_v"},
+        kt_add_node(g, "BatchNormalization", "bn", (const char *[]){cur, "bn_s", "bn_b", "bn_m", "bn_v"},
                  5, "n");
         cr_assert(opt_node_set_attr_float(g->nodes[g->n_nodes - 1], "epsilon", 1e-3f, &err) == OPT_OK);
         cur = "n";
     }
     if (c->add) {
         const char *ain[2] = {c->add_first ? "z" : cur, c->add_first ? cur : "z"};
-        add_node(g, "Add", "add", ain, 2, "a");
+        kt_add_node(g, "Add", "add", ain, 2, "a");
         cur = "a";
     }
     if (c->act == 1) {
-        add_node(g, "Relu", "act", &cur, 1, "r");
+        kt_add_node(g, "Relu", "act", &cur, 1, "r");
         cur = "r";
     } else if (c->act == 2) {
         float lo = -0.25f, hi = 0.5f;
-        add_init(g, "lo", NULL, 0, &lo);
-        add_init(g, "hi", NULL, 0, &hi);
-        add_node(g, "Clip", "act", (const char *[]){cur, "lo", "hi"}, 3, "r");
+        kt_add_init(g, "lo", NULL, 0, &lo);
+        kt_add_init(g, "hi", NULL, 0, &hi);
+        kt_add_node(g, "Clip", "act", (const char *[]){cur, "lo", "hi"}, 3, "r");
         cur = "r";
     } else if (c->act == 3) {
-        add_node(g, "LeakyRelu", "act", &cur, 1, "r");
+        kt_add_node(g, "LeakyRelu", "act", &cur, 1, "r");
         cr_assert(opt_node_set_attr_float(g->nodes[g->n_nodes - 1], "alpha", 0.2f, &err) == OPT_OK);
         cur = "r";
     }

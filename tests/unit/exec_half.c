@@ -173,42 +173,14 @@ typedef struct hchain {
     int act; /* 0 none, 1 Relu, 2 Clip */
 } hchain;
 
-static void add_init(opt_graph *g, const char *name, const int64_t *dims, int nd, const float *v)
-{
-    opt_error err = {0};
-    opt_tensor *t = opt_tensor_new();
-    t->name = opt_strdup(name);
-    cr_assert(opt_tensor_set_dims(t, dims, (size_t)nd, &err) == OPT_OK);
-    size_t n = 1;
-    for (int i = 0; i < nd; i++) n *= (size_t)dims[i];
-    cr_assert(opt_tensor_set_raw(t, OPT_DT_FLOAT, v, n * sizeof(float), &err) == OPT_OK);
-    cr_assert(opt_graph_add_initializer(g, t, &err) == OPT_OK);
-}
-
-static void add_node(opt_graph *g, const char *op, const char *name, const char *const *in,
-                     size_t n_in, const char *out)
-{
-    opt_error err = {0};
-    opt_node *n = opt_node_make(op, name, in, n_in, &out, 1);
-    cr_assert(opt_graph_insert_node(g, g->n_nodes, n, &err) == OPT_OK);
-}
-
 /* The float32 model x [-> Conv -> BatchNormalization] [-> Add(z)] [-> act] -> y, opset `opset`,
  * with the residual z a graph input; then, when to is not 0, `mopt amp --to TO --keep-io --all`
  * (the graph's inputs and output stay float32, every node becomes half; without --all the cast
  * minimisation keeps this small chain's tail float32, next to its float32 z and y). */
 static opt_model *hchain_model(const hchain *c, kt_rng *r, int opset, int to)
 {
-    opt_model *m = opt_model_new();
-    m->has_ir_version = true;
-    m->ir_version = 10;
-    m->opset_import = calloc(1, sizeof *m->opset_import);
-    m->n_opset_import = 1;
-    m->opset_import[0].domain = opt_strdup("");
-    m->opset_import[0].has_version = true;
-    m->opset_import[0].version = opset;
-    opt_graph *g = m->graph = opt_graph_new();
-    g->name = opt_strdup("hchain");
+    opt_model *m = kt_model_empty(opset, 10, "hchain");
+    opt_graph *g = m->graph;
     opt_error err = {0};
     int64_t xd[4] = {c->N, c->C, c->H, c->W}, wd[4] = {c->M, c->C / c->group, c->k, c->k};
     int64_t zd[4] = {c->N, c->M, c->OH, c->OW};
@@ -219,9 +191,9 @@ static opt_model *hchain_model(const hchain *c, kt_rng *r, int opset, int to)
     float *w = kt_randf(r, wn), *b = kt_randf(r, (size_t)c->M);
     float scale = 1.0f / sqrtf((float)(wn / (size_t)c->M)); /* keeps the outputs near 1 */
     for (size_t i = 0; i < wn; i++) w[i] *= scale;
-    add_init(g, "W", wd, 4, w);
-    add_init(g, "B", &c->M, 1, b);
-    add_node(g, "Conv", "conv", (const char *[]){"x", "W", "B"}, 3, "c");
+    kt_add_init(g, "W", wd, 4, w);
+    kt_add_init(g, "B", &c->M, 1, b);
+    kt_add_node(g, "Conv", "conv", (const char *[]){"x", "W", "B"}, 3, "c");
     opt_node *conv = g->nodes[g->n_nodes - 1];
     int64_t st[2] = {c->stride, c->stride}, pads[4] = {c->pad, c->pad, c->pad, c->pad};
     cr_assert(opt_node_set_attr_ints(conv, "strides", st, 2, &err) == OPT_OK);
@@ -232,27 +204,27 @@ static opt_model *hchain_model(const hchain *c, kt_rng *r, int opset, int to)
         float *s = kt_randf(r, (size_t)c->M), *sh = kt_randf(r, (size_t)c->M);
         float *mu = kt_randf(r, (size_t)c->M), *var = kt_randf(r, (size_t)c->M);
         for (int64_t i = 0; i < c->M; i++) var[i] = fabsf(var[i]) + 0.5f, s[i] += 1.5f;
-        add_init(g, "bn_s", &c->M, 1, s);
-        add_init(g, "bn_b", &c->M, 1, sh);
-        add_init(g, "bn_m", &c->M, 1, mu);
-        add_init(g, "bn_v", &c->M, 1, var);
+        kt_add_init(g, "bn_s", &c->M, 1, s);
+        kt_add_init(g, "bn_b", &c->M, 1, sh);
+        kt_add_init(g, "bn_m", &c->M, 1, mu);
+        kt_add_init(g, "bn_v", &c->M, 1, var);
         free(s), free(sh), free(mu), free(var);
-        add_node(g, "BatchNormalization", "bn", (const char *[]){cur, "bn_s", "bn_b", "bn_m", "bn_v"},
+        kt_add_node(g, "BatchNormalization", "bn", (const char *[]){cur, "bn_s", "bn_b", "bn_m", "bn_v"},
                  5, "n");
         cur = "n";
     }
     if (c->add) {
-        add_node(g, "Add", "add", (const char *[]){cur, "z"}, 2, "a");
+        kt_add_node(g, "Add", "add", (const char *[]){cur, "z"}, 2, "a");
         cur = "a";
     }
     if (c->act == 1) {
-        add_node(g, "Relu", "act", &cur, 1, "r");
+        kt_add_node(g, "Relu", "act", &cur, 1, "r");
         cur = "r";
     } else if (c->act == 2) {
         float lo = 0.0f, hi = 6.0f * 0.25f;
-        add_init(g, "lo", NULL, 0, &lo);
-        add_init(g, "hi", NULL, 0, &hi);
-        add_node(g, "Clip", "act", (const char *[]){cur, "lo", "hi"}, 3, "r");
+        kt_add_init(g, "lo", NULL, 0, &lo);
+        kt_add_init(g, "hi", NULL, 0, &hi);
+        kt_add_node(g, "Clip", "act", (const char *[]){cur, "lo", "hi"}, 3, "r");
         cur = "r";
     }
     g->outputs = calloc(1, sizeof *g->outputs);

@@ -105,22 +105,54 @@ static inline size_t kt_nbytes(int dtype, int ndim, const int64_t *dims)
     return (size_t)b;
 }
 
+/* An empty model (default domain at `opset`, IR version ir) with an empty graph called name.
+ * Free with opt_model_free. */
+static inline opt_model *kt_model_empty(int opset, int64_t ir, const char *name)
+{
+    opt_model *m = opt_model_new();
+    m->has_ir_version = true;
+    m->ir_version = ir;
+    m->opset_import = calloc(1, sizeof *m->opset_import);
+    m->n_opset_import = 1;
+    m->opset_import[0].domain = opt_strdup("");
+    m->opset_import[0].has_version = true;
+    m->opset_import[0].version = opset;
+    m->graph = opt_graph_new();
+    m->graph->name = opt_strdup(name);
+    return m;
+}
+
+/* Adds the float32 initializer name (dims[nd], values v) to g. */
+static inline void kt_add_init(opt_graph *g, const char *name, const int64_t *dims, int nd,
+                               const float *v)
+{
+    opt_error err = {0};
+    opt_tensor *t = opt_tensor_new();
+    t->name = opt_strdup(name);
+    cr_assert(opt_tensor_set_dims(t, dims, (size_t)nd, &err) == OPT_OK);
+    size_t n = 1;
+    for (int i = 0; i < nd; i++) n *= (size_t)dims[i];
+    cr_assert(opt_tensor_set_raw(t, OPT_DT_FLOAT, v, n * sizeof(float), &err) == OPT_OK);
+    cr_assert(opt_graph_add_initializer(g, t, &err) == OPT_OK);
+}
+
+/* Appends node op (inputs in[n_in], one output out) to g. */
+static inline void kt_add_node(opt_graph *g, const char *op, const char *name,
+                               const char *const *in, size_t n_in, const char *out)
+{
+    opt_error err = {0};
+    opt_node *n = opt_node_make(op, name, in, n_in, &out, 1);
+    cr_assert(opt_graph_insert_node(g, g->n_nodes, n, &err) == OPT_OK);
+}
+
 /* Builds a model with one node op_type (default domain, opset) over the operands; outputs are
  * named y0, y1, ... with dtype out_dt[i] and unknown shape. The caller adds attributes to
  * m->graph->nodes[0] and frees with opt_model_free. */
 static inline opt_model *kt_model(const char *op_type, int opset, const kt_operand *in, size_t n_in,
                                   const int *out_dt, size_t n_out)
 {
-    opt_model *m = opt_model_new();
-    m->has_ir_version = true;
-    m->ir_version = 8;
-    m->opset_import = calloc(1, sizeof *m->opset_import);
-    m->n_opset_import = 1;
-    m->opset_import[0].domain = opt_strdup("");
-    m->opset_import[0].has_version = true;
-    m->opset_import[0].version = opset;
-    opt_graph *g = m->graph = opt_graph_new();
-    g->name = opt_strdup("kt");
+    opt_model *m = kt_model_empty(opset, 8, "kt");
+    opt_graph *g = m->graph;
     const char *ins[16], *outs[8];
     char onames[8][24];
     for (size_t i = 0; i < n_in; i++) ins[i] = in[i].name;
