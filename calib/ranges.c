@@ -77,22 +77,40 @@ static double magnitude_quantile(const opt_calib_acc *a, double q)
  * (Q's total):
  *   KL(i) = (sum_j p_j log p_j - sum_j p_j log q_j) / T - log T,  q_j = mass_g / (nz_g S)
  * and inside a group every non-zero p_j has the same q_j, so the second sum is one term per
- * group. With prefix sums of h, of the non-zero count and of h log h, a candidate costs O(levels)
- * instead of O(i): the same quantity as the bin-by-bin sum, up to rounding. */
+ * group: mass_g log(mass_g / nz_g) - mass_g log S. With prefix sums of h, of the non-zero count
+ * and of h log h, a candidate costs O(levels) instead of O(i). Group g of candidate i spans bins
+ * [g i / levels, (g + 1) i / levels), so its width is i / levels rounded down or up: the term
+ * mass_g log(mass_g / nz_g) depends only on (start, width), at most NB * (NB / levels + 1)
+ * pairs against (NB - levels) * levels group visits, and is computed once per pair (memo).
+ * The last group is the exception (it holds bin i - 1, which carries the outliers). */
 static int kl_threshold(const double *h, int levels)
 {
     int last = NB;
     while (last > 0 && h[last - 1] == 0) last--;
     if (last <= levels) return last > 0 ? last : 1;
-    double *S = malloc(3 * (NB + 1) * sizeof *S);
+    int wn = (last + levels - 1) / levels; /* widest group of any candidate */
+    bool pow2 = (levels & (levels - 1)) == 0; /* 128 and 256: a shift instead of a division */
+    int shift = 0;
+    while ((1 << shift) < levels) shift++;
+    size_t nmemo = (size_t)last * (size_t)(wn + 1);
+    double *S = malloc((4 * (NB + 1)) * sizeof *S + nmemo * sizeof(double));
     if (!S) return last;
-    double *Z = S + NB + 1, *L = Z + NB + 1;
+    double *Z = S + NB + 1, *L = Z + NB + 1, *lognz = L + NB + 1, *memo = lognz + NB + 1;
     S[0] = Z[0] = L[0] = 0;
     for (int j = 0; j < NB; j++) {
         S[j + 1] = S[j] + h[j];
         Z[j + 1] = Z[j] + (h[j] != 0);
         L[j + 1] = L[j] + (h[j] > 0 ? h[j] * log(h[j]) : 0);
     }
+    for (int j = 0; j <= NB; j++) lognz[j] = j > 0 ? log((double)j) : 0;
+    /* memo[start * (wn + 1) + width] = mass log(mass / nz) of bins [start, start + width) */
+    for (int st = 0; st < last; st++)
+        for (int wd = 0; wd <= wn; wd++) {
+            int sp = st + wd < last ? st + wd : last;
+            double mass = S[sp] - S[st], nz = Z[sp] - Z[st];
+            memo[(size_t)st * (size_t)(wn + 1) + (size_t)wd] =
+                nz > 0 && mass > 0 ? mass * (log(mass) - lognz[(int)nz]) : 0;
+        }
     double T = S[NB], logT = T > 0 ? log(T) : 0;
     double best = INFINITY;
     int best_i = last;
@@ -101,18 +119,36 @@ static int kl_threshold(const double *h, int levels)
         double kl = 0;
         if (qsum > 0 && T > 0) {
             double logq = log(qsum);
-            double plogp = L[i - 1] + (plast > 0 ? plast * log(plast) : 0), plogq = 0;
-            for (int g = 0; g < levels; g++) {
-                int start = (int)((long)g * i / levels), stop = (int)((long)(g + 1) * i / levels);
-                double mass = S[stop] - S[start], nz = Z[stop] - Z[start];
-                double lq = nz > 0 && mass > 0 ? log(mass / nz) - logq : 0;
-                if (stop < i) {
-                    if (nz > 0) plogq += mass * lq;
-                } else { /* the last group holds bin i - 1, which carries the outliers */
-                    plogq += (S[i - 1] - S[start]) * lq;
-                    if (plast > 0) plogq += plast * (h[i - 1] != 0 ? lq : log(1e-9));
-                }
+            double plogp = L[i - 1] + (plast > 0 ? plast * log(plast) : 0);
+            /* groups 0 .. levels - 2 from the memo, in four interleaved sums */
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t acc = 0; /* g * i: a group's bounds need no multiplication */
+            int start = 0, g = 0;
+            const size_t ws = (size_t)(wn + 1);
+#define KL_STEP(sum)                                                                           \
+    do {                                                                                       \
+        acc += i;                                                                              \
+        int stop = (int)(pow2 ? acc >> shift : acc / levels);                                  \
+        sum += memo[(size_t)start * ws + (size_t)(stop - start)];                              \
+        start = stop;                                                                          \
+    } while (0)
+            for (; g + 4 <= levels - 1; g += 4) {
+                KL_STEP(s0);
+                KL_STEP(s1);
+                KL_STEP(s2);
+                KL_STEP(s3);
             }
+            for (; g < levels - 1; g++) KL_STEP(s0);
+#undef KL_STEP
+            double mlogm = (s0 + s1) + (s2 + s3);
+            /* Q's mass in those groups: all of S[0..start) (a group without non-zero bins has
+             * none); h holds integer counts, so the prefix sums are exact */
+            double qmass = S[start];
+            /* the last group [start, i) holds bin i - 1, which carries the outliers */
+            double mass = S[i] - S[start], nz = Z[i] - Z[start];
+            double lq = nz > 0 && mass > 0 ? log(mass) - lognz[(int)nz] - logq : 0;
+            double plogq = mlogm - qmass * logq + (S[i - 1] - S[start]) * lq;
+            if (plast > 0) plogq += plast * (h[i - 1] != 0 ? lq : log(1e-9));
             kl = (plogp - plogq) / T - logT;
         }
         if (kl < best) {

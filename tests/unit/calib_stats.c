@@ -180,6 +180,89 @@ Test(calib_ranges, percentile_clips_the_largest_magnitudes_not_each_tail_alike)
     free(x);
 }
 
+/* TensorRT's KL search written bin by bin, the way its description reads: P = h[0..i) with the
+ * outliers folded into bin i - 1, Q = the i bins merged into `levels` groups, each group's mass
+ * spread over its non-zero bins, KL(P || Q) normalised, 1e-9 where Q is empty. */
+static int reference_kl_bins(const double *h, int levels)
+{
+    int last = OPT_CALIB_BINS;
+    while (last > 0 && h[last - 1] == 0) last--;
+    if (last <= levels) return last > 0 ? last : 1;
+    double *p = malloc(OPT_CALIB_BINS * sizeof *p), *q = malloc(OPT_CALIB_BINS * sizeof *q);
+    double best = INFINITY;
+    int best_i = last;
+    for (int i = last; i >= levels; i--) {
+        double tail = 0, ps = 0, qs = 0;
+        for (int j = i; j < OPT_CALIB_BINS; j++) tail += h[j];
+        for (int j = 0; j < i; j++) p[j] = h[j];
+        p[i - 1] += tail;
+        for (int g = 0; g < levels; g++) {
+            int a = (int)((long)g * i / levels), b = (int)((long)(g + 1) * i / levels);
+            double mass = 0, nz = 0;
+            for (int j = a; j < b; j++) {
+                mass += h[j];
+                nz += h[j] != 0;
+            }
+            for (int j = a; j < b; j++) q[j] = h[j] != 0 && nz > 0 ? mass / nz : 0;
+        }
+        for (int j = 0; j < i; j++) {
+            ps += p[j];
+            qs += q[j];
+        }
+        double kl = 0;
+        for (int j = 0; j < i; j++)
+            if (p[j] > 0) kl += p[j] / ps * log((p[j] / ps) / (q[j] > 0 ? q[j] / qs : 1e-9));
+        if (i == last || kl < best) {
+            best = kl;
+            best_i = i;
+        }
+    }
+    free(p);
+    free(q);
+    return best_i;
+}
+
+Test(calib_ranges, entropy_threshold_is_the_bin_by_bin_kl_minimum)
+{
+    /* Post-ReLU (zeros left out, 256 levels for uint8) and signed (128 levels) tensors with
+     * light and heavy tails: the prefix-sum search must pick the threshold the direct sum picks
+     * (up to a near-tie between neighbouring bins). */
+    enum { N = 60000 };
+    float *x = malloc(N * sizeof *x);
+    for (int kind = 0; kind < 4; kind++) {
+        unsigned s = 100 + kind;
+        for (int i = 0; i < N; i++) {
+            float g = gauss(&s);
+            x[i] = kind == 0 ? fmaxf(g, 0)                              /* ReLU of a normal */
+                 : kind == 1 ? (g > 0 ? expf(g) - 1 : 0)                /* ReLU, heavy tail */
+                 : kind == 2 ? g * (1 + (i % 97 == 0) * 6)              /* signed, outliers */
+                             : g * g * g;                               /* signed, heavy */
+        }
+        opt_calib_stats a;
+        opt_calib_stats_init(&a, true);
+        cr_assert_eq(opt_calib_stats_add_f32(&a, "t", x, N, NULL), OPT_OK);
+        const opt_calib_acc *c = &a.acc[0];
+        double *h = malloc(OPT_CALIB_BINS * sizeof *h);
+        for (int i = 0; i < OPT_CALIB_BINS; i++) h[i] = (double)c->pos[i] + (double)c->neg[i];
+        bool nonneg = c->min >= 0;
+        if (nonneg) h[0] -= (double)c->zeros;
+        int levels = nonneg ? 256 : 128;
+        double t = reference_kl_bins(h, levels) * (c->hmax / OPT_CALIB_BINS);
+        float lo, hi;
+        opt_range_opts o = {.method = OPT_CALIB_ENTROPY};
+        cr_assert_eq(opt_calib_range(c, &o, &lo, &hi, NULL), OPT_OK);
+        double w = c->hmax / OPT_CALIB_BINS;
+        cr_assert(fabs(hi - fmin(t, c->max)) <= 1.01 * w, "kind %d: hi %g, bin-by-bin %g (bin %g)", kind, hi,
+                  fmin(t, c->max), w);
+        if (!nonneg) cr_assert(fabs(-lo - fmin(t, -c->min)) <= 1.01 * w, "kind %d: lo %g, bin-by-bin -%g", kind, lo, t);
+        if (kind == 1 || kind == 3) /* the heavy tails are clipped */
+            cr_assert(hi < 0.75 * c->max, "kind %d: hi %g should clip the tail (max %g)", kind, hi, c->max);
+        free(h);
+        opt_calib_stats_free(&a);
+    }
+    free(x);
+}
+
 Test(calib_ranges, minmax_needs_no_histogram_and_others_say_they_do)
 {
     opt_calib_stats a;
