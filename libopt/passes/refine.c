@@ -915,6 +915,94 @@ static int nearest_c(const float *c, int k, double x)
     return lo;
 }
 
+/* LAPACK, column-major (OpenBLAS exports it; the Makefile links -lopenblas). */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
+
+/* Reverses the n entries of a in place. */
+static void reverse_flat(double *a, size_t n)
+{
+    for (size_t i = 0, j = n ? n - 1 : 0; i < j; i++, j--) {
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+    }
+}
+
+bool opt_gptq_factor(double *A, int64_t m)
+{
+    if (m < 1) return true;
+    if (m > 46340) return false; /* m * m must fit LAPACK's int */
+    /* With J the reversal, J H J = R^T R (R upper) gives H = V V^T with V = J R^T J upper, so
+     * H^-1 = V^-T V^-1 and U = V^-1 = J R^-T J. Read column-major, the flat reversal of a
+     * row-major matrix is J (.)^T J: the flat reversal of H is J H J (H is symmetric), and that of
+     * R^-1 (column-major) is U row-major. */
+    size_t mm = (size_t)m * (size_t)m;
+    int n = (int)m, info = 0;
+    reverse_flat(A, mm);
+    dpotrf_("U", &n, A, &n, &info);
+    if (info != 0) return false;
+    dtrtri_("U", "N", &n, A, &n, &info);
+    if (info != 0) return false;
+    reverse_flat(A, mm);
+    for (int64_t r = 1; r < m; r++) memset(A + r * m, 0, (size_t)r * sizeof *A);
+    for (int64_t j = 0; j < m; j++)
+        if (!(A[j * m + j] > 0) || !isfinite(A[j * m + j])) return false;
+    return true;
+}
+
+opt_status opt_gptq_quantize(const double *U, int64_t m, double *X, int64_t nr, const float *c, int k, int *q)
+{
+    /* GPTQ's lazy batch: inside a block of columns the errors go to the block's later columns
+     * right away; the rest of the row gets all of the block's errors in one product. */
+    const int64_t B = 128;
+    if (m < 1 || nr < 1) return OPT_OK;
+    int64_t bw = m < B ? m : B;
+    double *E = malloc((size_t)(nr * bw) * sizeof *E);
+    if (!E) return OPT_ERR_NOMEM;
+    for (int64_t b0 = 0; b0 < m; b0 += B) {
+        int64_t b1 = b0 + B < m ? b0 + B : m, nb = b1 - b0;
+        for (int64_t i = 0; i < nr; i++) {
+            double *x = X + i * m, *e = E + i * nb;
+            for (int64_t j = b0; j < b1; j++) {
+                int qq = nearest_c(c, k, x[j]);
+                q[i * m + j] = qq;
+                const double *Uj = U + j * m;
+                double d = (x[j] - (double)c[qq]) / Uj[j];
+                e[j - b0] = d;
+                for (int64_t r = j + 1; r < b1; r++) x[r] -= d * Uj[r];
+            }
+        }
+        if (b1 < m)
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)(m - b1), (int)nb, -1.0, E,
+                        (int)nb, U + b0 * m + b1, (int)m, 1.0, X + b1, (int)m);
+    }
+    free(E);
+    return OPT_OK;
+}
+
+/* A row of a group and its support (the indices d of its non-zero weights). */
+typedef struct rowsup {
+    int64_t o, m;
+    uint64_t h;
+    const int32_t *sup;
+} rowsup;
+
+static int cmp_rowsup(const void *a, const void *b)
+{
+    const rowsup *x = a, *y = b;
+    if (x->m != y->m) return x->m < y->m ? -1 : 1;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    int c = memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup);
+    if (c) return c;
+    return x->o < y->o ? -1 : x->o > y->o;
+}
+
+static bool same_support(const rowsup *x, const rowsup *y)
+{
+    return x->m == y->m && x->h == y->h && memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup) == 0;
+}
+
 opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nbook, int fixed,
                              uint8_t *idx, opt_error *err)
 {
@@ -922,71 +1010,89 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
     if (!l->kind || nbook - fixed < 1) return OPT_OK;
     int64_t D = l->D, per = l->O / l->G;
     int K = nbook - fixed;
-    int64_t *sup = malloc((size_t)D * sizeof *sup);
-    double *H = malloc((size_t)(D * D) * sizeof *H), *x = malloc((size_t)D * sizeof *x);
+    size_t pd = (size_t)(per * D);
+    int32_t *sups = malloc(pd * sizeof *sups);
+    rowsup *rows = malloc((size_t)per * sizeof *rows);
+    double *W0 = malloc(pd * sizeof *W0), *CW = malloc(pd * sizeof *CW), *X = malloc(pd * sizeof *X),
+           *H = malloc((size_t)(D * D) * sizeof *H);
+    int *q = malloc(pd * sizeof *q);
     opt_status s = OPT_OK;
-    if (!sup || !H || !x) {
+    if (!sups || !rows || !W0 || !CW || !X || !H || !q) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto out;
     }
-    for (int64_t o = 0; o < l->O; o++) {
-        const double *S = l->S + (o / per) * D * D, *C = Cm(l) + (o / per) * D * D;
-        int64_t m = 0;
-        for (int64_t d = 0; d < D; d++)
-            if (l->wcur[widx(l, o, d)] != 0.0f) sup[m++] = d;
-        if (!m) continue;
-        /* The best weights on the support: S_TT x = (C w0)_T. */
-        double tr = 0;
-        for (int64_t a = 0; a < m; a++) {
-            double v = 0;
-            for (int64_t b = 0; b < D; b++) v += C[sup[a] * D + b] * l->w0[widx(l, o, b)];
-            x[a] = v;
-            for (int64_t b = 0; b < m; b++) H[a * m + b] = S[sup[a] * D + sup[b]];
-            tr += H[a * m + a];
+    for (int64_t g = 0; g < l->G; g++) {
+        const double *S = l->S + g * D * D, *C = Cm(l) + g * D * D;
+        /* c_o = C w0_o for every row of the group: one product. */
+        for (int64_t r = 0; r < per; r++)
+            for (int64_t d = 0; d < D; d++) W0[r * D + d] = l->w0[widx(l, g * per + r, d)];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
+                    0.0, CW, (int)D);
+        /* Rows with the same support share S_TT, so its factor: sort them next to each other. */
+        for (int64_t r = 0; r < per; r++) {
+            int32_t *sp = sups + r * D;
+            int64_t m = 0;
+            uint64_t h = 1469598103934665603ull;
+            for (int64_t d = 0; d < D; d++)
+                if (l->wcur[widx(l, g * per + r, d)] != 0.0f) {
+                    sp[m++] = (int32_t)d;
+                    h = (h ^ (uint64_t)d) * 1099511628211ull;
+                }
+            rows[r] = (rowsup){r, m, h, sp};
         }
-        double lam = 1e-2 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
-        for (int64_t a = 0; a < m; a++) H[a * m + a] += lam;
-        if (!cholesky(H, m)) {
+        qsort(rows, (size_t)per, sizeof *rows, cmp_rowsup);
+        for (int64_t r0 = 0, r1; r0 < per; r0 = r1) {
+            const rowsup *R = rows + r0;
+            int64_t m = R->m;
+            for (r1 = r0 + 1; r1 < per && same_support(R, &rows[r1]); r1++) {
+            }
+            if (!m) continue;
+            int64_t nr = r1 - r0;
+            const int32_t *sp = R->sup;
+            /* The best weights on the support: x = (S_TT + lam I)^-1 ((C w0)_T + lam w0_T). */
+            double tr = 0;
             for (int64_t a = 0; a < m; a++) {
-                float v = l->wcur[widx(l, o, sup[a])];
-                idx[widx(l, o, sup[a])] = (uint8_t)(fixed + nearest_c(book + fixed, K, v));
+                for (int64_t b = 0; b < m; b++) H[a * m + b] = S[sp[a] * D + sp[b]];
+                tr += H[a * m + a];
             }
-            continue;
-        }
-        for (int64_t a = 0; a < m; a++) x[a] += lam * l->w0[widx(l, o, sup[a])];
-        chol_solve(H, m, x);
-        /* H <- (S_TT + lam I)^-1, from the factor: invert column by column. */
-        double *Hi = malloc((size_t)(m * m) * sizeof *Hi);
-        if (!Hi) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-            goto out;
-        }
-        for (int64_t c = 0; c < m; c++) {
-            double *col = Hi + c * m;
-            memset(col, 0, (size_t)m * sizeof *col);
-            col[c] = 1;
-            chol_solve(H, m, col);
-        }
-        /* OBQ/GPTQ: quantize one weight at a time and move its error onto the weights not yet
-         * quantized (through the inverse Hessian), then drop it from the inverse. */
-        for (int64_t j = 0; j < m; j++) {
-            int q = nearest_c(book + fixed, K, x[j]);
-            idx[widx(l, o, sup[j])] = (uint8_t)(fixed + q);
-            double hjj = Hi[j * m + j];
-            if (!(hjj > 0)) continue;
-            double dlt = (x[j] - book[fixed + q]) / hjj;
-            for (int64_t r = j + 1; r < m; r++) x[r] -= dlt * Hi[j * m + r];
-            for (int64_t r = j + 1; r < m; r++) {
-                double f = Hi[r * m + j] / hjj;
-                if (f == 0) continue;
-                for (int64_t c = j + 1; c < m; c++) Hi[r * m + c] -= f * Hi[j * m + c];
+            double lam = 1e-2 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
+            for (int64_t a = 0; a < m; a++) H[a * m + a] += lam;
+            if (!opt_gptq_factor(H, m)) {
+                for (int64_t k = r0; k < r1; k++)
+                    for (int64_t a = 0; a < m; a++) {
+                        uint64_t wk = widx(l, g * per + rows[k].o, sp[a]);
+                        idx[wk] = (uint8_t)(fixed + nearest_c(book + fixed, K, l->wcur[wk]));
+                    }
+                continue;
             }
+            /* H now holds U (upper) with U^T U = (S_TT + lam I)^-1. */
+            for (int64_t k = r0; k < r1; k++) {
+                const double *cw = CW + rows[k].o * D, *w0 = W0 + rows[k].o * D;
+                double *x = X + (k - r0) * m;
+                for (int64_t a = 0; a < m; a++) x[a] = cw[sp[a]] + lam * w0[sp[a]];
+            }
+            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
+                        (int)m, X, (int)m);
+            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
+                        (int)m, X, (int)m);
+            /* OBQ/GPTQ: each weight in turn to its nearest centroid, its error onto the row's weights
+             * not yet assigned (Frantar et al. 2022: x_r -= (x_j - q_j) U_jr / U_jj, r > j). */
+            if ((s = opt_gptq_quantize(H, m, X, nr, book + fixed, K, q)) != OPT_OK) {
+                s = opt_error_set(err, s, "out of memory");
+                goto out;
+            }
+            for (int64_t k = r0; k < r1; k++)
+                for (int64_t a = 0; a < m; a++)
+                    idx[widx(l, g * per + rows[k].o, sp[a])] = (uint8_t)(fixed + q[(k - r0) * m + a]);
         }
-        free(Hi);
     }
 out:
-    free(sup);
+    free(sups);
+    free(rows);
+    free(W0);
+    free(CW);
+    free(X);
     free(H);
-    free(x);
+    free(q);
     return s;
 }

@@ -54,6 +54,18 @@ opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, fl
 opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nbook, int fixed,
                              uint8_t *idx, opt_error *err);
 
+/* The factor GPTQ works with (Frantar et al. 2022): H (m x m, row-major, symmetric) is replaced
+ * by the upper triangular U with U^T U = H^-1 (zeros below the diagonal), O(m^3) through LAPACK.
+ * Returns false when H is not positive definite (A is then garbage). */
+bool opt_gptq_factor(double *A, int64_t m);
+
+/* OBQ/GPTQ rounding of nr rows X (nr x m, row-major) given the factor U of opt_gptq_factor:
+ * column j of every row goes to the nearest of the ascending values c[0..k) (its index into q,
+ * nr x m), and its error e = (x_j - c_q) / U_jj moves the row's later entries, x_r -= e U_jr
+ * (r > j) — the same as OBQ's step with H^-1 and eliminating j from it, in O(m^2) per row. X ends
+ * with each entry as it was when rounded. Returns OPT_ERR_NOMEM when out of memory. */
+opt_status opt_gptq_quantize(const double *U, int64_t m, double *X, int64_t nr, const float *c, int k, int *q);
+
 /* Prune layer i to keep exactly `keep` weights, chosen by OBS saliency, and refit them; w holds
  * the original weights on entry and the pruned, refitted ones on return. Zeros already in w stay
  * zero. Applies bias correction. */
