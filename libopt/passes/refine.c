@@ -498,30 +498,42 @@ bool opt_refine_has(const opt_refine *rf, size_t i)
  * sum_o w_o^T S w_o - 2 w_o^T C w0_o + w0_o^T F w0_o, and the output energy sum_o w0_o^T F w0_o. */
 static void out_error(const rlayer *l, const float *w, double *e_out, double *energy)
 {
-    int64_t D = l->D, per = l->O / l->G;
-    double *q = malloc((size_t)D * sizeof *q), *f = malloc((size_t)D * sizeof *f);
+    int64_t D = l->D, per = l->O / l->G, bl = per < 256 ? per : 256;
+    size_t n = (size_t)(bl * D);
+    bool same = Ff(l) == Cm(l); /* no reference: C = F = S */
+    double *q = malloc(n * sizeof *q), *f = malloc(n * sizeof *f), *sq = malloc(n * sizeof *sq),
+           *cf = malloc(n * sizeof *cf), *ff = same ? cf : malloc(n * sizeof *ff);
     double se = 0, sf = 0;
-    for (int64_t o = 0; q && f && o < l->O; o++) {
-        size_t off = (size_t)((o / per) * D * D);
+    /* Blocks of rows: S q, C f and F f as matrix products. */
+    for (int64_t g = 0; q && f && sq && cf && ff && g < l->G; g++) {
+        size_t off = (size_t)(g * D * D);
         const double *S = l->S + off, *C = Cm(l) + off, *F = Ff(l) + off;
-        for (int64_t d = 0; d < D; d++) {
-            uint64_t k = widx(l, o, d);
-            f[d] = l->w0[k];
-            q[d] = w[k];
-        }
-        for (int64_t a = 0; a < D; a++) {
-            double sq = 0, cf = 0, ff = 0;
-            for (int64_t b = 0; b < D; b++) {
-                sq += S[a * D + b] * q[b];
-                cf += C[a * D + b] * f[b];
-                ff += F[a * D + b] * f[b];
+        for (int64_t r0 = 0; r0 < per; r0 += bl) {
+            int64_t nb = per - r0 < bl ? per - r0 : bl;
+            for (int64_t r = 0; r < nb; r++)
+                for (int64_t d = 0; d < D; d++) {
+                    uint64_t k = widx(l, g * per + r0 + r, d);
+                    f[r * D + d] = l->w0[k];
+                    q[r * D + d] = w[k];
+                }
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, q, (int)D, S, (int)D,
+                        0.0, sq, (int)D);
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, C, (int)D,
+                        0.0, cf, (int)D);
+            if (!same)
+                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, F,
+                            (int)D, 0.0, ff, (int)D);
+            for (int64_t k = 0; k < nb * D; k++) {
+                se += q[k] * sq[k] - 2 * q[k] * cf[k] + f[k] * ff[k];
+                sf += f[k] * ff[k];
             }
-            se += q[a] * sq - 2 * q[a] * cf + f[a] * ff;
-            sf += f[a] * ff;
         }
     }
     free(q);
     free(f);
+    free(sq);
+    free(cf);
+    if (!same) free(ff);
     *e_out = se > 0 ? se : 0;
     *energy = sf;
 }
@@ -584,32 +596,60 @@ opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, fl
     *before = *after = NAN;
     if (!l->kind || nbook - fixed < 1) return OPT_OK;
     int K = nbook - fixed;
-    int64_t D = l->D, per = l->O / l->G;
+    int64_t D = l->D, per = l->O / l->G, bl = per < 256 ? per : 256;
     float *w = malloc(l->numel * sizeof *w);
     double *G = calloc((size_t)K * (size_t)K, sizeof *G), *bv = calloc((size_t)K, sizeof *bv),
-           *u = malloc((size_t)D * sizeof *u);
-    int *ix = malloc((size_t)D * sizeof *ix);
+           *W0 = malloc((size_t)(bl * D) * sizeof *W0), *CW = malloc((size_t)(bl * D) * sizeof *CW);
+    int *ix = malloc((size_t)D * sizeof *ix), *p = malloc((size_t)D * sizeof *p), *st = malloc((size_t)(K + 1) * sizeof *st);
     opt_status s = OPT_OK;
-    if (!w || !G || !bv || !u || !ix) {
+    if (!w || !G || !bv || !W0 || !CW || !ix || !p || !st) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto out;
     }
     double en;
     for (uint64_t k = 0; k < l->numel; k++) w[k] = book[idx[k]];
     out_error(l, w, before, &en);
-    for (int64_t o = 0; o < l->O; o++) {
-        const double *S = l->S + (o / per) * D * D, *C = Cm(l) + (o / per) * D * D;
-        for (int64_t d = 0; d < D; d++) ix[d] = (int)idx[widx(l, o, d)] - fixed;
-        for (int64_t a = 0; a < D; a++) {
-            if (ix[a] < 0) continue;
-            double ua = 0;
-            const double *Sa = S + a * D, *Ca = C + a * D;
-            double *Gj = G + (size_t)ix[a] * (size_t)K;
-            for (int64_t b = 0; b < D; b++) {
-                ua += Ca[b] * l->w0[widx(l, o, b)];
-                if (ix[b] >= 0) Gj[ix[b]] += Sa[b];
+    /* G = sum_o P_o^T S P_o and bv = sum_o P_o^T C w0_o, P_o the one-hot assignment of row o. */
+    for (int64_t g = 0; g < l->G; g++) {
+        const double *S = l->S + g * D * D, *C = Cm(l) + g * D * D;
+        for (int64_t r0 = 0; r0 < per; r0 += bl) {
+            int64_t nb = per - r0 < bl ? per - r0 : bl;
+            for (int64_t r = 0; r < nb; r++)
+                for (int64_t d = 0; d < D; d++) W0[r * D + d] = l->w0[widx(l, g * per + r0 + r, d)];
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
+                        0.0, CW, (int)D);
+            for (int64_t r = 0; r < nb; r++) {
+                int64_t o = g * per + r0 + r;
+                /* The row's assigned positions sorted by centroid (p), centroid j's run st[j]..st[j+1]. */
+                memset(st, 0, (size_t)(K + 1) * sizeof *st);
+                for (int64_t d = 0; d < D; d++) {
+                    ix[d] = (int)idx[widx(l, o, d)] - fixed;
+                    if (ix[d] >= 0) st[ix[d] + 1]++;
+                }
+                for (int j = 0; j < K; j++) st[j + 1] += st[j];
+                for (int64_t d = 0; d < D; d++)
+                    if (ix[d] >= 0) p[st[ix[d]]++] = (int)d;
+                for (int j = K; j > 0; j--) st[j] = st[j - 1];
+                st[0] = 0;
+                for (int t = 0; t < st[K]; t++) {
+                    int64_t a = p[t];
+                    const double *Sa = S + a * D;
+                    double *Gj = G + (size_t)ix[a] * (size_t)K;
+                    for (int k = 0; k < K; k++) {
+                        double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+                        int u = st[k], e = st[k + 1];
+                        for (; u + 4 <= e; u += 4) {
+                            s0 += Sa[p[u]];
+                            s1 += Sa[p[u + 1]];
+                            s2 += Sa[p[u + 2]];
+                            s3 += Sa[p[u + 3]];
+                        }
+                        for (; u < e; u++) s0 += Sa[p[u]];
+                        Gj[k] += (s0 + s1) + (s2 + s3);
+                    }
+                    bv[ix[a]] += CW[r * D + a];
+                }
             }
-            bv[ix[a]] += ua;
         }
     }
     /* A small ridge towards the k-means centroids keeps empty or collinear clusters put. */
@@ -643,8 +683,11 @@ out:
     free(w);
     free(G);
     free(bv);
-    free(u);
+    free(W0);
+    free(CW);
     free(ix);
+    free(p);
+    free(st);
     return s;
 }
 
