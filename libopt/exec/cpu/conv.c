@@ -5,10 +5,10 @@
  *   - depthwise (group == C == M, 2-D or 1-D): a direct loop, one output row at a time, whose
  *     inner loop over output columns vectorises when the stride is 1;
  *   - with the AVX-512 kernel (sgemm.c), per image and group:
- *       - 1-D and 2-D convs with stride 1 and dilation 1 other than 1x1 without pads: the
- *         image zero-padded once (not copied without pads) and read in place by
- *         nn_sgemm_shifted, no im2col at all (conv_shifted; conv_shift_pays says why 1x1
- *         without pads stays below);
+ *       - 1-D and 2-D convs with dilation 1 other than 1x1 without pads: the image
+ *         zero-padded once and split into its stride phases (stride 1: one phase, not copied
+ *         without pads), read in place by nn_sgemm_shifted, no im2col at all (conv_shifted;
+ *         conv_shift_pays says why 1x1 without pads stays below);
  *       - the others: im2col straight into the kernel's panels, a block of columns at a time
  *         (conv_pack_b; 1x1 without pads copies the image's columns);
  *   - without it: im2col into a workspace (the image itself for 1x1 without pads), then one
@@ -477,6 +477,12 @@ static NN_VEC void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *d
                 for (int64_t t = 0; t < n; t++) d[t] = 0.0f;
             else
                 copy_run(d, xc + ih * W, n, sw, ow * sw + woff, W);
+            /* The image is usually not in cache: ask for the row two output rows on (the
+             * hardware prefetcher does not follow these short runs). Never faults. */
+            __builtin_prefetch((const void *)((uintptr_t)xc + (uintptr_t)((ih + 2 * sh) * W +
+                                                                         ow * sw + woff) *
+                                                                  sizeof(float)),
+                               0, 3);
             q += n;
             ow += n;
             if (ow == OW) ow = 0, oh++;
@@ -521,12 +527,24 @@ void nn_conv_pack_w(const float *w, int64_t M, int64_t group, int64_t Kg, float 
         nn_pack_a(w + gi * Mg * Kg, Kg, 1, Mg, Kg, NULL, dst + (size_t)gi * per);
 }
 
-/* ---- stride-1 convolutions without packing --------------------------------------------------- */
+/* ---- convolutions without packing (any stride) ----------------------------------------------- */
 
-/* A 1-D or 2-D conv with stride 1 and dilation 1 seen as a 2-D one (1-D: height 1). */
+/* A 1-D or 2-D conv with dilation 1 seen as a 2-D one (1-D: height 1), read through its stride
+ * phases. With stride (sh, sw) the zero-padded image splits into sh x sw phases: phase (py, px)
+ * holds the padded positions (sh * i + py, sw * j + px). Tap (kh, kw) of output (oh, ow) reads
+ * padded position (sh * oh + kh, sw * ow + kw), which is position (oh + kh / sh, ow + kw / sw) of
+ * phase (kh % sh, kw % sw): within one phase the taps of a conv are a stride-1 conv's, so the
+ * unfolded image is again rows of memory at fixed offsets (nn_bshift) over a Hq x Wq phase, with
+ * Hq = OH + (KH - 1) / sh and Wq = OW + (KW - 1) / sw. Only the phases some tap reads are made
+ * (min(s, K) per dim: one for a 1x1 kernel, a plain subsampled copy). Stride 1 is the case of
+ * one phase: the padded image itself. */
 typedef struct shift_geom {
-    int64_t H, W, OH, OW, KH, KW, pt, pl, pb, pr; /* pads: top, left, bottom, right */
-    int64_t Hp, Wp;                               /* the zero-padded image */
+    int64_t H, W, OH, OW, KH, KW, pt, pl; /* pads: top, left */
+    int64_t sh, sw;                       /* strides */
+    int64_t nph, npw;                     /* phases made per dim */
+    int64_t Hq, Wq;                       /* one phase */
+    bool padded;                          /* some pad is not 0 */
+    bool copy;                            /* false: the image itself is the only phase */
 } shift_geom;
 
 /* Fills sg and returns true when g can run on a shifted B (nn_sgemm_shifted). */
@@ -534,19 +552,30 @@ static bool shift_geom_init(const nn_conv_geom *g, shift_geom *sg)
 {
     if (g->nsp < 1 || g->nsp > 2) return false;
     for (int i = 0; i < g->nsp; i++)
-        if (g->stride[i] != 1 || g->dil[i] != 1 || g->pad_b[i] < 0 || g->pad_e[i] < 0) return false;
+        if (g->stride[i] < 1 || g->dil[i] != 1 || g->pad_b[i] < 0 || g->pad_e[i] < 0)
+            return false;
     int h = g->nsp == 2 ? 0 : -1, w = g->nsp - 1;
     sg->H = h < 0 ? 1 : g->in[h];
     sg->OH = h < 0 ? 1 : g->out[h];
     sg->KH = h < 0 ? 1 : g->k[h];
     sg->pt = h < 0 ? 0 : g->pad_b[h];
-    sg->pb = h < 0 ? 0 : g->pad_e[h];
+    sg->sh = h < 0 ? 1 : g->stride[h];
     sg->W = g->in[w], sg->OW = g->out[w], sg->KW = g->k[w];
-    sg->pl = g->pad_b[w], sg->pr = g->pad_e[w];
-    sg->Hp = sg->H + sg->pt + sg->pb;
-    sg->Wp = sg->W + sg->pl + sg->pr;
-    return sg->OH == sg->Hp - sg->KH + 1 && sg->OW == sg->Wp - sg->KW + 1 && sg->OH > 0 &&
-           sg->OW > 0;
+    sg->pl = g->pad_b[w], sg->sw = g->stride[w];
+    int64_t pb = h < 0 ? 0 : g->pad_e[h], pr = g->pad_e[w];
+    if (sg->OH < 1 || sg->OW < 1 || sg->KH < 1 || sg->KW < 1) return false;
+    /* The last output's taps lie inside the padded image (ONNX's output size guarantees it). */
+    if ((sg->OH - 1) * sg->sh + sg->KH > sg->H + sg->pt + pb ||
+        (sg->OW - 1) * sg->sw + sg->KW > sg->W + sg->pl + pr)
+        return false;
+    sg->padded = sg->pt || sg->pl || pb || pr;
+    sg->nph = sg->sh < sg->KH ? sg->sh : sg->KH;
+    sg->npw = sg->sw < sg->KW ? sg->sw : sg->KW;
+    sg->Hq = sg->OH + (sg->KH - 1) / sg->sh;
+    sg->Wq = sg->OW + (sg->KW - 1) / sg->sw;
+    /* Stride 1 without pads: the phase is the image itself, read in place. */
+    sg->copy = sg->padded || sg->sh > 1 || sg->sw > 1 || sg->Hq != sg->H || sg->Wq != sg->W;
+    return true;
 }
 
 /* Whether the shifted path beats im2col into panels for a conv it can run. Measured on
@@ -556,73 +585,134 @@ static bool shift_geom_init(const nn_conv_geom *g, shift_geom *sg)
  * 61 columns take as many tiles as 49), by 7-17% at ResNet-50's sizes and 1.7-2.4x at the small
  * models' (16-64 channels). A 1x1 kernel without pads is the one loss (1-9% on 10 of ResNet-50's
  * 12 shapes): its packing is a plain copy paid once for all M rows, while its shifted rows are
- * K image planes far apart, which stay in L1 less well than one packed panel. */
+ * K image planes far apart, which stay in L1 less well than one packed panel. Strided convs
+ * ("Strided convolutions through their phases"): the same, measured on rescnn's, ResNet-50's
+ * and MobileNetV2's: 3x3 and 7x7 with stride 2 win by 8-14% at ResNet-50's widths and 1.3-1.9x
+ * at rescnn's and the 3-channel stems, while 1x1 with stride 2 loses 6-14% (its phase is a
+ * subsampled copy made for nothing: packing subsamples as it copies). */
 static bool conv_shift_pays(const shift_geom *sg)
 {
-    return sg->KH * sg->KW > 1 || sg->pt || sg->pl || sg->pb || sg->pr;
+    return sg->KH * sg->KW > 1 || sg->padded;
 }
 
-typedef struct pad_job {
+typedef struct phase_job {
     const shift_geom *sg;
     const float *x; /* Cg planes H x W */
-    float *xp;      /* Cg planes Hp x Wp */
-} pad_job;
+    float *xp;      /* Cg blocks of nph * npw phases Hq x Wq */
+} phase_job;
 
-/* Channels [begin, end) of the zero-padded copy. */
-static void pad_planes(void *ctx, size_t begin, size_t end)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* Row i of np phases (1 or 2; stride sw 1 or 2) from one input row: dst[px][j] =
+ * row[sw * j + px - pl] for j < n, zero outside [0, w). 16 values of each phase per step: masked
+ * loads of the 16 * sw input columns (lanes outside the row read as zero, so the pads cost no
+ * branches), split into even and odd columns by one permute each for stride 2. False for other
+ * strides (nothing done). */
+static DW_AVX512 bool phase_row_avx512(float *const *dst, int64_t np, const float *row,
+                                       int64_t w, int64_t pl, int64_t sw, int64_t n)
 {
-    const pad_job *j = ctx;
+    if (sw > 2 || np > sw) return false;
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+    uintptr_t base = (uintptr_t)row;
+    for (int64_t j0 = 0; j0 < n; j0 += 16) {
+        __mmask16 om = (__mmask16)lane_bits(0, n - j0);
+        int64_t start = sw * j0 - pl; /* input column of lane 0 */
+        /* Integer address arithmetic: masked-off lanes may lie outside the row. */
+        const float *at = (const float *)(base + (uintptr_t)start * sizeof(float));
+        __m512 lo = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start, w - start), at);
+        if (sw == 1) {
+            _mm512_mask_storeu_ps(dst[0] + j0, om, lo);
+            continue;
+        }
+        const float *at16 = (const float *)(base + (uintptr_t)(start + 16) * sizeof(float));
+        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start - 16, w - start - 16), at16);
+        _mm512_mask_storeu_ps(dst[0] + j0, om, _mm512_permutex2var_ps(lo, even, hi));
+        if (np > 1) _mm512_mask_storeu_ps(dst[1] + j0, om, _mm512_permutex2var_ps(lo, odd, hi));
+    }
+    return true;
+}
+#else
+static bool phase_row_avx512(float *const *dst, int64_t np, const float *row, int64_t w,
+                             int64_t pl, int64_t sw, int64_t n)
+{
+    (void)dst, (void)np, (void)row, (void)w, (void)pl, (void)sw, (void)n;
+    return false;
+}
+#endif
+
+/* Channels [begin, end) of the phase copy: phase (py, px) row i is input row sh * i + py - pt
+ * read from column px - pl on with stride sw, zero outside the image. */
+static void phase_planes(void *ctx, size_t begin, size_t end)
+{
+    const phase_job *j = ctx;
     const shift_geom *sg = j->sg;
+    int64_t qsz = sg->Hq * sg->Wq, Wq = sg->Wq;
+    bool fast = nn_sgemm_fast();
     for (size_t c = begin; c < end; c++) {
         const float *src = j->x + (int64_t)c * sg->H * sg->W;
-        float *d = j->xp + (int64_t)c * sg->Hp * sg->Wp;
-        memset(d, 0, (size_t)(sg->pt * sg->Wp) * sizeof *d);
-        d += sg->pt * sg->Wp;
-        for (int64_t h = 0; h < sg->H; h++, d += sg->Wp, src += sg->W) {
-            for (int64_t i = 0; i < sg->pl; i++) d[i] = 0.0f;
-            memcpy(d + sg->pl, src, (size_t)sg->W * sizeof *d);
-            for (int64_t i = sg->pl + sg->W; i < sg->Wp; i++) d[i] = 0.0f;
-        }
-        memset(d, 0, (size_t)(sg->pb * sg->Wp) * sizeof *d);
+        float *d = j->xp + (int64_t)c * sg->nph * sg->npw * qsz;
+        /* Input rows in order (r = sh * i + py - pt grows by one a step): one stream. */
+        for (int64_t i = 0; i < sg->Hq; i++)
+            for (int64_t py = 0; py < sg->nph; py++) {
+                int64_t r = sg->sh * i + py - sg->pt;
+                bool in = r >= 0 && r < sg->H;
+                float *dp = d + py * sg->npw * qsz, *dr[2] = {dp + i * Wq, NULL};
+                if (sg->npw > 1) dr[1] = dp + qsz + i * Wq;
+                /* The image is usually not in cache (a batch's activations): ask for the rows
+                 * a few steps ahead (past the plane: the next channel's). Prefetches never
+                 * fault. */
+                uintptr_t ahead = (uintptr_t)src + (uintptr_t)((r + 4) * sg->W) * sizeof(float);
+                __builtin_prefetch((const void *)ahead, 0, 3);
+                __builtin_prefetch((const void *)(ahead + (uintptr_t)sg->W * sizeof(float) - 4), 0, 3);
+                if (in && fast && phase_row_avx512(dr, sg->npw, src + r * sg->W, sg->W, sg->pl,
+                                                   sg->sw, Wq))
+                    continue;
+                for (int64_t px = 0; px < sg->npw; px++) {
+                    float *o = dp + px * qsz + i * Wq;
+                    if (!in) memset(o, 0, (size_t)Wq * sizeof *o);
+                    else copy_run(o, src + r * sg->W, Wq, sg->sw, px - sg->pl, sg->W);
+                }
+            }
     }
 }
 
-/* The conv on the wide grid: output position (oh, ow) is column q = oh * Wp + ow of a product
- * whose row k = (c, kh, kw) is the padded image from c * Hp * Wp + kh * Wp + kw on, so each row
- * of the unfolded matrix is a contiguous view of the padded copy and nothing is packed. Columns
- * ow >= OW (the wide grid's Wp - OW extra per row) are computed and dropped by the kernel's
- * compressed stores; the last row stops at OW, so every read stays inside the padded image.
- * Without pads the image itself is read (no copy). Weights packed per group in pw (per floats
- * each); false (nothing done) when memory runs out. */
+/* The conv on the wide grid: output position (oh, ow) is column q = oh * Wq + ow of a product
+ * whose row k = (c, kh, kw) is phase (kh % sh, kw % sw) of channel c from row kh / sh, column
+ * kw / sw on, so each row of the unfolded matrix is a contiguous view of the phase copy and
+ * nothing is packed. Columns ow >= OW (the wide grid's Wq - OW extra per row) are computed and
+ * dropped by the kernel's compressed stores; the last row stops at OW, so every read stays
+ * inside the phase. Stride 1 without pads reads the image itself (no copy). Weights packed per
+ * group in pw (per floats each); false (nothing done) when memory runs out. */
 static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *sg,
                          const float *x, const float *pw, size_t per, const float *b,
                          const nn_conv_epi *epi, float *y)
 {
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, ks = sg->KH * sg->KW, K = Cg * ks;
-    int64_t plane = sg->Hp * sg->Wp;
-    bool padded = sg->pt || sg->pl || sg->pb || sg->pr;
+    int64_t qsz = sg->Hq * sg->Wq, plane = sg->nph * sg->npw * qsz;
     size_t bytes = (size_t)K * sizeof(int64_t);
-    if (padded) bytes += (size_t)(Cg * plane) * sizeof(float);
+    if (sg->copy) bytes += (size_t)(Cg * plane) * sizeof(float);
     opt_error e = {0};
     char *mem = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own = NULL;
     if (!mem) mem = own = malloc(bytes);
     if (!mem) return false;
     int64_t *off = (int64_t *)mem; /* first: 8-byte aligned */
-    float *xp = padded ? (float *)(mem + (size_t)K * sizeof(int64_t)) : NULL;
+    float *xp = sg->copy ? (float *)(mem + (size_t)K * sizeof(int64_t)) : NULL;
     for (int64_t c = 0, r = 0; c < Cg; c++)
         for (int64_t kh = 0; kh < sg->KH; kh++)
-            for (int64_t kw = 0; kw < sg->KW; kw++) off[r++] = c * plane + kh * sg->Wp + kw;
-    nn_bshift bs = {NULL, off, sg->Wp, sg->OW};
-    int64_t N = (sg->OH - 1) * sg->Wp + sg->OW;
+            for (int64_t kw = 0; kw < sg->KW; kw++)
+                off[r++] = c * plane + ((kh % sg->sh) * sg->npw + kw % sg->sw) * qsz +
+                           (kh / sg->sh) * sg->Wq + kw / sg->sw;
+    nn_bshift bs = {NULL, off, sg->Wq, sg->OW};
+    int64_t N = (sg->OH - 1) * sg->Wq + sg->OW;
     bool ok = true;
     for (int64_t n = 0; n < g->N && ok; n++)
         for (int64_t gi = 0; gi < g->group && ok; gi++) {
             const float *xg = x + (n * g->C + gi * Cg) * insz;
-            if (padded) {
-                pad_job pj = {sg, xg, xp};
+            if (sg->copy) {
+                phase_job pj = {sg, xg, xp};
                 /* Threads only where the copy is big enough to pay for waking them. */
-                nn_parallel(Cg * plane >= 65536 ? k : NULL, (size_t)Cg, pad_planes, &pj);
+                nn_parallel(Cg * plane >= 65536 ? k : NULL, (size_t)Cg, phase_planes, &pj);
                 bs.base = xp;
             } else {
                 bs.base = xg;

@@ -182,8 +182,8 @@ bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *
                      const nn_epilogue *ep);
 /* B for nn_sgemm_shifted: row k is the run of memory at base + off[k] (element (k, q) at
  * base[off[k] + q]), so nothing needs packing. A stride-1 convolution's unfolded image is such a
- * matrix over a zero-padded copy of the image, computed on a "wide" grid whose rows are `wrap`
- * columns long (conv.c). Of the N columns only those with q % wrap < keep are results; they are
+ * matrix over a zero-padded copy of the image (a strided one's over the copy's stride phases),
+ * computed on a "wide" grid whose rows are `wrap` columns long (conv.c). Of the N columns only those with q % wrap < keep are results; they are
  * stored side by side: column q goes to column (q / wrap) * keep + q % wrap of C, and z and
  * cbias are read from the same place. 1 <= keep <= wrap (keep == wrap keeps every column). */
 typedef struct nn_bshift {
@@ -215,8 +215,9 @@ typedef struct nn_conv_epi {
 } nn_conv_epi;
 
 /* nn_conv_epi.path: AUTO lets conv.c choose; PACKED is im2col into panels (nn_sgemm_packed);
- * SHIFTED is the padded image read in place (nn_sgemm_shifted), for 1-D and 2-D convs with
- * stride 1 and dilation 1 on CPUs with the AVX-512 kernel. */
+ * SHIFTED is the padded image (split into its stride phases when the stride is not 1) read in
+ * place (nn_sgemm_shifted), for 1-D and 2-D convs with dilation 1 on CPUs with the AVX-512
+ * kernel. Both give the same bits. */
 enum { NN_CONV_AUTO = 0, NN_CONV_PACKED, NN_CONV_SHIFTED };
 /* The path nn_conv_f32_ex takes for g with path AUTO on this CPU: NN_CONV_SHIFTED or
  * NN_CONV_PACKED, or NN_CONV_AUTO for the others (depthwise, OpenBLAS). For tests. */

@@ -1,0 +1,211 @@
+/*
+ * tests/unit/kernels_conv_stride.c — strided Conv on the shifted path (the padded image split
+ * into its stride phases, read in place by nn_sgemm_shifted): within KT_F32_REL of the
+ * reference twin and bit-identical to im2col into panels, whatever the epilogue, the thread
+ * count, or whether the residual is the output's own buffer.
+ */
+#include "libopt/exec/cpu/nn.h"
+#include "tests/unit/kernels_util.h"
+
+/* A dilation-1 conv: spatial dims (1-D: H 1), strides, pads top, left, bottom, right. */
+typedef struct stride_case {
+    int nsp;
+    int64_t N, C, M, group, H, W, KH, KW, sh, sw, pt, pl, pb, pr;
+} stride_case;
+
+static const stride_case stride_cases[] = {
+    {2, 2, 16, 32, 1, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1},  /* rescnn layer2.conv1: 4 phases */
+    {2, 1, 32, 64, 1, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1},  /* rescnn layer3.conv1: M 64 */
+    {2, 1, 3, 8, 1, 30, 30, 7, 7, 2, 2, 3, 3, 3, 3},    /* ResNet-50's stem, smaller: 7x7 */
+    {2, 2, 3, 5, 1, 15, 17, 3, 3, 2, 2, 1, 1, 1, 1},    /* odd sizes: the last phase column */
+    {2, 1, 64, 13, 1, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1},    /* K 576: three blocks of K */
+    {2, 2, 5, 7, 1, 12, 12, 1, 1, 2, 2, 0, 0, 0, 0},    /* 1x1 stride 2: one phase, no pads */
+    {2, 1, 4, 6, 1, 11, 10, 1, 1, 2, 2, 1, 0, 0, 1},    /* 1x1 stride 2 with pads */
+    {2, 1, 4, 6, 1, 13, 16, 3, 3, 3, 3, 1, 1, 1, 1},    /* stride 3: 3 x 3 phases (no AVX row) */
+    {2, 1, 3, 4, 1, 10, 19, 2, 2, 3, 3, 0, 1, 1, 0},    /* kernel smaller than the stride */
+    {2, 1, 4, 9, 1, 14, 14, 4, 4, 2, 2, 1, 1, 1, 1},    /* even kernel: 2 taps a phase */
+    {2, 2, 3, 4, 1, 9, 70, 3, 3, 2, 2, 1, 1, 1, 1},     /* phase rows longer than 16 values */
+    {2, 1, 6, 5, 1, 12, 11, 3, 3, 2, 1, 0, 2, 1, 0},    /* stride (2, 1), asymmetric pads */
+    {2, 1, 6, 5, 1, 11, 12, 3, 5, 1, 2, 2, 0, 0, 2},    /* stride (1, 2) */
+    {1, 2, 3, 4, 1, 1, 50, 1, 3, 1, 2, 0, 1, 0, 1},     /* 1-D stride 2 */
+    {2, 3, 6, 10, 2, 9, 9, 3, 3, 2, 2, 1, 1, 1, 1},     /* 2 groups, batch 3 */
+    {2, 1, 2, 3, 1, 5, 1, 3, 1, 2, 2, 1, 0, 1, 0},      /* width 1 */
+    {2, 1, 3, 4, 1, 8, 8, 3, 3, 2, 2, 0, 0, 0, 0},      /* 3x3 stride 2 without pads */
+    {2, 1, 2, 3, 1, 9, 9, 3, 3, 4, 4, 2, 2, 2, 2},      /* stride 4: more phases than taps */
+};
+
+static void stride_geom_of(const stride_case *c, nn_conv_geom *g)
+{
+    memset(g, 0, sizeof *g);
+    g->nsp = c->nsp;
+    g->N = c->N, g->C = c->C, g->M = c->M, g->group = c->group;
+    int64_t in[2] = {c->H, c->W}, k[2] = {c->KH, c->KW}, st[2] = {c->sh, c->sw};
+    int64_t pb[2] = {c->pt, c->pl}, pe[2] = {c->pb, c->pr};
+    int o = c->nsp == 2 ? 0 : 1; /* 1-D: the width only */
+    for (int i = 0; i < c->nsp; i++) {
+        g->in[i] = in[o + i], g->k[i] = k[o + i], g->pad_b[i] = pb[o + i], g->pad_e[i] = pe[o + i];
+        g->stride[i] = st[o + i];
+        g->dil[i] = 1;
+        g->out[i] = (g->in[i] + g->pad_b[i] + g->pad_e[i] - g->k[i]) / g->stride[i] + 1;
+    }
+}
+
+/* act(conv + z) by the reference twin (z may be NULL). */
+static void stride_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
+                       const float *z, const nn_conv_epi *e, float *yr, size_t ny)
+{
+    nn_conv_f32_ref(g, x, w, b, yr);
+    if (z)
+        for (size_t i = 0; i < ny; i++) yr[i] += z[i];
+    nn_epilogue ep = {NULL, NULL, NULL, 0, e->act, e->lo, e->hi, e->alpha};
+    nn_epilogue_rows(&ep, yr, (int64_t)ny, 0, 1, (int64_t)ny, false);
+}
+
+Test(conv_stride, phase_path_matches_reference_and_packed_path_bit_for_bit)
+{
+    kt_rng r = {0x57a1de};
+    for (size_t t = 0; t < sizeof stride_cases / sizeof stride_cases[0]; t++) {
+        nn_conv_geom g;
+        stride_geom_of(&stride_cases[t], &g);
+        int64_t insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g), ks = nn_geom_k_size(&g);
+        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * (g.C / g.group) * ks);
+        size_t ny = (size_t)(g.N * g.M * outsz);
+        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
+        float *z = kt_randf(&r, ny);
+        float *ys = malloc(ny * sizeof *ys), *yp = malloc(ny * sizeof *yp);
+        float *ya = malloc(ny * sizeof *ya), *yr = malloc(ny * sizeof *yr);
+        for (int v = 0; v < 4; v++) {
+            bool bias = v & 1, res = v & 2;
+            nn_conv_epi e = {.z = res ? z : NULL, .act = (int)(t + (size_t)v) % 4, .lo = -0.3f,
+                             .hi = 0.6f, .alpha = 0.1f, .path = NN_CONV_SHIFTED};
+            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ys);
+            stride_ref(&g, x, w, bias ? b : NULL, e.z, &e, yr, ny);
+            double err = kt_max_rel(ys, yr, ny);
+            cr_assert_leq(err, KT_F32_REL, "case %zu variant %d: error %g", t, v, err);
+            /* The same sums in the same order as im2col into panels: identical bits. */
+            e.path = NN_CONV_PACKED;
+            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, yp);
+            cr_assert(memcmp(ys, yp, ny * sizeof *ys) == 0, "case %zu variant %d: phases != packed",
+                      t, v);
+            /* The residual may be the output's own buffer (read before written). */
+            if (res) {
+                memcpy(ya, z, ny * sizeof *ya);
+                e.z = ya;
+                e.path = NN_CONV_SHIFTED;
+                nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ya);
+                cr_assert(memcmp(ys, ya, ny * sizeof *ys) == 0, "case %zu variant %d: z == y", t,
+                          v);
+            }
+        }
+        free(x), free(w), free(b), free(z), free(ys), free(yp), free(ya), free(yr);
+    }
+}
+
+Test(conv_stride, strided_convs_of_the_models_take_the_phase_path_except_1x1_without_pads)
+{
+    nn_conv_geom g;
+    if (!nn_sgemm_fast()) { /* no AVX-512 kernel: im2col + OpenBLAS, as before */
+        stride_geom_of(&stride_cases[0], &g);
+        cr_assert_eq(nn_conv_path(&g), NN_CONV_AUTO);
+        return;
+    }
+    /* rescnn's strided 3x3 convs, ResNet-50's (stem 7x7 and the 3x3 of each stage's first
+     * block), MobileNetV2's stem. */
+    const stride_case models[] = {
+        {2, 1, 16, 32, 1, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 1, 32, 64, 1, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 1, 3, 64, 1, 224, 224, 7, 7, 2, 2, 3, 3, 3, 3},
+        {2, 1, 128, 128, 1, 56, 56, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 1, 256, 256, 1, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 1, 512, 512, 1, 14, 14, 3, 3, 2, 2, 1, 1, 1, 1},
+        {2, 1, 3, 32, 1, 224, 224, 3, 3, 2, 2, 1, 1, 1, 1},
+    };
+    for (size_t t = 0; t < sizeof models / sizeof models[0]; t++) {
+        stride_geom_of(&models[t], &g);
+        cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "shape %zu", t);
+    }
+    /* The strided 1x1 downsampling convs keep packing (it subsamples as it copies). */
+    const stride_case ds[] = {
+        {2, 1, 16, 32, 1, 28, 28, 1, 1, 2, 2, 0, 0, 0, 0},
+        {2, 1, 256, 512, 1, 56, 56, 1, 1, 2, 2, 0, 0, 0, 0},
+    };
+    for (size_t t = 0; t < sizeof ds / sizeof ds[0]; t++) {
+        stride_geom_of(&ds[t], &g);
+        cr_assert_eq(nn_conv_path(&g), NN_CONV_PACKED, "1x1 shape %zu", t);
+    }
+    /* Dilated strided convs keep packing; strided depthwise ones their own loop. */
+    stride_geom_of(&models[0], &g);
+    g.dil[1] = 2;
+    g.out[1] = 13;
+    cr_assert_eq(nn_conv_path(&g), NN_CONV_PACKED);
+    stride_geom_of(&models[1], &g);
+    g.M = g.group = 32;
+    cr_assert_eq(nn_conv_path(&g), NN_CONV_AUTO);
+}
+
+/* Conv -> Add(z) -> Relu through the executor (fused into one FusedConv at load, weights
+ * prepared once) on the phase path: 1 and 3 threads give the same bits, which are those of the
+ * direct call, within KT_F32_REL of the reference. */
+Test(conv_stride, phase_path_threads_give_identical_bits_through_the_executor)
+{
+    kt_rng r = {0x3c0ffe};
+    const stride_case cases[] = {
+        {2, 2, 16, 32, 1, 28, 28, 3, 3, 2, 2, 1, 1, 1, 1}, /* rescnn's layer2.conv1 */
+        {2, 2, 3, 16, 1, 40, 40, 7, 7, 2, 2, 3, 3, 3, 3},  /* a 7x7 stem: 4 x 3 x 400 floats a copy */
+        {2, 3, 40, 24, 2, 13, 23, 3, 3, 2, 2, 1, 2, 0, 1}, /* 2 groups, K 180, asymmetric pads */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        nn_conv_geom g;
+        stride_geom_of(&cases[t], &g);
+        if (nn_sgemm_fast()) cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "case %zu", t);
+        int64_t Cg = g.C / g.group, insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g);
+        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * Cg * g.k[0] * g.k[1]);
+        size_t ny = (size_t)(g.N * g.M * outsz);
+        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
+        float *z = kt_randf(&r, ny);
+        int64_t xd[4] = {g.N, g.C, g.in[0], g.in[1]}, yd[4] = {g.N, g.M, g.out[0], g.out[1]};
+        kt_operand in[3] = {
+            {"x", OPT_DT_FLOAT, 4, {xd[0], xd[1], xd[2], xd[3]}, x, false},
+            {"w", OPT_DT_FLOAT, 4, {g.M, Cg, g.k[0], g.k[1]}, w, true},
+            {"b", OPT_DT_FLOAT, 1, {g.M}, b, true},
+        };
+        int odt = OPT_DT_FLOAT;
+        opt_model *m = kt_model("Conv", 17, in, 3, &odt, 1);
+        kt_attr_ints(m, "pads", (int64_t[]){g.pad_b[0], g.pad_b[1], g.pad_e[0], g.pad_e[1]}, 4);
+        kt_attr_ints(m, "strides", (int64_t[]){g.stride[0], g.stride[1]}, 2);
+        kt_attr_int(m, "group", g.group);
+        /* Conv's output y0 goes on through Add(z) and Relu into the graph output. */
+        opt_graph *gr = m->graph;
+        opt_error err = {0};
+        const char *ain[2] = {"y0", "z"}, *aout = "a", *rin = "a", *rout = "r";
+        opt_node *add = opt_node_make("Add", "add", ain, 2, &aout, 1);
+        opt_node *relu = opt_node_make("Relu", "relu", &rin, 1, &rout, 1);
+        cr_assert(opt_graph_insert_node(gr, 1, add, &err) == OPT_OK);
+        cr_assert(opt_graph_insert_node(gr, 2, relu, &err) == OPT_OK);
+        gr->inputs = realloc(gr->inputs, (gr->n_inputs + 1) * sizeof *gr->inputs);
+        gr->inputs[gr->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 4, yd);
+        opt_value_info_free(gr->outputs[0]);
+        gr->outputs[0] = kt_vi("r", OPT_DT_FLOAT, -1, NULL);
+        kt_operand ins[4] = {in[0], in[1], in[2], {"z", OPT_DT_FLOAT, 4, {yd[0], yd[1], yd[2], yd[3]}, z, false}};
+        opt_array y1 = {0}, y3 = {0};
+        kt_run(m, 1, ins, 4, &y1, 1);
+        kt_run(m, 3, ins, 4, &y3, 1);
+        cr_assert_eq(opt_array_numel(&y1), ny);
+        cr_assert_eq(opt_array_numel(&y3), ny);
+        cr_assert(memcmp(y1.data, y3.data, ny * sizeof(float)) == 0, "case %zu: 1 and 3 threads differ", t);
+        nn_conv_epi e = {.z = z, .act = NN_ACT_RELU, .path = NN_CONV_SHIFTED};
+        float *yd1 = malloc(ny * sizeof *yd1), *yr = malloc(ny * sizeof *yr);
+        nn_conv_f32_ex(NULL, &g, x, w, b, &e, yd1);
+        cr_assert(memcmp(y1.data, yd1, ny * sizeof(float)) == 0, "case %zu: executor != direct call", t);
+        e.path = NN_CONV_PACKED;
+        nn_conv_f32_ex(NULL, &g, x, w, b, &e, yd1);
+        cr_assert(memcmp(y3.data, yd1, ny * sizeof(float)) == 0, "case %zu: executor != packed", t);
+        stride_ref(&g, x, w, b, z, &e, yr, ny);
+        double d = kt_max_rel(y3.data, yr, ny);
+        cr_assert_leq(d, KT_F32_REL, "case %zu: error %g", t, d);
+        opt_array_free(&y1);
+        opt_array_free(&y3);
+        opt_model_free(m);
+        free(x), free(w), free(b), free(z), free(yd1), free(yr);
+    }
+}
