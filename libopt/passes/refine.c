@@ -703,76 +703,112 @@ static int cmp_salient(const void *a, const void *b)
     return x->k < y->k ? -1 : x->k > y->k;
 }
 
-/* Cholesky factor (lower, in place) of A (n x n); false when not positive definite. */
-static bool cholesky(double *A, int64_t n)
+/* LAPACK, column-major (OpenBLAS exports it; the Makefile links -lopenblas). */
+extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
+extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
+extern void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b,
+                    const int *ldb, int *info);
+
+/* Reverses the n entries of a in place. */
+static void reverse_flat(double *a, size_t n)
 {
-    for (int64_t j = 0; j < n; j++) {
-        double d = A[j * n + j];
-        for (int64_t k = 0; k < j; k++) d -= A[j * n + k] * A[j * n + k];
-        if (!(d > 0)) return false;
-        d = sqrt(d);
-        A[j * n + j] = d;
-        for (int64_t r = j + 1; r < n; r++) {
-            double v = A[r * n + j];
-            for (int64_t k = 0; k < j; k++) v -= A[r * n + k] * A[j * n + k];
-            A[r * n + j] = v / d;
-        }
+    for (size_t i = 0, j = n ? n - 1 : 0; i < j; i++, j--) {
+        double t = a[i];
+        a[i] = a[j];
+        a[j] = t;
     }
+}
+
+bool opt_gptq_factor(double *A, int64_t m)
+{
+    if (m < 1) return true;
+    if (m > 46340) return false; /* m * m must fit LAPACK's int */
+    /* With J the reversal, J H J = R^T R (R upper) gives H = V V^T with V = J R^T J upper, so
+     * H^-1 = V^-T V^-1 and U = V^-1 = J R^-T J. Read column-major, the flat reversal of a
+     * row-major matrix is J (.)^T J: the flat reversal of H is J H J (H is symmetric), and that of
+     * R^-1 (column-major) is U row-major. */
+    size_t mm = (size_t)m * (size_t)m;
+    int n = (int)m, info = 0;
+    reverse_flat(A, mm);
+    dpotrf_("U", &n, A, &n, &info);
+    if (info != 0) return false;
+    dtrtri_("U", "N", &n, A, &n, &info);
+    if (info != 0) return false;
+    reverse_flat(A, mm);
+    for (int64_t r = 1; r < m; r++) memset(A + r * m, 0, (size_t)r * sizeof *A);
+    for (int64_t j = 0; j < m; j++)
+        if (!(A[j * m + j] > 0) || !isfinite(A[j * m + j])) return false;
     return true;
 }
 
-/* Solves L L^T x = b in place given the factor L. */
-static void chol_solve(const double *L, int64_t n, double *b)
+/* A row of a group and its support (the indices d of its non-zero weights). */
+typedef struct rowsup {
+    int64_t o, m;
+    uint64_t h;
+    const int32_t *sup;
+} rowsup;
+
+static int cmp_rowsup(const void *a, const void *b)
 {
-    for (int64_t i = 0; i < n; i++) {
-        double v = b[i];
-        for (int64_t k = 0; k < i; k++) v -= L[i * n + k] * b[k];
-        b[i] = v / L[i * n + i];
+    const rowsup *x = a, *y = b;
+    if (x->m != y->m) return x->m < y->m ? -1 : 1;
+    if (x->h != y->h) return x->h < y->h ? -1 : 1;
+    int c = memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup);
+    if (c) return c;
+    return x->o < y->o ? -1 : x->o > y->o;
+}
+
+static bool same_support(const rowsup *x, const rowsup *y)
+{
+    return x->m == y->m && x->h == y->h && memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup) == 0;
+}
+
+/* The supports of group g's rows: where the row's weight is non-zero (wf) or, with wf NULL, where
+ * mk is set. sups holds per x D indices; rows[0..per) come back sorted so that rows with the same
+ * support are adjacent. */
+static void group_supports(const rlayer *l, int64_t g, const float *wf, const uint8_t *mk, int32_t *sups,
+                           rowsup *rows)
+{
+    int64_t D = l->D, per = l->O / l->G;
+    for (int64_t r = 0; r < per; r++) {
+        int32_t *sp = sups + r * D;
+        int64_t m = 0;
+        uint64_t h = 1469598103934665603ull;
+        for (int64_t d = 0; d < D; d++) {
+            uint64_t k = widx(l, g * per + r, d);
+            if (wf ? wf[k] != 0.0f : mk[k] != 0) {
+                sp[m++] = (int32_t)d;
+                h = (h ^ (uint64_t)d) * 1099511628211ull;
+            }
+        }
+        rows[r] = (rowsup){r, m, h, sp};
     }
-    for (int64_t i = n - 1; i >= 0; i--) {
-        double v = b[i];
-        for (int64_t k = i + 1; k < n; k++) v -= L[k * n + i] * b[k];
-        b[i] = v / L[i * n + i];
-    }
+    qsort(rows, (size_t)per, sizeof *rows, cmp_rowsup);
 }
 
 /* SparseGPT's mask selection (Frantar & Alistarh, 2023) on one layer: columns are visited in
  * blocks of 64; in each block the weights with the smallest w^2 / U_ii^2 (U the upper Cholesky
- * factor of H^-1, H = S + lam I, whose factor L is given per group in Lf) are dropped, so many that
+ * factor of H^-1, H = S + lam I, given per group in Uf, row-major) are dropped, so many that
  * the layer ends with exactly numel - keep zeros, and every column's error (dropped weights) is
  * pushed onto the columns not yet visited through U, as OBS does. Zeros of w stay dropped. Fills
  * mask (1 = kept); the kept values are refitted afterwards. start holds each row's starting
  * weights (o * D + d). */
-static opt_status sparsegpt_mask(const rlayer *l, const double *Lf, const double *start, const float *w,
+static opt_status sparsegpt_mask(const rlayer *l, const double *Uf, const double *start, const float *w,
                                  uint64_t keep, uint8_t *mask)
 {
     int64_t D = l->D, per = l->O / l->G;
     const int64_t B = 64;
-    double *U = malloc((size_t)(D * D) * sizeof *U), *W = malloc((size_t)(per * D) * sizeof *W);
+    double *W = malloc((size_t)(per * D) * sizeof *W);
     salient *sb = malloc((size_t)(per * B) * sizeof *sb);
     opt_status s = OPT_OK;
-    if (!U || !W || !sb) {
+    if (!W || !sb) {
         s = OPT_ERR_NOMEM;
         goto out;
     }
     uint64_t to_prune = l->numel - keep;
     for (int64_t g = 0; g < l->G && s == OPT_OK; g++) {
-        const double *Lg = Lf + g * D * D;
-        /* H^-1 column by column, then its Cholesky factor (lower; U = its transpose). */
-        for (int64_t c = 0; c < D; c++) {
-            double *col = U + c * D;
-            memset(col, 0, (size_t)D * sizeof *col);
-            col[c] = 1;
-            chol_solve(Lg, D, col);
-        }
-        for (int64_t a = 0; a < D; a++)
-            for (int64_t b = a + 1; b < D; b++) U[a * D + b] = U[b * D + a] = 0.5 * (U[a * D + b] + U[b * D + a]);
-        if (!cholesky(U, D)) {
-            s = OPT_ERR_DATA;
-            break;
-        }
-        /* U[i][j] (upper) is the lower factor's [j][i]. */
-#define UU(i, j) U[(j) * D + (i)]
+        const double *U = Uf + g * D * D;
+#define UU(i, j) U[(i) * D + (j)]
         for (int64_t r = 0; r < per; r++)
             for (int64_t d = 0; d < D; d++) W[r * D + d] = start[(g * per + r) * D + d];
         uint64_t target = l->G == 1 ? to_prune : (uint64_t)llround((double)to_prune / (double)l->G);
@@ -810,7 +846,6 @@ static opt_status sparsegpt_mask(const rlayer *l, const double *Lf, const double
 #undef UU
     }
 out:
-    free(U);
     free(W);
     free(sb);
     return s;
@@ -824,58 +859,46 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
     if (!l->kind) return OPT_OK;
     int64_t D = l->D, per = l->O / l->G;
     opt_status s = OPT_OK;
-    /* Per group: the factor of S + lam I, the diagonal of its inverse (OBS saliency denominator). */
-    double *Lf = malloc((size_t)(l->G * D * D) * sizeof *Lf), *hinv = malloc((size_t)(l->G * D) * sizeof *hinv),
-           *rhs = malloc((size_t)D * sizeof *rhs), *tgt = malloc((size_t)(l->O * D) * sizeof *tgt),
-           *cw = malloc((size_t)(l->O * D) * sizeof *cw);
+    /* Per group: U with U^T U = (S + lam I)^-1, the diagonal of that inverse (OBS saliency
+     * denominator). */
+    size_t pd = (size_t)(per * D);
+    double *Uf = malloc((size_t)(l->G * D * D) * sizeof *Uf), *hinv = malloc((size_t)(l->G * D) * sizeof *hinv),
+           *tgt = malloc((size_t)(l->O * D) * sizeof *tgt), *cw = malloc((size_t)(l->O * D) * sizeof *cw);
     bool *okg = calloc((size_t)l->G, sizeof *okg);
     salient *sal = malloc(l->numel * sizeof *sal);
-    int64_t *sup = malloc((size_t)D * sizeof *sup);
+    int32_t *sups = malloc(pd * sizeof *sups);
+    rowsup *rows = malloc((size_t)per * sizeof *rows);
     uint8_t *mask = calloc(l->numel ? l->numel : 1, 1);
-    if (!Lf || !hinv || !rhs || !tgt || !cw || !okg || !sal || !sup || !mask) {
+    if (!Uf || !hinv || !tgt || !cw || !okg || !sal || !sups || !rows || !mask) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto out;
     }
     for (int64_t g = 0; g < l->G; g++) {
-        const double *S = l->S + g * D * D;
-        double *A = Lf + g * D * D, tr = 0;
+        const double *S = l->S + g * D * D, *C = Cm(l) + g * D * D;
+        double *A = Uf + g * D * D, tr = 0;
         for (int64_t a = 0; a < D; a++) tr += S[a * D + a];
         double lam = 1e-2 * (tr > 0 ? tr / (double)D : 1);
         memcpy(A, S, (size_t)(D * D) * sizeof *A);
         for (int64_t a = 0; a < D; a++) A[a * D + a] += lam;
-        okg[g] = cholesky(A, D);
+        okg[g] = opt_gptq_factor(A, D);
         for (int64_t a = 0; a < D; a++) {
-            if (!okg[g]) {
-                hinv[g * D + a] = 1;
-                continue;
-            }
-            /* [A^-1]_aa = || L^-1 e_a ||^2 */
-            memset(rhs, 0, (size_t)D * sizeof *rhs);
-            rhs[a] = 1;
-            double nrm = 0;
-            for (int64_t r = a; r < D; r++) {
-                double v = rhs[r];
-                for (int64_t k = a; k < r; k++) v -= A[r * D + k] * rhs[k];
-                rhs[r] = v / A[r * D + r];
-                nrm += rhs[r] * rhs[r];
-            }
-            hinv[g * D + a] = nrm;
+            double nrm = 0; /* [H^-1]_aa = sum_k U_ka^2 */
+            for (int64_t k = 0; okg[g] && k <= a; k++) nrm += A[k * D + a] * A[k * D + a];
+            hinv[g * D + a] = okg[g] ? nrm : 1;
         }
-    }
-    /* Per row: c = C w0 (what the refit matches) and the unconstrained optimum S^-1 c, whose
-     * entries the saliency weighs (w0 itself when there is no reference model). */
-    for (int64_t o = 0; o < l->O; o++) {
-        int64_t g = o / per;
-        const double *C = Cm(l) + g * D * D;
-        for (int64_t a = 0; a < D; a++) {
-            double v = 0;
-            for (int64_t b = 0; b < D; b++) v += C[a * D + b] * l->w0[widx(l, o, b)];
-            cw[o * D + a] = v;
-        }
-        for (int64_t a = 0; a < D; a++) tgt[o * D + a] = l->w0[widx(l, o, a)];
+        /* Per row: c = C w0 (what the refit matches) and the unconstrained optimum H^-1 c, whose
+         * entries the saliency weighs (w0 itself when there is no reference model). */
+        double *tg = tgt + g * per * D, *cg = cw + g * per * D;
+        for (int64_t r = 0; r < per; r++)
+            for (int64_t d = 0; d < D; d++) tg[r * D + d] = l->w0[widx(l, g * per + r, d)];
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, tg, (int)D, C, (int)D,
+                    0.0, cg, (int)D);
         if (l->C && okg[g]) {
-            memcpy(tgt + o * D, cw + o * D, (size_t)D * sizeof *tgt);
-            chol_solve(Lf + g * D * D, D, tgt + o * D);
+            memcpy(tg, cg, pd * sizeof *tg);
+            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
+                        (int)D, tg, (int)D);
+            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
+                        (int)D, tg, (int)D);
         }
     }
     uint64_t nnz = 0;
@@ -889,59 +912,66 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
     if (keep > nnz) keep = nnz;
     bool all_ok = true;
     for (int64_t g = 0; g < l->G; g++) all_ok &= okg[g];
-    if (!all_ok || sparsegpt_mask(l, Lf, tgt, w, keep, mask) != OPT_OK) {
+    if (!all_ok || sparsegpt_mask(l, Uf, tgt, w, keep, mask) != OPT_OK) {
         /* One shot: the most salient weights of the whole layer. */
         memset(mask, 0, l->numel);
         qsort(sal, l->numel, sizeof *sal, cmp_salient);
         for (uint64_t j = 0; j < keep; j++) mask[sal[j].k] = 1;
     }
-    /* Refit each row on its support: S_SS w_S = (C w0)_S. */
-    for (int64_t o = 0; o < l->O; o++) {
-        const double *S = l->S + (o / per) * D * D;
-        int64_t m = 0;
-        for (int64_t d = 0; d < D; d++)
-            if (mask[widx(l, o, d)]) sup[m++] = d;
-        for (int64_t d = 0; d < D; d++) w[widx(l, o, d)] = 0.0f;
-        if (!m) continue;
-        double *As = malloc((size_t)(m * m) * sizeof *As), *bs = malloc((size_t)m * sizeof *bs);
-        if (!As || !bs) {
-            free(As);
-            free(bs);
-            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-            goto out;
+    /* Refit each row on its support: S_TT w_T = (C w0)_T, with a small ridge towards w0; rows with
+     * the same support share the factor (Uf's first group is reused as its room). */
+    for (uint64_t k = 0; k < l->numel; k++) w[k] = 0.0f;
+    for (int64_t g = 0; g < l->G; g++) {
+        const double *S = l->S + g * D * D;
+        double *As = Uf, *X = tgt;
+        group_supports(l, g, NULL, mask, sups, rows);
+        for (int64_t r0 = 0, r1; r0 < per; r0 = r1) {
+            const rowsup *R = rows + r0;
+            int64_t m = R->m;
+            for (r1 = r0 + 1; r1 < per && same_support(R, &rows[r1]); r1++) {
+            }
+            if (!m) continue;
+            const int32_t *sp = R->sup;
+            int n = (int)m, nr = (int)(r1 - r0), info = 0;
+            double tr = 0;
+            for (int64_t a = 0; a < m; a++) {
+                for (int64_t b = 0; b < m; b++) As[a * m + b] = S[sp[a] * D + sp[b]];
+                tr += As[a * m + a];
+            }
+            double lam = 1e-6 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
+            for (int64_t a = 0; a < m; a++) As[a * m + a] += lam;
+            for (int64_t k = r0; k < r1; k++) {
+                int64_t o = g * per + rows[k].o;
+                for (int64_t a = 0; a < m; a++) X[(k - r0) * m + a] = cw[o * D + sp[a]] + lam * l->w0[widx(l, o, sp[a])];
+            }
+            dpotrf_("L", &n, As, &n, &info);
+            bool ok = info == 0;
+            if (ok) {
+                dpotrs_("L", &n, &nr, As, &n, X, &n, &info);
+                ok = info == 0;
+            }
+            for (int64_t k = r0; k < r1; k++) {
+                int64_t o = g * per + rows[k].o;
+                for (int64_t a = 0; a < m; a++) {
+                    float v = ok ? (float)X[(k - r0) * m + a] : l->w0[widx(l, o, sp[a])];
+                    w[widx(l, o, sp[a])] = v != 0.0f ? v : 1e-30f; /* kept weights stay non-zero */
+                }
+            }
         }
-        double tr = 0;
-        for (int64_t a = 0; a < m; a++) {
-            bs[a] = cw[o * D + sup[a]];
-            for (int64_t b = 0; b < m; b++) As[a * m + b] = S[sup[a] * D + sup[b]];
-            tr += As[a * m + a];
-        }
-        double lam = 1e-6 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
-        for (int64_t a = 0; a < m; a++) {
-            As[a * m + a] += lam;
-            bs[a] += lam * l->w0[widx(l, o, sup[a])];
-        }
-        bool ok = spd_solve(As, bs, (int)m);
-        for (int64_t a = 0; a < m; a++) {
-            float v = ok ? (float)bs[a] : l->w0[widx(l, o, sup[a])];
-            w[widx(l, o, sup[a])] = v != 0.0f ? v : 1e-30f; /* kept weights stay non-zero */
-        }
-        free(As);
-        free(bs);
     }
     double en;
     out_error(l, w, after, &en);
     if (en > 0) *after /= en;
     s = opt_refine_bias(rf, i, w, err);
 out:
-    free(Lf);
+    free(Uf);
     free(hinv);
-    free(rhs);
     free(tgt);
     free(cw);
     free(okg);
     free(sal);
-    free(sup);
+    free(sups);
+    free(rows);
     free(mask);
     return s;
 }
@@ -956,42 +986,6 @@ static int nearest_c(const float *c, int k, double x)
         else lo = mid + 1;
     }
     return lo;
-}
-
-/* LAPACK, column-major (OpenBLAS exports it; the Makefile links -lopenblas). */
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
-
-/* Reverses the n entries of a in place. */
-static void reverse_flat(double *a, size_t n)
-{
-    for (size_t i = 0, j = n ? n - 1 : 0; i < j; i++, j--) {
-        double t = a[i];
-        a[i] = a[j];
-        a[j] = t;
-    }
-}
-
-bool opt_gptq_factor(double *A, int64_t m)
-{
-    if (m < 1) return true;
-    if (m > 46340) return false; /* m * m must fit LAPACK's int */
-    /* With J the reversal, J H J = R^T R (R upper) gives H = V V^T with V = J R^T J upper, so
-     * H^-1 = V^-T V^-1 and U = V^-1 = J R^-T J. Read column-major, the flat reversal of a
-     * row-major matrix is J (.)^T J: the flat reversal of H is J H J (H is symmetric), and that of
-     * R^-1 (column-major) is U row-major. */
-    size_t mm = (size_t)m * (size_t)m;
-    int n = (int)m, info = 0;
-    reverse_flat(A, mm);
-    dpotrf_("U", &n, A, &n, &info);
-    if (info != 0) return false;
-    dtrtri_("U", "N", &n, A, &n, &info);
-    if (info != 0) return false;
-    reverse_flat(A, mm);
-    for (int64_t r = 1; r < m; r++) memset(A + r * m, 0, (size_t)r * sizeof *A);
-    for (int64_t j = 0; j < m; j++)
-        if (!(A[j * m + j] > 0) || !isfinite(A[j * m + j])) return false;
-    return true;
 }
 
 opt_status opt_gptq_quantize(const double *U, int64_t m, double *X, int64_t nr, const float *c, int k, int *q)
@@ -1024,28 +1018,6 @@ opt_status opt_gptq_quantize(const double *U, int64_t m, double *X, int64_t nr, 
     return OPT_OK;
 }
 
-/* A row of a group and its support (the indices d of its non-zero weights). */
-typedef struct rowsup {
-    int64_t o, m;
-    uint64_t h;
-    const int32_t *sup;
-} rowsup;
-
-static int cmp_rowsup(const void *a, const void *b)
-{
-    const rowsup *x = a, *y = b;
-    if (x->m != y->m) return x->m < y->m ? -1 : 1;
-    if (x->h != y->h) return x->h < y->h ? -1 : 1;
-    int c = memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup);
-    if (c) return c;
-    return x->o < y->o ? -1 : x->o > y->o;
-}
-
-static bool same_support(const rowsup *x, const rowsup *y)
-{
-    return x->m == y->m && x->h == y->h && memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup) == 0;
-}
-
 opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nbook, int fixed,
                              uint8_t *idx, opt_error *err)
 {
@@ -1072,18 +1044,7 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
                     0.0, CW, (int)D);
         /* Rows with the same support share S_TT, so its factor: sort them next to each other. */
-        for (int64_t r = 0; r < per; r++) {
-            int32_t *sp = sups + r * D;
-            int64_t m = 0;
-            uint64_t h = 1469598103934665603ull;
-            for (int64_t d = 0; d < D; d++)
-                if (l->wcur[widx(l, g * per + r, d)] != 0.0f) {
-                    sp[m++] = (int32_t)d;
-                    h = (h ^ (uint64_t)d) * 1099511628211ull;
-                }
-            rows[r] = (rowsup){r, m, h, sp};
-        }
-        qsort(rows, (size_t)per, sizeof *rows, cmp_rowsup);
+        group_supports(l, g, l->wcur, NULL, sups, rows);
         for (int64_t r0 = 0, r1; r0 < per; r0 = r1) {
             const rowsup *R = rows + r0;
             int64_t m = R->m;
