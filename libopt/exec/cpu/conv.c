@@ -477,12 +477,6 @@ static NN_VEC void conv_pack_b(const void *ctx, int64_t c0, int64_t nc, float *d
                 for (int64_t t = 0; t < n; t++) d[t] = 0.0f;
             else
                 copy_run(d, xc + ih * W, n, sw, ow * sw + woff, W);
-            /* The image is usually not in cache: ask for the row two output rows on (the
-             * hardware prefetcher does not follow these short runs). Never faults. */
-            __builtin_prefetch((const void *)((uintptr_t)xc + (uintptr_t)((ih + 2 * sh) * W +
-                                                                         ow * sw + woff) *
-                                                                  sizeof(float)),
-                               0, 3);
             q += n;
             ow += n;
             if (ow == OW) ow = 0, oh++;
@@ -601,41 +595,66 @@ typedef struct phase_job {
     float *xp;      /* Cg blocks of nph * npw phases Hq x Wq */
 } phase_job;
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-/* Row i of np phases (1 or 2; stride sw 1 or 2) from one input row: dst[px][j] =
- * row[sw * j + px - pl] for j < n, zero outside [0, w). 16 values of each phase per step: masked
- * loads of the 16 * sw input columns (lanes outside the row read as zero, so the pads cost no
- * branches), split into even and odd columns by one permute each for stride 2. False for other
- * strides (nothing done). */
-static DW_AVX512 bool phase_row_avx512(float *const *dst, int64_t np, const float *row,
-                                       int64_t w, int64_t pl, int64_t sw, int64_t n)
+/* The rows a few steps ahead of input row r of plane src (W wide): the image is usually not in
+ * cache (a batch's activations), and the hardware prefetcher does not follow these short rows.
+ * Past the plane it asks for the next channel's; prefetches never fault. */
+static inline void phase_prefetch(const float *src, int64_t r, int64_t W)
 {
-    if (sw > 2 || np > sw) return false;
+    uintptr_t ahead = (uintptr_t)src + (uintptr_t)((r + 4) * W) * sizeof(float);
+    __builtin_prefetch((const void *)ahead, 0, 3);
+    __builtin_prefetch((const void *)(ahead + (uintptr_t)W * sizeof(float) - 4), 0, 3);
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+/* One channel's phases (phase_planes) with AVX-512 for strides 1 and 2, 16 values of each phase
+ * row per step: masked loads of the 16 * sw input columns (lanes outside the row read as zero,
+ * so the pads cost no branches), split into even and odd columns by one permute each for
+ * stride 2. False for other strides (nothing done). */
+static DW_AVX512 bool phase_plane_avx512(const shift_geom *sg, const float *src, float *d)
+{
+    int64_t sw = sg->sw, W = sg->W, Wq = sg->Wq, pl = sg->pl, qsz = sg->Hq * Wq;
+    if (sw > 2) return false;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-    uintptr_t base = (uintptr_t)row;
-    for (int64_t j0 = 0; j0 < n; j0 += 16) {
-        __mmask16 om = (__mmask16)lane_bits(0, n - j0);
-        int64_t start = sw * j0 - pl; /* input column of lane 0 */
-        /* Integer address arithmetic: masked-off lanes may lie outside the row. */
-        const float *at = (const float *)(base + (uintptr_t)start * sizeof(float));
-        __m512 lo = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start, w - start), at);
-        if (sw == 1) {
-            _mm512_mask_storeu_ps(dst[0] + j0, om, lo);
-            continue;
+    const __m512 zero = _mm512_setzero_ps();
+    uintptr_t base = (uintptr_t)src;
+    /* Input rows in order (r = sh * i + py - pt grows by one a step): one stream. */
+    for (int64_t i = 0; i < sg->Hq; i++)
+        for (int64_t py = 0; py < sg->nph; py++) {
+            int64_t r = sg->sh * i + py - sg->pt;
+            float *d0 = d + py * sg->npw * qsz + i * Wq, *d1 = sg->npw > 1 ? d0 + qsz : d0;
+            phase_prefetch(src, r, W);
+            bool in = r >= 0 && r < sg->H;
+            uintptr_t row = base + (uintptr_t)(r * W) * sizeof(float);
+            for (int64_t j0 = 0; j0 < Wq; j0 += 16) {
+                __mmask16 om = (__mmask16)lane_bits(0, Wq - j0);
+                if (!in) {
+                    _mm512_mask_storeu_ps(d0 + j0, om, zero);
+                    if (sg->npw > 1) _mm512_mask_storeu_ps(d1 + j0, om, zero);
+                    continue;
+                }
+                int64_t start = sw * j0 - pl; /* input column of lane 0 */
+                /* Integer address arithmetic: masked-off lanes may lie outside the row. */
+                const float *at = (const float *)(row + (uintptr_t)start * sizeof(float));
+                __m512 lo = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start, W - start), at);
+                if (sw == 1) {
+                    _mm512_mask_storeu_ps(d0 + j0, om, lo);
+                    continue;
+                }
+                const float *at16 = (const float *)(row + (uintptr_t)(start + 16) * sizeof(float));
+                __m512 hi = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start - 16, W - start - 16),
+                                                  at16);
+                _mm512_mask_storeu_ps(d0 + j0, om, _mm512_permutex2var_ps(lo, even, hi));
+                if (sg->npw > 1)
+                    _mm512_mask_storeu_ps(d1 + j0, om, _mm512_permutex2var_ps(lo, odd, hi));
+            }
         }
-        const float *at16 = (const float *)(base + (uintptr_t)(start + 16) * sizeof(float));
-        __m512 hi = _mm512_maskz_loadu_ps((__mmask16)lane_bits(-start - 16, w - start - 16), at16);
-        _mm512_mask_storeu_ps(dst[0] + j0, om, _mm512_permutex2var_ps(lo, even, hi));
-        if (np > 1) _mm512_mask_storeu_ps(dst[1] + j0, om, _mm512_permutex2var_ps(lo, odd, hi));
-    }
     return true;
 }
 #else
-static bool phase_row_avx512(float *const *dst, int64_t np, const float *row, int64_t w,
-                             int64_t pl, int64_t sw, int64_t n)
+static bool phase_plane_avx512(const shift_geom *sg, const float *src, float *d)
 {
-    (void)dst, (void)np, (void)row, (void)w, (void)pl, (void)sw, (void)n;
+    (void)sg, (void)src, (void)d;
     return false;
 }
 #endif
@@ -651,25 +670,29 @@ static void phase_planes(void *ctx, size_t begin, size_t end)
     for (size_t c = begin; c < end; c++) {
         const float *src = j->x + (int64_t)c * sg->H * sg->W;
         float *d = j->xp + (int64_t)c * sg->nph * sg->npw * qsz;
-        /* Input rows in order (r = sh * i + py - pt grows by one a step): one stream. */
+        if (sg->sh == 1 && sg->sw == 1) { /* the zero-padded image: rows copied whole */
+            int64_t pt = sg->Hq < sg->pt ? sg->Hq : sg->pt;
+            memset(d, 0, (size_t)(pt * Wq) * sizeof *d);
+            int64_t i = pt;
+            for (; i < sg->Hq && i - sg->pt < sg->H; i++) {
+                float *o = d + i * Wq;
+                const float *sr = src + (i - sg->pt) * sg->W;
+                int64_t pl = sg->pl < Wq ? sg->pl : Wq, n = sg->W < Wq - pl ? sg->W : Wq - pl;
+                for (int64_t t = 0; t < pl; t++) o[t] = 0.0f;
+                memcpy(o + pl, sr, (size_t)n * sizeof *o);
+                for (int64_t t = pl + n; t < Wq; t++) o[t] = 0.0f;
+            }
+            memset(d + i * Wq, 0, (size_t)((sg->Hq - i) * Wq) * sizeof *d);
+            continue;
+        }
+        if (fast && phase_plane_avx512(sg, src, d)) continue;
         for (int64_t i = 0; i < sg->Hq; i++)
             for (int64_t py = 0; py < sg->nph; py++) {
                 int64_t r = sg->sh * i + py - sg->pt;
-                bool in = r >= 0 && r < sg->H;
-                float *dp = d + py * sg->npw * qsz, *dr[2] = {dp + i * Wq, NULL};
-                if (sg->npw > 1) dr[1] = dp + qsz + i * Wq;
-                /* The image is usually not in cache (a batch's activations): ask for the rows
-                 * a few steps ahead (past the plane: the next channel's). Prefetches never
-                 * fault. */
-                uintptr_t ahead = (uintptr_t)src + (uintptr_t)((r + 4) * sg->W) * sizeof(float);
-                __builtin_prefetch((const void *)ahead, 0, 3);
-                __builtin_prefetch((const void *)(ahead + (uintptr_t)sg->W * sizeof(float) - 4), 0, 3);
-                if (in && fast && phase_row_avx512(dr, sg->npw, src + r * sg->W, sg->W, sg->pl,
-                                                   sg->sw, Wq))
-                    continue;
+                phase_prefetch(src, r, sg->W);
                 for (int64_t px = 0; px < sg->npw; px++) {
-                    float *o = dp + px * qsz + i * Wq;
-                    if (!in) memset(o, 0, (size_t)Wq * sizeof *o);
+                    float *o = d + (py * sg->npw + px) * qsz + i * Wq;
+                    if (r < 0 || r >= sg->H) memset(o, 0, (size_t)Wq * sizeof *o);
                     else copy_run(o, src + r * sg->W, Wq, sg->sw, px - sg->pl, sg->W);
                 }
             }
@@ -698,11 +721,16 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
     if (!mem) return false;
     int64_t *off = (int64_t *)mem; /* first: 8-byte aligned */
     float *xp = sg->copy ? (float *)(mem + (size_t)K * sizeof(int64_t)) : NULL;
+    /* Row k = (c, kh, kw): phase (kh % sh, kw % sw) from (kh / sh, kw / sw), stepped without
+     * divisions (K may be thousands of rows, per call). */
     for (int64_t c = 0, r = 0; c < Cg; c++)
-        for (int64_t kh = 0; kh < sg->KH; kh++)
-            for (int64_t kw = 0; kw < sg->KW; kw++)
-                off[r++] = c * plane + ((kh % sg->sh) * sg->npw + kw % sg->sw) * qsz +
-                           (kh / sg->sh) * sg->Wq + kw / sg->sw;
+        for (int64_t kh = 0, py = 0, oy = 0; kh < sg->KH; kh++) {
+            for (int64_t kw = 0, px = 0, ox = 0; kw < sg->KW; kw++) {
+                off[r++] = c * plane + (py * sg->npw + px) * qsz + oy * sg->Wq + ox;
+                if (++px == sg->sw) px = 0, ox++;
+            }
+            if (++py == sg->sh) py = 0, oy++;
+        }
     nn_bshift bs = {NULL, off, sg->Wq, sg->OW};
     int64_t N = (sg->OH - 1) * sg->Wq + sg->OW;
     bool ok = true;
