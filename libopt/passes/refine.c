@@ -494,11 +494,19 @@ bool opt_refine_has(const opt_refine *rf, size_t i)
     return rf && i < rf->n && rf->L[i].kind != 0;
 }
 
+/* Rows per block of the products below: up to 256, fewer where a block would pass 2^20 entries. */
+static int64_t row_block(int64_t D, int64_t per)
+{
+    int64_t bl = D > 0 ? ((int64_t)1 << 20) / D : 256;
+    bl = bl < 1 ? 1 : bl > 256 ? 256 : bl;
+    return per < bl ? per : bl;
+}
+
 /* Output error energy of the layer with weight w (the weight's layout) against the reference:
  * sum_o w_o^T S w_o - 2 w_o^T C w0_o + w0_o^T F w0_o, and the output energy sum_o w0_o^T F w0_o. */
 static void out_error(const rlayer *l, const float *w, double *e_out, double *energy)
 {
-    int64_t D = l->D, per = l->O / l->G, bl = per < 256 ? per : 256;
+    int64_t D = l->D, per = l->O / l->G, bl = row_block(D, per);
     size_t n = (size_t)(bl * D);
     bool same = Ff(l) == Cm(l); /* no reference: C = F = S */
     double *q = malloc(n * sizeof *q), *f = malloc(n * sizeof *f), *sq = malloc(n * sizeof *sq),
@@ -596,7 +604,7 @@ opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, fl
     *before = *after = NAN;
     if (!l->kind || nbook - fixed < 1) return OPT_OK;
     int K = nbook - fixed;
-    int64_t D = l->D, per = l->O / l->G, bl = per < 256 ? per : 256;
+    int64_t D = l->D, per = l->O / l->G, bl = row_block(D, per);
     float *w = malloc(l->numel * sizeof *w);
     double *G = calloc((size_t)K * (size_t)K, sizeof *G), *bv = calloc((size_t)K, sizeof *bv),
            *W0 = malloc((size_t)(bl * D) * sizeof *W0), *CW = malloc((size_t)(bl * D) * sizeof *CW);
@@ -722,7 +730,7 @@ static void reverse_flat(double *a, size_t n)
 bool opt_gptq_factor(double *A, int64_t m)
 {
     if (m < 1) return true;
-    if (m > 46340) return false; /* m * m must fit LAPACK's int */
+    if (m > 1000000) return false; /* LAPACK takes int sizes; refine's D is at most 20000 */
     /* With J the reversal, J H J = R^T R (R upper) gives H = V V^T with V = J R^T J upper, so
      * H^-1 = V^-T V^-1 and U = V^-1 = J R^-T J. Read column-major, the flat reversal of a
      * row-major matrix is J (.)^T J: the flat reversal of H is J H J (H is symmetric), and that of
