@@ -869,13 +869,13 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
     opt_status s = OPT_OK;
     /* Per group: U with U^T U = (S + lam I)^-1, the diagonal of that inverse (OBS saliency
      * denominator). */
-    size_t pd = (size_t)(per * D);
+    size_t pd = per * D > 0 ? (size_t)(per * D) : 1;
     double *Uf = malloc((size_t)(l->G * D * D) * sizeof *Uf), *hinv = malloc((size_t)(l->G * D) * sizeof *hinv),
            *tgt = malloc((size_t)(l->O * D) * sizeof *tgt), *cw = malloc((size_t)(l->O * D) * sizeof *cw);
     bool *okg = calloc((size_t)l->G, sizeof *okg);
     salient *sal = malloc(l->numel * sizeof *sal);
     int32_t *sups = malloc(pd * sizeof *sups);
-    rowsup *rows = malloc((size_t)per * sizeof *rows);
+    rowsup *rows = malloc((size_t)(per > 0 ? per : 1) * sizeof *rows);
     uint8_t *mask = calloc(l->numel ? l->numel : 1, 1);
     if (!Uf || !hinv || !tgt || !cw || !okg || !sal || !sups || !rows || !mask) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -902,7 +902,7 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, tg, (int)D, C, (int)D,
                     0.0, cg, (int)D);
         if (l->C && okg[g]) {
-            memcpy(tg, cg, pd * sizeof *tg);
+            memcpy(tg, cg, (size_t)(per * D) * sizeof *tg);
             cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
                         (int)D, tg, (int)D);
             cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
@@ -1033,9 +1033,9 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
     if (!l->kind || nbook - fixed < 1) return OPT_OK;
     int64_t D = l->D, per = l->O / l->G;
     int K = nbook - fixed;
-    size_t pd = (size_t)(per * D);
+    size_t pd = per * D > 0 ? (size_t)(per * D) : 1;
     int32_t *sups = malloc(pd * sizeof *sups);
-    rowsup *rows = malloc((size_t)per * sizeof *rows);
+    rowsup *rows = malloc((size_t)(per > 0 ? per : 1) * sizeof *rows);
     double *W0 = malloc(pd * sizeof *W0), *CW = malloc(pd * sizeof *CW), *X = malloc(pd * sizeof *X),
            *H = malloc((size_t)(D * D) * sizeof *H);
     int *q = malloc(pd * sizeof *q);
