@@ -581,9 +581,9 @@ static bool shift_geom_init(const nn_conv_geom *g, shift_geom *sg)
  * 12 shapes): its packing is a plain copy paid once for all M rows, while its shifted rows are
  * K image planes far apart, which stay in L1 less well than one packed panel. Strided convs
  * ("Strided convolutions through their phases"): the same, measured on rescnn's, ResNet-50's
- * and MobileNetV2's: 3x3 and 7x7 with stride 2 win by 8-14% at ResNet-50's widths and 1.3-1.9x
- * at rescnn's and the 3-channel stems, while 1x1 with stride 2 loses 6-14% (its phase is a
- * subsampled copy made for nothing: packing subsamples as it copies). */
+ * and MobileNetV2's: 3x3 with stride 2 wins by 8-14% at ResNet-50's widths, 1.2-1.3x on the
+ * 3-channel stems (7x7 and 3x3) and 1.6-1.9x at rescnn's, while 1x1 with stride 2 loses 5-15%
+ * (its phase is a subsampled copy made for nothing: packing subsamples as it copies). */
 static bool conv_shift_pays(const shift_geom *sg)
 {
     return sg->KH * sg->KW > 1 || sg->padded;
