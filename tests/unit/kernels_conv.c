@@ -3,7 +3,7 @@
  * depthwise, threaded, float16) agrees with the plain reference twin within KT_F32_REL.
  */
 #include "libopt/exec/cpu/nn.h"
-#include "tests/unit/kernels_util.h"
+#include "tests/unit/kernels_conv_util.h"
 
 /* A random convolution geometry; `kind` 0: any, 1: depthwise, 2: pointwise. */
 static void rand_geom(kt_rng *r, nn_conv_geom *g, int kind, bool transpose)
@@ -275,54 +275,13 @@ static void shift_geom_of(const shift_case *c, nn_conv_geom *g)
     }
 }
 
-/* act(conv + z) by the reference twin (z may be NULL). */
-static void shift_ref(const nn_conv_geom *g, const float *x, const float *w, const float *b,
-                      const float *z, const nn_conv_epi *e, float *yr, size_t ny)
-{
-    nn_conv_f32_ref(g, x, w, b, yr);
-    if (z)
-        for (size_t i = 0; i < ny; i++) yr[i] += z[i];
-    nn_epilogue ep = {NULL, NULL, NULL, 0, e->act, e->lo, e->hi, e->alpha};
-    nn_epilogue_rows(&ep, yr, (int64_t)ny, 0, 1, (int64_t)ny, false);
-}
-
 Test(conv, shifted_path_matches_reference_and_packed_path_bit_for_bit)
 {
     kt_rng r = {0x5f1f7};
     for (size_t t = 0; t < sizeof shift_cases / sizeof shift_cases[0]; t++) {
         nn_conv_geom g;
         shift_geom_of(&shift_cases[t], &g);
-        int64_t insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g), ks = nn_geom_k_size(&g);
-        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * (g.C / g.group) * ks);
-        size_t ny = (size_t)(g.N * g.M * outsz);
-        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
-        float *z = kt_randf(&r, ny);
-        float *ys = malloc(ny * sizeof *ys), *yp = malloc(ny * sizeof *yp);
-        float *ya = malloc(ny * sizeof *ya), *yr = malloc(ny * sizeof *yr);
-        for (int v = 0; v < 4; v++) {
-            bool bias = v & 1, res = v & 2;
-            nn_conv_epi e = {.z = res ? z : NULL, .act = (int)(t + (size_t)v) % 4, .lo = -0.3f,
-                             .hi = 0.6f, .alpha = 0.1f, .path = NN_CONV_SHIFTED};
-            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ys);
-            shift_ref(&g, x, w, bias ? b : NULL, e.z, &e, yr, ny);
-            double err = kt_max_rel(ys, yr, ny);
-            cr_assert_leq(err, KT_F32_REL, "case %zu variant %d: error %g", t, v, err);
-            /* The same sums in the same order as im2col into panels: identical bits. */
-            e.path = NN_CONV_PACKED;
-            nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, yp);
-            cr_assert(memcmp(ys, yp, ny * sizeof *ys) == 0, "case %zu variant %d: shifted != packed",
-                      t, v);
-            /* The residual may be the output's own buffer (read before written). */
-            if (res) {
-                memcpy(ya, z, ny * sizeof *ya);
-                e.z = ya;
-                e.path = NN_CONV_SHIFTED;
-                nn_conv_f32_ex(NULL, &g, x, w, bias ? b : NULL, &e, ya);
-                cr_assert(memcmp(ys, ya, ny * sizeof *ys) == 0, "case %zu variant %d: z == y", t,
-                          v);
-            }
-        }
-        free(x), free(w), free(b), free(z), free(ys), free(yp), free(ya), free(yr);
+        kt_conv_paths_agree(&g, &r, t, "shifted");
     }
 }
 
@@ -415,7 +374,7 @@ Test(conv, shifted_path_threads_give_identical_bits_through_the_executor)
         float *yd1 = malloc(ny * sizeof *yd1), *yr = malloc(ny * sizeof *yr);
         nn_conv_f32_ex(NULL, &g, x, w, b, &e, yd1);
         cr_assert(memcmp(y1.data, yd1, ny * sizeof(float)) == 0, "case %zu: executor != direct call", t);
-        shift_ref(&g, x, w, b, z, &e, yr, ny);
+        kt_conv_ref_epi(&g, x, w, b, z, &e, yr, ny);
         double d = kt_max_rel(y3.data, yr, ny);
         cr_assert_leq(d, KT_F32_REL, "case %zu: error %g", t, d);
         opt_array_free(&y1);
