@@ -766,6 +766,20 @@ static int cmp_rowsup(const void *a, const void *b)
     return x->o < y->o ? -1 : x->o > y->o;
 }
 
+/* A = S_TT + lam I for the support sp[0..m) of S (D x D), lam = frac times the mean diagonal
+ * of S_TT (frac alone when that is 0; never exactly 0). Returns lam. */
+static double support_system(const double *S, int64_t D, const int32_t *sp, int64_t m, double frac, double *A)
+{
+    double tr = 0;
+    for (int64_t a = 0; a < m; a++) {
+        for (int64_t b = 0; b < m; b++) A[a * m + b] = S[sp[a] * D + sp[b]];
+        tr += A[a * m + a];
+    }
+    double lam = frac * (tr > 0 ? tr / (double)m : 1) + 1e-30;
+    for (int64_t a = 0; a < m; a++) A[a * m + a] += lam;
+    return lam;
+}
+
 static bool same_support(const rowsup *x, const rowsup *y)
 {
     return x->m == y->m && x->h == y->h && memcmp(x->sup, y->sup, (size_t)x->m * sizeof *x->sup) == 0;
@@ -941,13 +955,7 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
             if (!m) continue;
             const int32_t *sp = R->sup;
             int n = (int)m, nr = (int)(r1 - r0), info = 0;
-            double tr = 0;
-            for (int64_t a = 0; a < m; a++) {
-                for (int64_t b = 0; b < m; b++) As[a * m + b] = S[sp[a] * D + sp[b]];
-                tr += As[a * m + a];
-            }
-            double lam = 1e-6 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
-            for (int64_t a = 0; a < m; a++) As[a * m + a] += lam;
+            double lam = support_system(S, D, sp, m, 1e-6, As);
             for (int64_t k = r0; k < r1; k++) {
                 int64_t o = g * per + rows[k].o;
                 for (int64_t a = 0; a < m; a++) X[(k - r0) * m + a] = cw[o * D + sp[a]] + lam * l->w0[widx(l, o, sp[a])];
@@ -1062,13 +1070,7 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
             int64_t nr = r1 - r0;
             const int32_t *sp = R->sup;
             /* The best weights on the support: x = (S_TT + lam I)^-1 ((C w0)_T + lam w0_T). */
-            double tr = 0;
-            for (int64_t a = 0; a < m; a++) {
-                for (int64_t b = 0; b < m; b++) H[a * m + b] = S[sp[a] * D + sp[b]];
-                tr += H[a * m + a];
-            }
-            double lam = 1e-2 * (tr > 0 ? tr / (double)m : 1) + 1e-30;
-            for (int64_t a = 0; a < m; a++) H[a * m + a] += lam;
+            double lam = support_system(S, D, sp, m, 1e-2, H);
             if (!opt_gptq_factor(H, m)) {
                 for (int64_t k = r0; k < r1; k++)
                     for (int64_t a = 0; a < m; a++) {
