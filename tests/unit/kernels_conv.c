@@ -336,50 +336,6 @@ Test(conv, shifted_path_threads_give_identical_bits_through_the_executor)
         nn_conv_geom g;
         shift_geom_of(&cases[t], &g);
         if (nn_sgemm_fast()) cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "case %zu", t);
-        int64_t Cg = g.C / g.group, insz = nn_geom_in_size(&g), outsz = nn_geom_out_size(&g);
-        size_t nx = (size_t)(g.N * g.C * insz), nw = (size_t)(g.M * Cg * g.k[0] * g.k[1]);
-        size_t ny = (size_t)(g.N * g.M * outsz);
-        float *x = kt_randf(&r, nx), *w = kt_randf(&r, nw), *b = kt_randf(&r, (size_t)g.M);
-        float *z = kt_randf(&r, ny);
-        int64_t xd[4] = {g.N, g.C, g.in[0], g.in[1]}, yd[4] = {g.N, g.M, g.out[0], g.out[1]};
-        kt_operand in[3] = {
-            {"x", OPT_DT_FLOAT, 4, {xd[0], xd[1], xd[2], xd[3]}, x, false},
-            {"w", OPT_DT_FLOAT, 4, {g.M, Cg, g.k[0], g.k[1]}, w, true},
-            {"b", OPT_DT_FLOAT, 1, {g.M}, b, true},
-        };
-        int odt = OPT_DT_FLOAT;
-        opt_model *m = kt_model("Conv", 17, in, 3, &odt, 1);
-        kt_attr_ints(m, "pads", (int64_t[]){g.pad_b[0], g.pad_b[1], g.pad_e[0], g.pad_e[1]}, 4);
-        kt_attr_int(m, "group", g.group);
-        /* Conv's output y0 goes on through Add(z) and Relu into the graph output. */
-        opt_graph *gr = m->graph;
-        opt_error err = {0};
-        const char *ain[2] = {"y0", "z"}, *aout = "a", *rin = "a", *rout = "r";
-        opt_node *add = opt_node_make("Add", "add", ain, 2, &aout, 1);
-        opt_node *relu = opt_node_make("Relu", "relu", &rin, 1, &rout, 1);
-        cr_assert(opt_graph_insert_node(gr, 1, add, &err) == OPT_OK);
-        cr_assert(opt_graph_insert_node(gr, 2, relu, &err) == OPT_OK);
-        gr->inputs = realloc(gr->inputs, (gr->n_inputs + 1) * sizeof *gr->inputs);
-        gr->inputs[gr->n_inputs++] = kt_vi("z", OPT_DT_FLOAT, 4, yd);
-        opt_value_info_free(gr->outputs[0]);
-        gr->outputs[0] = kt_vi("r", OPT_DT_FLOAT, -1, NULL);
-        kt_operand ins[4] = {in[0], in[1], in[2], {"z", OPT_DT_FLOAT, 4, {yd[0], yd[1], yd[2], yd[3]}, z, false}};
-        opt_array y1 = {0}, y3 = {0};
-        kt_run(m, 1, ins, 4, &y1, 1);
-        kt_run(m, 3, ins, 4, &y3, 1);
-        cr_assert_eq(opt_array_numel(&y1), ny);
-        cr_assert_eq(opt_array_numel(&y3), ny);
-        cr_assert(memcmp(y1.data, y3.data, ny * sizeof(float)) == 0, "case %zu: 1 and 3 threads differ", t);
-        nn_conv_epi e = {.z = z, .act = NN_ACT_RELU, .path = NN_CONV_SHIFTED};
-        float *yd1 = malloc(ny * sizeof *yd1), *yr = malloc(ny * sizeof *yr);
-        nn_conv_f32_ex(NULL, &g, x, w, b, &e, yd1);
-        cr_assert(memcmp(y1.data, yd1, ny * sizeof(float)) == 0, "case %zu: executor != direct call", t);
-        kt_conv_ref_epi(&g, x, w, b, z, &e, yr, ny);
-        double d = kt_max_rel(y3.data, yr, ny);
-        cr_assert_leq(d, KT_F32_REL, "case %zu: error %g", t, d);
-        opt_array_free(&y1);
-        opt_array_free(&y3);
-        opt_model_free(m);
-        free(x), free(w), free(b), free(z), free(yd1), free(yr);
+        kt_conv_chain_agrees(&g, &r, t, false);
     }
 }
