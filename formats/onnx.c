@@ -1040,42 +1040,49 @@ static bool wire_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return false;
 }
 
-/* Returns false when nesting exceeds the limit; true otherwise (including on malformed bytes). */
-static bool wire_depth_ok(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
+/* What the pre-pass found: WIRE_OK (malformed bytes included: protobuf-c rejects those),
+ * WIRE_DEEP (nesting beyond the limit) or WIRE_FIELD0 (a tag with field number 0, which protobuf
+ * forbids; protobuf-c accepts it in a non-minimal varint, keeps it as an unknown field and then
+ * writes it in a form that it refuses to read back). */
+enum { WIRE_OK, WIRE_DEEP, WIRE_FIELD0 };
+
+static int wire_check(const ProtobufCMessageDescriptor *d, const uint8_t *p, const uint8_t *end,
                           int depth)
 {
     while (p < end) {
         uint64_t tag, v;
-        if (!wire_varint(&p, end, &tag)) return true;
+        if (!wire_varint(&p, end, &tag)) return WIRE_OK;
+        if (tag >> 3 == 0) return WIRE_FIELD0;
         switch (tag & 7) {
         case 0:
-            if (!wire_varint(&p, end, &v)) return true;
+            if (!wire_varint(&p, end, &v)) return WIRE_OK;
             break;
         case 1:
-            if (end - p < 8) return true;
+            if (end - p < 8) return WIRE_OK;
             p += 8;
             break;
         case 5:
-            if (end - p < 4) return true;
+            if (end - p < 4) return WIRE_OK;
             p += 4;
             break;
         case 2: {
-            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) return true;
+            if (!wire_varint(&p, end, &v) || v > (uint64_t)(end - p)) return WIRE_OK;
             const ProtobufCFieldDescriptor *f =
                 tag >> 3 <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(d, (unsigned)(tag >> 3))
                                        : NULL;
             if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-                if (depth + 1 > MAX_WIRE_DEPTH) return false;
-                if (!wire_depth_ok(f->descriptor, p, p + v, depth + 1)) return false;
+                if (depth + 1 > MAX_WIRE_DEPTH) return WIRE_DEEP;
+                int r = wire_check(f->descriptor, p, p + v, depth + 1);
+                if (r != WIRE_OK) return r;
             }
             p += v;
             break;
         }
         default:
-            return true; /* groups or garbage: protobuf-c decides */
+            return WIRE_OK; /* groups or garbage: protobuf-c decides */
         }
     }
-    return true;
+    return WIRE_OK;
 }
 
 /* ======================================================================================
@@ -1091,11 +1098,15 @@ static opt_status parse_impl(const uint8_t *buf, size_t len, const char *dir, co
     if (!what) what = "model";
     *out = NULL;
     if (len == 0) return opt_error_set(err, OPT_ERR_PARSE, "empty input: not an ONNX model");
-    if (!wire_depth_ok(&onnx__model_proto__descriptor, buf, buf + len, 1))
+    int wc = wire_check(&onnx__model_proto__descriptor, buf, buf + len, 1);
+    if (wc == WIRE_DEEP)
         return opt_error_set(err, OPT_ERR_LIMIT,
                              "messages nested deeper than %d levels (subgraphs or types nested "
                              "too deep; refused)",
                              MAX_WIRE_DEPTH);
+    if (wc == WIRE_FIELD0)
+        return opt_error_set(err, OPT_ERR_PARSE,
+                             "not a valid ONNX model (a protobuf field number 0; corrupt or not ONNX)");
     Onnx__ModelProto *p = onnx__model_proto__unpack(alloc, len, buf);
     if (!p)
         return opt_error_set(err, OPT_ERR_PARSE,

@@ -162,6 +162,11 @@ def main():
     write(os.path.join(bad, "random.onnx"), rng.integers(0, 256, 4096, dtype=np.uint8).tobytes())
     # A protobuf that is not a model: a TensorProto, like a test_data_set input_0.pb.
     write(os.path.join(bad, "tensor.onnx"), numpy_helper.from_array(np.ones((2, 3), np.float32), "X"))
+    # Field number 0 in a non-minimal tag (0x80 0x00): protobuf-c reads it as an unknown field but
+    # cannot read back what it writes for it (found by the onnx_load fuzzer). At the top level and
+    # inside the graph (a second graph field merges into the first).
+    write(os.path.join(bad, "field0.onnx"), raw + bytes([0x80, 0x00, 0x01]))
+    write(os.path.join(bad, "field0-graph.onnx"), raw + _ld(7, bytes([0x80, 0x00, 0x01])))
 
     m = good()
     m.graph.node[1].input[0] = "ghost"

@@ -24,6 +24,8 @@ for f in "$G"/bad/truncated-*.onnx; do
 done
 bad random "$G/bad/random.onnx" "$NOTONNX"
 bad "tensor, not a model" "$G/bad/tensor.onnx" "$NOTONNX"
+bad "field number 0" "$G/bad/field0.onnx" "a protobuf field number 0"
+bad "field number 0 in the graph" "$G/bad/field0-graph.onnx" "a protobuf field number 0"
 bad "undefined input" "$G/bad/undefined-input.onnx" "node 'relu' \(Relu\): input 'ghost' is not defined"
 bad cycle "$G/bad/cycle.onnx" "cycle through node '(add|relu|neg)'"
 bad "double assignment" "$G/bad/double-assignment.onnx" "node 'relu' \(Relu\): value 'S' is assigned more than once"

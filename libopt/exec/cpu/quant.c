@@ -87,12 +87,13 @@ static int32_t iget(const opt_array *a, uint64_t i)
     }
 }
 
-/* Stores v (already rounded) saturated into element i of a uint8/int8/uint16/int16 array. */
+/* Stores v (already rounded) saturated into element i of a uint8/int8/uint16/int16 array. NaN
+ * (a NaN or infinite scale in the model) stores 0, never an out-of-range conversion. */
 static void iset(opt_array *a, uint64_t i, double v)
 {
     double lo = 0, hi = 0;
     q_range(a->dtype, &lo, &hi);
-    v = v < lo ? lo : v > hi ? hi : v;
+    v = v != v ? 0 : v < lo ? lo : v > hi ? hi : v;
     switch (a->dtype) {
     case OPT_DT_UINT8: ((uint8_t *)a->data)[i] = (uint8_t)v; break;
     case OPT_DT_INT8: ((int8_t *)a->data)[i] = (int8_t)v; break;
@@ -235,7 +236,9 @@ static opt_status quantize_run(opt_kctx *k, opt_error *err)
             float v = x[e] / s[p] + (zf ? zf[p] : 0.0f);
             ((uint8_t *)k->out[0].data)[e] = opt_f32_to_f8(v, dt, saturate);
         } else {
-            double v = (double)nn_round_even(x[e] / s[p]) + (Z ? iget(Z, (uint64_t)p) : 0);
+            float q = x[e] / s[p];
+            /* NaN gives the zero point, as in quantize_f32_u8. */
+            double v = (double)nn_round_even(q == q ? q : 0.0f) + (Z ? iget(Z, (uint64_t)p) : 0);
             iset(&k->out[0], e, v);
         }
     }
@@ -250,6 +253,9 @@ static opt_status dql_infer(const opt_node *n, int opset, const int *in_dt, size
     if (!q_range(in_dt[0], &lo, &hi) && !is_f8(in_dt[0]))
         return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "dequantizing %s",
                             opt_dtype_name(in_dt[0]));
+    if (n_in > 2 && in_dt[2] && in_dt[2] != in_dt[0])
+        return opt_node_err(n, err, OPT_ERR_INVALID, "x_zero_point '%s' is %s, x is %s", n->inputs[2],
+                            opt_dtype_name(in_dt[2]), opt_dtype_name(in_dt[0]));
     out_dt[0] = opset >= 19 && n_in > 1 && in_dt[1] ? in_dt[1] : OPT_DT_FLOAT;
     int od = (int)opt_node_attr_int(n, "output_dtype", 0);
     if (od) out_dt[0] = od;
@@ -782,16 +788,41 @@ static opt_status qadd_run(opt_kctx *k, opt_error *err)
     return OPT_OK;
 }
 
+/* Checks the dtype of each present input against spec, one letter per input slot: 'q' int8 or
+ * uint8, 'f' a float type (a scale), 'i' int32 (QLinearConv's bias). The kernels read data and
+ * zero points as integers and scales as floats, so other types are refused before anything runs. */
+static opt_status check_slots(const opt_node *n, const int *in_dt, size_t n_in, const char *spec,
+                              opt_error *err)
+{
+    for (size_t i = 0; i < n_in && spec[i]; i++) {
+        int dt = in_dt[i];
+        if (!dt) continue;
+        bool ok = spec[i] == 'q'   ? dt == OPT_DT_UINT8 || dt == OPT_DT_INT8
+                  : spec[i] == 'f' ? dt < 32 && (OPT_DTS_FLOATS & OPT_DT_BIT(dt)) != 0
+                                   : dt == OPT_DT_INT32;
+        if (!ok)
+            return opt_node_err(n, err, OPT_ERR_UNSUPPORTED, "input %zu '%s' is %s; %s expects %s", i,
+                                n->inputs[i], opt_dtype_name(dt), n->op_type,
+                                spec[i] == 'q' ? "int8 or uint8" : spec[i] == 'f' ? "a float type" : "int32");
+    }
+    return OPT_OK;
+}
+
+/* MatMulInteger (a, b, a_zero_point, b_zero_point) and ConvInteger (x, w, x_zp, w_zp). */
 static opt_status int32_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
                               int *out_dt, size_t n_out, opt_error *err)
 {
+    OPT_TRY(check_slots(n, in_dt, n_in, "qqqq", err));
     out_dt[0] = OPT_DT_INT32;
     return OPT_OK;
 }
 
+/* QLinearMatMul, QLinearAdd and QLinearConv: x, x_scale, x_zp, w, w_scale, w_zp, y_scale, y_zp,
+ * and QLinearConv's int32 bias. */
 static opt_status qlinear_infer(const opt_node *n, int opset, const int *in_dt, size_t n_in,
                                 int *out_dt, size_t n_out, opt_error *err)
 {
+    OPT_TRY(check_slots(n, in_dt, n_in, "qfqqfqfqi", err));
     out_dt[0] = n_in > 7 && in_dt[7] ? in_dt[7] : in_dt[0];
     return OPT_OK;
 }
