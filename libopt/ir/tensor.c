@@ -60,7 +60,9 @@ opt_status opt_tensor_check(const opt_tensor *t, opt_error *err)
     int dt = t->data_type;
     if (!opt_dtype_valid(dt))
         return opt_error_set(err, OPT_ERR_INVALID, "tensor '%s': unknown data type %d", nm, dt);
-    if (opt_tensor_is_external(t)) return OPT_OK; /* checked when the external data is read */
+    /* External data is checked when it is read; bytes already in raw_data (read from the side
+     * file, or carried in the model next to data_location EXTERNAL) must fit the shape. */
+    if (opt_tensor_is_external(t) && !t->has_raw_data) return OPT_OK;
     if (t->has_raw_data) {
         uint64_t want;
         if (dt == OPT_DT_STRING)

@@ -184,6 +184,10 @@ def main():
     m = good()
     m.graph.initializer[0].raw_data = m.graph.initializer[0].raw_data[:20]
     write(os.path.join(bad, "rawdata-length.onnx"), m)
+    # The same bytes in a tensor also marked external (found by the onnx_load fuzzer: accepted,
+    # then written inline and refused on reading back).
+    m.graph.initializer[0].data_location = TensorProto.EXTERNAL
+    write(os.path.join(bad, "rawdata-length-external.onnx"), m)
 
     m = good()
     m.graph.initializer[0].dims[:] = [-2, -3]

@@ -30,6 +30,7 @@ bad "undefined input" "$G/bad/undefined-input.onnx" "node 'relu' \(Relu\): input
 bad cycle "$G/bad/cycle.onnx" "cycle through node '(add|relu|neg)'"
 bad "double assignment" "$G/bad/double-assignment.onnx" "node 'relu' \(Relu\): value 'S' is assigned more than once"
 bad "raw_data length" "$G/bad/rawdata-length.onnx" "tensor 'W': raw_data has 20 bytes, shape and FLOAT need 24"
+bad "raw_data length, marked external" "$G/bad/rawdata-length-external.onnx" "tensor 'W': raw_data has 20 bytes, shape and FLOAT need 24"
 bad "negative dims" "$G/bad/negative-dims.onnx" "tensor 'W': negative or overflowing dims"
 bad "2^62 elements" "$G/bad/huge-dims.onnx" "tensor 'W': 4611686018427387904 elements is more than mopt supports"
 bad "dims overflowing 64 bits" "$G/bad/overflow-dims.onnx" "tensor 'W': negative or overflowing dims"
