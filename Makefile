@@ -51,7 +51,9 @@ CPPFLAGS += $(shell pkg-config --cflags openblas 2>/dev/null || echo -I/usr/incl
 CFLAGS ?= $(OPTFLAGS)
 CFLAGS += -std=gnu11 -fPIC -pthread $(WARN) $(ERRFLAGS) $(SANFLAGS) -MMD -MP
 LDLIBS += -lprotobuf-c -lcsv -lz -lm -pthread
-LDLIBS += $(shell pkg-config --libs openblas 2>/dev/null || echo -lopenblas)
+# OpenBLAS is opened at its first use (libopt/exec/cpu/blas.c), not linked: most commands never
+# call it and linking it costs every process ~3-4 ms at start.
+LDLIBS += -ldl
 LDFLAGS += $(SANFLAGS)
 
 ifeq ($(CUDA),1)

@@ -37,16 +37,8 @@ static void usage(FILE *f)
                "See mopt(1) and mopt-COMMAND(1).\n");
 }
 
-/* OpenBLAS (pthreads build) starts its worker threads when the library loads, and idle workers
- * spin on sched_yield for about 2^28 cycles before they sleep: on a short command that is most
- * of a core taken from mopt's own threads (lenet300 calibration: 60 -> 45 ms CPU without it).
- * Its fork handler's shutdown stops them; OpenBLAS starts them again at its next multithreaded
- * call. Weak: a BLAS without the function (another implementation) simply keeps its threads. */
-extern void blas_thread_shutdown_(void) __attribute__((weak));
-
 int main(int argc, char **argv)
 {
-    if (blas_thread_shutdown_) blas_thread_shutdown_();
     /* Past `ulimit -f`, write() should fail with EFBIG so mopt reports it and exits 1 (the old
      * file stays in place), rather than the process dying of SIGXFSZ. */
     signal(SIGXFSZ, SIG_IGN);

@@ -4,7 +4,7 @@
 #include "libopt/passes/refine.h"
 #include "libopt/exec/exec.h"
 
-#include <cblas.h>
+#include "libopt/exec/cpu/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,18 +67,18 @@ static void add_rows(rlayer *l, int64_t g, const float *X, const float *Xf, int6
     int64_t D = l->D;
     float *tmp = calloc((size_t)(D * D), sizeof *tmp);
     if (!tmp) return;
-    cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, (int)rows, 1.0f, X, (int)D, 0.0f, tmp, (int)D);
+    nn_blas()->ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, (int)rows, 1.0f, X, (int)D, 0.0f, tmp, (int)D);
     double *S = l->S + g * D * D, *mu = l->mu + g * D;
     for (int64_t a = 0; a < D; a++)
         for (int64_t b = a; b < D; b++) S[a * D + b] += tmp[a * D + b];
     for (int64_t r = 0; r < rows; r++)
         for (int64_t a = 0; a < D; a++) mu[a] += X[r * D + a];
     if (Xf && l->C) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)D, (int)rows, 1.0f, X, (int)D,
+        nn_blas()->sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)D, (int)D, (int)rows, 1.0f, X, (int)D,
                     Xf, (int)D, 0.0f, tmp, (int)D);
         double *C = l->C + g * D * D, *F = l->F + g * D * D, *mf = l->muf + g * D;
         for (int64_t a = 0; a < D * D; a++) C[a] += tmp[a];
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, (int)rows, 1.0f, Xf, (int)D, 0.0f, tmp, (int)D);
+        nn_blas()->ssyrk(CblasRowMajor, CblasUpper, CblasTrans, (int)D, (int)rows, 1.0f, Xf, (int)D, 0.0f, tmp, (int)D);
         for (int64_t a = 0; a < D; a++)
             for (int64_t b = a; b < D; b++) F[a * D + b] += tmp[a * D + b];
         for (int64_t r = 0; r < rows; r++)
@@ -524,12 +524,12 @@ static void out_error(const rlayer *l, const float *w, double *e_out, double *en
                     f[r * D + d] = l->w0[k];
                     q[r * D + d] = w[k];
                 }
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, q, (int)D, S, (int)D,
+            nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, q, (int)D, S, (int)D,
                         0.0, sq, (int)D);
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, C, (int)D,
+            nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, C, (int)D,
                         0.0, cf, (int)D);
             if (!same)
-                cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, F,
+                nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, f, (int)D, F,
                             (int)D, 0.0, ff, (int)D);
             for (int64_t k = 0; k < nb * D; k++) {
                 se += q[k] * sq[k] - 2 * q[k] * cf[k] + f[k] * ff[k];
@@ -624,7 +624,7 @@ opt_status opt_refine_centroids(opt_refine *rf, size_t i, const uint8_t *idx, fl
             int64_t nb = per - r0 < bl ? per - r0 : bl;
             for (int64_t r = 0; r < nb; r++)
                 for (int64_t d = 0; d < D; d++) W0[r * D + d] = l->w0[widx(l, g * per + r0 + r, d)];
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
+            nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
                         0.0, CW, (int)D);
             for (int64_t r = 0; r < nb; r++) {
                 int64_t o = g * per + r0 + r;
@@ -711,12 +711,6 @@ static int cmp_salient(const void *a, const void *b)
     return x->k < y->k ? -1 : x->k > y->k;
 }
 
-/* LAPACK, column-major (OpenBLAS exports it; the Makefile links -lopenblas). */
-extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info);
-extern void dtrtri_(const char *uplo, const char *diag, const int *n, double *a, const int *lda, int *info);
-extern void dpotrs_(const char *uplo, const int *n, const int *nrhs, const double *a, const int *lda, double *b,
-                    const int *ldb, int *info);
-
 /* Reverses the n entries of a in place. */
 static void reverse_flat(double *a, size_t n)
 {
@@ -738,9 +732,9 @@ bool opt_gptq_factor(double *A, int64_t m)
     size_t mm = (size_t)m * (size_t)m;
     int n = (int)m, info = 0;
     reverse_flat(A, mm);
-    dpotrf_("U", &n, A, &n, &info);
+    nn_blas()->dpotrf("U", &n, A, &n, &info);
     if (info != 0) return false;
-    dtrtri_("U", "N", &n, A, &n, &info);
+    nn_blas()->dtrtri("U", "N", &n, A, &n, &info);
     if (info != 0) return false;
     reverse_flat(A, mm);
     for (int64_t r = 1; r < m; r++) memset(A + r * m, 0, (size_t)r * sizeof *A);
@@ -913,13 +907,13 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
         double *tg = tgt + g * per * D, *cg = cw + g * per * D;
         for (int64_t r = 0; r < per; r++)
             for (int64_t d = 0; d < D; d++) tg[r * D + d] = l->w0[widx(l, g * per + r, d)];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, tg, (int)D, C, (int)D,
+        nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, tg, (int)D, C, (int)D,
                     0.0, cg, (int)D);
         if (l->C && okg[g]) {
             memcpy(tg, cg, (size_t)(per * D) * sizeof *tg);
-            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
+            nn_blas()->dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
                         (int)D, tg, (int)D);
-            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
+            nn_blas()->dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)per, (int)D, 1.0, A,
                         (int)D, tg, (int)D);
         }
     }
@@ -960,10 +954,10 @@ opt_status opt_refine_prune(opt_refine *rf, size_t i, float *w, uint64_t keep, d
                 int64_t o = g * per + rows[k].o;
                 for (int64_t a = 0; a < m; a++) X[(k - r0) * m + a] = cw[o * D + sp[a]] + lam * l->w0[widx(l, o, sp[a])];
             }
-            dpotrf_("L", &n, As, &n, &info);
+            nn_blas()->dpotrf("L", &n, As, &n, &info);
             bool ok = info == 0;
             if (ok) {
-                dpotrs_("L", &n, &nr, As, &n, X, &n, &info);
+                nn_blas()->dpotrs("L", &n, &nr, As, &n, X, &n, &info);
                 ok = info == 0;
             }
             for (int64_t k = r0; k < r1; k++) {
@@ -1027,7 +1021,7 @@ opt_status opt_gptq_quantize(const double *U, int64_t m, double *X, int64_t nr, 
             }
         }
         if (b1 < m)
-            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)(m - b1), (int)nb, -1.0, E,
+            nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)nr, (int)(m - b1), (int)nb, -1.0, E,
                         (int)nb, U + b0 * m + b1, (int)m, 1.0, X + b1, (int)m);
     }
     free(E);
@@ -1057,7 +1051,7 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
         /* c_o = C w0_o for every row of the group: one product. */
         for (int64_t r = 0; r < per; r++)
             for (int64_t d = 0; d < D; d++) W0[r * D + d] = l->w0[widx(l, g * per + r, d)];
-        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
+        nn_blas()->dgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)per, (int)D, (int)D, 1.0, W0, (int)D, C, (int)D,
                     0.0, CW, (int)D);
         /* Rows with the same support share S_TT, so its factor: sort them next to each other. */
         group_supports(l, g, l->wcur, NULL, sups, rows);
@@ -1085,9 +1079,9 @@ opt_status opt_refine_assign(opt_refine *rf, size_t i, const float *book, int nb
                 double *x = X + (k - r0) * m;
                 for (int64_t a = 0; a < m; a++) x[a] = cw[sp[a]] + lam * w0[sp[a]];
             }
-            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
+            nn_blas()->dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
                         (int)m, X, (int)m);
-            cblas_dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
+            nn_blas()->dtrmm(CblasRowMajor, CblasRight, CblasUpper, CblasNoTrans, CblasNonUnit, (int)nr, (int)m, 1.0, H,
                         (int)m, X, (int)m);
             /* OBQ/GPTQ: each weight in turn to its nearest centroid, its error onto the row's weights
              * not yet assigned (Frantar et al. 2022: x_r -= (x_j - q_j) U_jr / U_jj, r > j). */

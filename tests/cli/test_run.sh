@@ -26,6 +26,16 @@ check "test-data without outputs" 1 'no output_\*\.pb files' -- "$MOPT" run --te
 check "test-data not a directory" 1 'nonexistent: not a directory' -- "$MOPT" run --test-data "$T/nonexistent"
 check "test-data excludes -i" 2 'no -i or --random' -- "$MOPT" run --test-data "$RELU" -i x.npy
 
+# OpenBLAS is opened when a kernel first needs it (libopt/exec/cpu/blas.c): a Relu never loads
+# it, a ConvTranspose (im2col + sgemm) does and still matches ONNX's outputs. (The dynamic
+# loader's own log; not under valgrind, whose wrapper would log its own loading.)
+if [ -z "${VG_SCRIPT:-}" ]; then
+    check "relu runs" 0 'passed' -- env LD_DEBUG=files "$MOPT" run --test-data "$RELU"
+    assert "relu: OpenBLAS not loaded" bash -c '! grep -q libopenblas "$0"' "$T/err"
+    check "convtranspose runs" 0 '1 of 1 test data sets passed' -- env LD_DEBUG=files "$MOPT" run --test-data "$TESTDATA/node/test_convtranspose"
+    assert "convtranspose: OpenBLAS loaded on use" grep -q 'file=libopenblas.*dynamically loaded' "$T/err"
+fi
+
 # Outputs in the test-data layout, then fed back.
 check "run -i FILE -o DIR" 0 'wrote 1 output' -- "$MOPT" run "$RELU/model.onnx" -i "$RELU/test_data_set_0/input_0.pb" -o "$O/pb"
 assert "output_0.pb written" [ -s "$O/pb/output_0.pb" ]

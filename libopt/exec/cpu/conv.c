@@ -22,7 +22,7 @@
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/fuse.h"
 
-#include <cblas.h>
+#include "libopt/exec/cpu/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -853,7 +853,7 @@ void nn_conv_f32_ex(opt_kctx *k, const nn_conv_geom *g, const float *x, const fl
             }
             /* The residual goes in first and sgemm adds to it (it may already be there). */
             if (z && z + off != y + off) memcpy(y + off, z + off, (size_t)(Mg * outsz) * sizeof *y);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)outsz, (int)K,
+            nn_blas()->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Mg, (int)outsz, (int)K,
                         1.0f, w + gi * Mg * K, (int)K, op, (int)outsz, z ? 1.0f : 0.0f, y + off,
                         (int)outsz);
             if (b || (epi && epi->act)) {
@@ -940,7 +940,7 @@ void nn_convtr_f32(opt_kctx *k, const nn_conv_geom *g, const float *x, const flo
                 for (int64_t p = 0; p < outsz; p++) yg[m * outsz + p] = bv;
             }
             /* col[Mg*ks x insz] = W_g^T, where W_g is [Cg x Mg*ks], times X_g [Cg x insz]. */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(Mg * ks), (int)insz,
+            nn_blas()->sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)(Mg * ks), (int)insz,
                         (int)Cg, 1.0f, w + gi * Cg * Mg * ks, (int)(Mg * ks),
                         x + (n * g->C + gi * Cg) * insz, (int)insz, 0.0f, col, (int)insz);
             col2im_job j = {g, col, yg, ks, insz, outsz};

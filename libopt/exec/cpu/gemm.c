@@ -8,7 +8,7 @@
  */
 #include "libopt/exec/cpu/nn.h"
 
-#include <cblas.h>
+#include "libopt/exec/cpu/blas.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -159,7 +159,7 @@ static opt_status gemm_run(opt_kctx *k, opt_error *err)
         if (!c) memset(y, 0, (size_t)(M * N) * sizeof *y);
     } else {
         nn_blas_threads(nn_threads(k));
-        cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
+        nn_blas()->sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans,
                     (int)M, (int)N, (int)K, alpha, a, (int)A->dims[1], b, (int)B->dims[1],
                     c ? 1.0f : 0.0f, y, (int)N);
     }
@@ -257,7 +257,7 @@ static void bmm_items(void *ctx, size_t begin, size_t end)
         free(own);
         if (!ok) {
             /* Fall back for this item alone. */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->M, (int)s->N,
+            nn_blas()->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s->M, (int)s->N,
                         (int)s->K, 1.0f, j->a + ao, (int)s->K, j->b + bo, (int)s->N, 0.0f,
                         j->y + (int64_t)t * s->M * s->N, (int)s->N);
         }
@@ -301,10 +301,10 @@ static opt_status matmul_run(opt_kctx *k, opt_error *err)
     if (s.b_flat) {
         int64_t rows = nbatch * s.M;
         if (s.N == 1)
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)s.K, 1.0f, a, (int)s.K, b, 1,
+            nn_blas()->sgemv(CblasRowMajor, CblasNoTrans, (int)rows, (int)s.K, 1.0f, a, (int)s.K, b, 1,
                         0.0f, y, 1);
         else
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)s.N, (int)s.K,
+            nn_blas()->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)rows, (int)s.N, (int)s.K,
                         1.0f, a, (int)s.K, b, (int)s.N, 0.0f, y, (int)s.N);
         goto done;
     }
@@ -312,7 +312,7 @@ static opt_status matmul_run(opt_kctx *k, opt_error *err)
     for (int64_t t = 0; t < nbatch; t++) {
         int64_t ao = 0, bo = 0;
         for (int i = 0; i < s.nb; i++) ao += idx[i] * s.astride[i], bo += idx[i] * s.bstride[i];
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.M, (int)s.N, (int)s.K, 1.0f,
+        nn_blas()->sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)s.M, (int)s.N, (int)s.K, 1.0f,
                     a + ao, (int)s.K, b + bo, (int)s.N, 0.0f, y + t * s.M * s.N, (int)s.N);
         for (int i = s.nb - 1; i >= 0; i--) {
             if (++idx[i] < s.batch[i]) break;

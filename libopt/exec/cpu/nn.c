@@ -5,7 +5,7 @@
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/convert.h"
 
-#include <cblas.h>
+#include "libopt/exec/cpu/blas.h"
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,7 +243,8 @@ void nn_parallel(opt_kctx *k, size_t n, void (*fn)(void *ctx, size_t begin, size
 void nn_blas_threads(int threads)
 {
     if (threads < 1) threads = 1;
-    if (openblas_get_num_threads() != threads) openblas_set_num_threads(threads);
+    const nn_blas_fns *b = nn_blas();
+    if (b->get_num_threads() != threads) b->set_num_threads(threads);
 }
 
 /* ---- convolution geometry -------------------------------------------------------------------- */
