@@ -47,7 +47,8 @@ opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_coll
 
 /* Builds a table (appended to t) with one entry per accumulator of st, in st's order, by the
  * range options ro (scale and zero point for ro->qdtype). Tensors that saw no finite value are
- * left out. */
+ * left out. The entropy and mse searches run on ro->threads threads (0: all cores); the table
+ * does not depend on the count. */
 opt_status opt_calib_table_from_stats(const opt_calib_stats *st, const opt_range_opts *ro,
                                       opt_calib_table *t, opt_error *err);
 

@@ -44,6 +44,8 @@ typedef struct opt_range_opts {
     opt_calib_method method;
     double percentile;  /* for percentile; 0 means 99.999 */
     int qdtype;         /* OPT_DT_UINT8 (asymmetric, default when 0) or OPT_DT_INT8 (symmetric) */
+    int threads;        /* opt_calib_table_from_stats: threads for the entropy and mse searches
+                           (0: all cores) */
 } opt_range_opts;
 
 /* Computes the range [*lo, *hi] (lo <= 0 <= hi) of accumulator a by o's method. Fails naming the

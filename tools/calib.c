@@ -137,6 +137,7 @@ int cmd_calib(int argc, char **argv)
         goto done;
     }
     double t1 = now_s();
+    ro.threads = d.threads;
     if (opt_calib_table_from_stats(&st, &ro, &tab, &e) != OPT_OK) {
         r = tool_fail(&t, tool_in_name(&t), &e);
         goto done;

@@ -229,6 +229,7 @@ int cmd_quant(int argc, char **argv)
             opt_collect_opts co = {.batch = d.batch, .threads = d.threads, .only = needed, .n_only = n_needed,
                                    .progress = prec_progress, .progress_ctx = &t};
             if (opt_calib_collect(m, cal, &co, &st, &e) != OPT_OK) goto fail;
+            ro.threads = d.threads;
             if (opt_calib_table_from_stats(&st, &ro, &q.tab, &e) != OPT_OK) goto fail;
         }
     }
