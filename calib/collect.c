@@ -368,6 +368,13 @@ static void run_slice(worker *w)
     }
 }
 
+/* w's executor: one thread, every produced value handed to observe_slice. */
+static opt_status plan_worker(const par *p, worker *w, opt_error *err)
+{
+    opt_exec_opts eo = {.threads = 1, .observe = observe_par, .observe_ctx = w};
+    return opt_exec_new(p->m, &eo, &w->e, err);
+}
+
 static void *thread_main(void *arg)
 {
     worker *w = arg;
@@ -375,9 +382,8 @@ static void *thread_main(void *arg)
     unsigned long seen = 0;
     /* This thread's executor is planned here, while thread 0 reads and runs the first batch
      * (planning packs every weight: ~1 ms for lenet300). A failure stops the others. */
-    opt_exec_opts eo = {.threads = 1, .observe = observe_par, .observe_ctx = w};
     opt_error e = {0};
-    opt_status s = opt_exec_new(p->m, &eo, &w->e, &e);
+    opt_status s = plan_worker(p, w, &e);
     if (s != OPT_OK) {
         w->e = NULL;
         give_up(w, s, &e);
@@ -592,8 +598,7 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
         worker *w = &p.w[i];
         w->p = &p;
         w->id = i;
-        opt_exec_opts eo = {.threads = 1, .observe = observe_par, .observe_ctx = w};
-        if (i == 0 && (s = opt_exec_new(m, &eo, &w->e, err)) != OPT_OK) goto done;
+        if (i == 0 && (s = plan_worker(&p, w, err)) != OPT_OK) goto done;
         if (i == 0 && (s = check_input(w->e, ds, &in, err)) != OPT_OK) goto done;
         if (i == 0 && (in.ndim == 0 || (in.ndim > 0 && in.dims[0] > 0))) { /* a fixed batch dim */
             *fallback = true;
