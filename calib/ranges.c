@@ -67,6 +67,74 @@ static double magnitude_quantile(const opt_calib_acc *a, double q)
     return a->hmax;
 }
 
+/* Point masses. Values that repeat exactly many times (a conv's output over a constant image
+ * region, e.g. the black background of Fashion-MNIST: ReLU(bias) for every background pixel, per
+ * channel) put a spike into one bin. Quantization maps such a value to one level whatever the
+ * threshold, within half a step, as it does a zero; KL's Q instead spreads a group's mass evenly
+ * over its non-zero bins, so a spike costs about mass * log(group width) and drives the search
+ * towards narrow groups, i.e. towards clipping the continuous tail that later layers use. On
+ * rescnn's first ReLU, 11 such values hold 46% of the non-zero mass.
+ *
+ * A bin is a spike when it holds more than ATOM_RATIO times m, the larger of the medians of its
+ * ATOM_REACH neighbours on the left and on the right, and by more than ATOM_SIGMAS * sqrt(m + 1);
+ * the excess over m moves from h to atoms[]. A continuous density changes little from one bin
+ * to the next, and bin 0 is never a spike (a density may pile up at 0: the magnitudes of a
+ * cube of normals do, with no left side to compare). Spikes next to
+ * each other raise each other's medians, so the test repeats (at most ATOM_PASSES times) until a
+ * pass finds none. */
+#define ATOM_REACH 8
+#define ATOM_RATIO 4.0
+#define ATOM_PASSES 4
+#define ATOM_SIGMAS 8.0
+
+/* Median of h[a..b) (b - a <= ATOM_REACH). */
+static double median_of(const double *h, int a, int b)
+{
+    double v[ATOM_REACH];
+    int n = 0;
+    for (int k = a; k < b; k++) {
+        double x = h[k];
+        int i = n++;
+        while (i > 0 && v[i - 1] > x) {
+            v[i] = v[i - 1];
+            i--;
+        }
+        v[i] = x;
+    }
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static void split_atoms(double *h, double *atoms)
+{
+    double base[NB];
+    for (int j = 0; j < NB; j++) atoms[j] = 0;
+    for (int pass = 0; pass < ATOM_PASSES; pass++) {
+        int found = 0;
+        for (int j = 0; j < NB; j++) {
+            base[j] = -1;
+            /* bin 0 has no left side: a density that peaks at 0 is not a point mass */
+            if (j == 0 || h[j] <= ATOM_RATIO) continue;
+            int a = j - ATOM_REACH > 0 ? j - ATOM_REACH : 0, b = j + 1 + ATOM_REACH < NB ? j + 1 + ATOM_REACH : NB;
+            /* the medians are at least the smallest neighbour: most bins stop here */
+            double lo = INFINITY;
+            for (int k = a; k < b; k++)
+                if (k != j && h[k] < lo) lo = h[k];
+            if (h[j] <= ATOM_RATIO * lo) continue;
+            double ml = median_of(h, a, j), mr = j + 1 < b ? median_of(h, j + 1, b) : ml;
+            double m = fmax(ml, mr);
+            /* above both sides, and far beyond counting noise (sparse tails: 5 against 1 is not) */
+            if (h[j] > ATOM_RATIO * fmax(m, 1.0) && h[j] - m > ATOM_SIGMAS * sqrt(m + 1)) base[j] = m;
+        }
+        for (int j = 0; j < NB; j++)
+            if (base[j] >= 0) {
+                atoms[j] += h[j] - base[j];
+                h[j] = base[j];
+                found++;
+            }
+        if (!found) break;
+    }
+}
+
 /* TensorRT-style KL threshold over histogram h (NB bins of width w) for `levels` levels.
  * Returns the number of bins i whose upper edge is the chosen threshold.
  *
@@ -82,25 +150,30 @@ static double magnitude_quantile(const opt_calib_acc *a, double q)
  * [g i / levels, (g + 1) i / levels), so its width is i / levels rounded down or up: the term
  * mass_g log(mass_g / nz_g) depends only on (start, width), at most NB * (NB / levels + 1)
  * pairs against (NB - levels) * levels group visits, and is computed once per pair (memo).
- * The last group is the exception (it holds bin i - 1, which carries the outliers). */
-static int kl_threshold(const double *h, int levels)
+ * The last group is the exception (it holds bin i - 1, which carries the outliers).
+ *
+ * atoms (may be NULL) holds, per bin, mass that sits on single values (see split_atoms): it is
+ * in neither P's body nor Q, as the zeros are not, except past the candidate threshold, where
+ * it is clipped like any outlier and folds into P's last bin. P's total T then depends on i. */
+static int kl_threshold(const double *h, const double *atoms, int levels)
 {
     int last = NB;
-    while (last > 0 && h[last - 1] == 0) last--;
+    while (last > 0 && h[last - 1] == 0 && (!atoms || atoms[last - 1] == 0)) last--;
     if (last <= levels) return last > 0 ? last : 1;
     int wn = (last + levels - 1) / levels; /* widest group of any candidate */
     bool pow2 = (levels & (levels - 1)) == 0; /* 128 and 256: a shift instead of a division */
     int shift = 0;
     while ((1 << shift) < levels) shift++;
     size_t nmemo = (size_t)last * (size_t)(wn + 1);
-    double *S = malloc((4 * (NB + 1)) * sizeof *S + nmemo * sizeof(double));
+    double *S = malloc((5 * (NB + 1)) * sizeof *S + nmemo * sizeof(double));
     if (!S) return last;
-    double *Z = S + NB + 1, *L = Z + NB + 1, *lognz = L + NB + 1, *memo = lognz + NB + 1;
-    S[0] = Z[0] = L[0] = 0;
+    double *Z = S + NB + 1, *L = Z + NB + 1, *A = L + NB + 1, *lognz = A + NB + 1, *memo = lognz + NB + 1;
+    S[0] = Z[0] = L[0] = A[0] = 0;
     for (int j = 0; j < NB; j++) {
         S[j + 1] = S[j] + h[j];
         Z[j + 1] = Z[j] + (h[j] != 0);
         L[j + 1] = L[j] + (h[j] > 0 ? h[j] * log(h[j]) : 0);
+        A[j + 1] = A[j] + (atoms ? atoms[j] : 0);
     }
     for (int j = 0; j <= NB; j++) lognz[j] = j > 0 ? log((double)j) : 0;
     /* memo[start * (wn + 1) + width] = mass log(mass / nz) of bins [start, start + width) */
@@ -111,11 +184,11 @@ static int kl_threshold(const double *h, int levels)
             memo[(size_t)st * (size_t)(wn + 1) + (size_t)wd] =
                 nz > 0 && mass > 0 ? mass * (log(mass) - lognz[(int)nz]) : 0;
         }
-    double T = S[NB], logT = T > 0 ? log(T) : 0;
     double best = INFINITY;
     int best_i = last;
     for (int i = last; i >= levels; i--) {
-        double qsum = S[i], tail = T - S[i], plast = h[i - 1] + tail;
+        double tail = (S[NB] - S[i]) + (A[NB] - A[i]), T = S[i] + tail, logT = T > 0 ? log(T) : 0;
+        double qsum = S[i], plast = h[i - 1] + tail;
         double kl = 0;
         if (qsum > 0 && T > 0) {
             double logq = log(qsum);
@@ -202,12 +275,14 @@ opt_status opt_calib_range(const opt_calib_acc *a, const opt_range_opts *o, floa
         break;
     }
     case OPT_CALIB_ENTROPY: {
-        double *h = malloc(NB * sizeof *h);
+        double *h = malloc(2 * NB * sizeof *h);
         if (!h) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         for (int i = 0; i < NB; i++) h[i] = (double)a->pos[i] + (double)a->neg[i];
         if (nonneg) h[0] -= (double)a->zeros; /* zeros are exact whatever the threshold */
+        double *atoms = h + NB;
+        split_atoms(h, atoms);
         int levels = nonneg && qdt == OPT_DT_UINT8 ? 256 : 128;
-        int i = kl_threshold(h, levels);
+        int i = kl_threshold(h, atoms, levels);
         free(h);
         double t = i * w;
         if (nonneg) mx = fmin(mx, t);

@@ -263,6 +263,63 @@ Test(calib_ranges, entropy_threshold_is_the_bin_by_bin_kl_minimum)
     free(x);
 }
 
+/* Entropy threshold of a post-ReLU tensor: x[0..n) values, the rest exact zeros. */
+static float entropy_hi(const float *x, size_t n, double *full_kl_hi)
+{
+    opt_calib_stats a;
+    opt_calib_stats_init(&a, true);
+    cr_assert_eq(opt_calib_stats_add_f32(&a, "t", x, n, NULL), OPT_OK);
+    const opt_calib_acc *c = &a.acc[0];
+    float lo, hi;
+    opt_range_opts o = {.method = OPT_CALIB_ENTROPY};
+    cr_assert_eq(opt_calib_range(c, &o, &lo, &hi, NULL), OPT_OK);
+    if (full_kl_hi) { /* the plain search over the whole histogram, point masses included */
+        double *h = malloc(OPT_CALIB_BINS * sizeof *h);
+        for (int i = 0; i < OPT_CALIB_BINS; i++) h[i] = (double)c->pos[i] + (double)c->neg[i];
+        h[0] -= (double)c->zeros;
+        *full_kl_hi = reference_kl_bins(h, 256) * (c->hmax / OPT_CALIB_BINS);
+        free(h);
+    }
+    opt_calib_stats_free(&a);
+    return hi;
+}
+
+Test(calib_ranges, entropy_sets_point_masses_aside_like_zeros)
+{
+    /* A first ReLU over images with a constant background: ReLU(bias) per channel repeats at
+     * every background pixel. Those few exact values hold 45% of the non-zero mass; they are
+     * quantized to one level each whatever the threshold, so they must not decide it. The
+     * plain search over the same histogram clips far lower (it is what this guards against). */
+    enum { N = 200000 };
+    float *x = malloc(N * sizeof *x);
+    unsigned s = 11;
+    int n = 0;
+    while (n < N) {
+        float g = gauss(&s);
+        if (g > 0) x[n++] = expf(0.8f * g) - 1; /* continuous, with a tail */
+    }
+    const float atom[5] = {0.07f, 0.19f, 0.26f, 0.41f, 0.55f};
+    for (int i = 0; i < N; i++) /* the same continuous values either way; zeros are left out */
+        if (i % 100 < 45) x[i] = 0;
+    float plain = entropy_hi(x, N, NULL);
+    for (int i = 0; i < N; i++)
+        if (i % 100 < 45) x[i] = atom[i % 5];
+    double full;
+    float hi = entropy_hi(x, N, &full);
+    cr_assert(fabsf(hi - plain) <= 0.05f * plain, "with point masses %g, without %g", hi, plain);
+    cr_assert(full < 0.7 * plain, "the plain search should clip hard here: %g vs %g", full, plain);
+
+    /* A point mass past the continuous body (2% of the values) is clipped like any outlier would
+     * be, with all of its mass: the search keeps it. */
+    for (int i = 0; i < N; i++) {
+        float g = fabsf(gauss(&s));
+        x[i] = i % 50 == 0 ? 9.0f : g;
+    }
+    hi = entropy_hi(x, N, NULL);
+    cr_assert(hi >= 9.0f, "a 2%% point mass at 9 was clipped to %g", hi);
+    free(x);
+}
+
 Test(calib_ranges, minmax_needs_no_histogram_and_others_say_they_do)
 {
     opt_calib_stats a;
