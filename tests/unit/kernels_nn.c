@@ -156,6 +156,58 @@ Test(pool, max_pool_vector_rows_are_bit_identical_to_the_n_d_loop)
     }
 }
 
+/* int8/uint8 MaxPool (run on the bytes where the CPU has AVX-512 VBMI) gives exactly the float
+ * MaxPool of the same values: strides 1 and 2, rows of one, two and three vectors, pads,
+ * dilations, ceil_mode, 1-D; byte extremes included. */
+Test(pool, max_pool_on_bytes_equals_the_float_pool_of_the_same_values)
+{
+    kt_rng r = {23};
+    const int64_t cases[][7] = {/* H, W, k, stride, pad, dil, ceil; H 0: 1-D */
+                                {9, 45, 3, 2, 1, 1, 0},  {8, 130, 3, 1, 1, 1, 0}, {7, 37, 2, 2, 0, 1, 1},
+                                {6, 200, 3, 2, 1, 2, 1}, {5, 112, 3, 2, 1, 1, 0}, {4, 17, 5, 1, 2, 1, 0},
+                                {0, 150, 3, 2, 1, 1, 1}, {7, 64, 3, 1, 0, 3, 0}};
+    for (int sgn = 0; sgn < 2; sgn++)
+        for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+            int64_t H = cases[t][0], W = cases[t][1], k = cases[t][2], st = cases[t][3];
+            int64_t pd = cases[t][4], dl = cases[t][5];
+            int sp = H ? 2 : 1;
+            size_t n = (size_t)(2 * 3 * (H ? H : 1) * W);
+            uint8_t *b = malloc(n);
+            float *f = malloc(n * sizeof *f);
+            for (size_t i = 0; i < n; i++) {
+                b[i] = i % 17 == 0 ? (uint8_t)(sgn ? 0x80 : 0) : i % 19 == 0 ? (uint8_t)(sgn ? 0x7f : 0xff)
+                                                                      : (uint8_t)kt_int(&r, 0, 255);
+                f[i] = sgn ? (float)(int8_t)b[i] : (float)b[i];
+            }
+            int bdt = sgn ? OPT_DT_INT8 : OPT_DT_UINT8, fdt = OPT_DT_FLOAT;
+            kt_operand inb = {"x", bdt, 2 + sp, {2, 3, H, W}, b, false};
+            kt_operand inf = {"x", fdt, 2 + sp, {2, 3, H, W}, f, false};
+            if (!H) inb.dims[2] = inf.dims[2] = W;
+            opt_model *mb = kt_model("MaxPool", 12, &inb, 1, &bdt, 1);
+            opt_model *mf = kt_model("MaxPool", 12, &inf, 1, &fdt, 1);
+            int64_t kk[2] = {k, k}, ss[2] = {st, st}, pp[4] = {pd, pd, pd, pd}, dd[2] = {dl, dl};
+            kt_attr_ints(mb, "kernel_shape", kk, sp), kt_attr_ints(mf, "kernel_shape", kk, sp);
+            kt_attr_ints(mb, "strides", ss, sp), kt_attr_ints(mf, "strides", ss, sp);
+            kt_attr_ints(mb, "pads", pp, 2 * sp), kt_attr_ints(mf, "pads", pp, 2 * sp);
+            kt_attr_ints(mb, "dilations", dd, sp), kt_attr_ints(mf, "dilations", dd, sp);
+            kt_attr_int(mb, "ceil_mode", cases[t][6]), kt_attr_int(mf, "ceil_mode", cases[t][6]);
+            opt_array yb = {0}, yf = {0};
+            kt_run(mb, 1, &inb, 1, &yb, 1);
+            kt_run(mf, 1, &inf, 1, &yf, 1);
+            cr_assert_eq(yb.dtype, bdt);
+            uint64_t no = opt_array_numel(&yf);
+            cr_assert_eq(opt_array_numel(&yb), no, "case %zu", t);
+            for (uint64_t i = 0; i < no; i++) {
+                float got = sgn ? (float)((const int8_t *)yb.data)[i] : (float)((const uint8_t *)yb.data)[i];
+                cr_assert_eq(got, ((const float *)yf.data)[i], "%s case %zu, output %llu", sgn ? "int8" : "uint8", t,
+                             (unsigned long long)i);
+            }
+            opt_array_free(&yb), opt_array_free(&yf);
+            opt_model_free(mb), opt_model_free(mf);
+            free(b), free(f);
+        }
+}
+
 Test(pool, two_d_and_n_d_loops_agree_with_ceil_mode_dilations_and_pads)
 {
     pool_2d_vs_3d("MaxPool", false);

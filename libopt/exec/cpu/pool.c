@@ -5,8 +5,9 @@
  * must start inside the input or its leading padding), count_include_pad (padding counts, but
  * not the extra cells ceil_mode adds), MaxPool's optional Indices output in row-major or
  * column-major (storage_order 1) flattening. 1-D and 2-D windows take a loop with precomputed
- * bounds; 3-D and up a generic one. int8/uint8 MaxPool and the float16/bfloat16/double types
- * compute in float32, which is exact for the integers.
+ * bounds; 3-D and up a generic one. int8/uint8 MaxPool without Indices, 1-D/2-D with strides
+ * 1-2 along the last axis, runs on the bytes (AVX-512 VBMI); other int8/uint8 cases and the
+ * float16/bfloat16/double types compute in float32, which is exact for the integers.
  */
 #include "libopt/exec/cpu/nn.h"
 
@@ -103,13 +104,107 @@ static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *
         }
     return true;
 }
+
+/* Bits [lo, hi) of a 64-lane mask (hi may pass 64; lanes from 64 on are dropped). */
+static inline uint64_t lane_bits64(int64_t lo, int64_t hi)
+{
+    if (lo < 0) lo = 0;
+    if (hi > 64) hi = 64;
+    if (hi <= lo) return 0;
+    uint64_t top = hi == 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1;
+    return top & ~(((uint64_t)1 << lo) - 1);
+}
+
+static bool maxpool_bytes_available(void)
+{
+    static int ok = -1;
+    if (ok < 0)
+        ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+             __builtin_cpu_supports("avx512vbmi");
+    return ok;
+}
+
+/* The byte twin of maxpool_plane_avx512 for int8/uint8 (sgn: int8): 64 outputs at a time, taps
+ * outside the image read as the type's minimum. Max commutes with dequantization (scale > 0), so
+ * a quantized MaxPool needs no conversion. False for strides above 2. */
+__attribute__((target("avx512f,avx512bw,avx512vbmi"), optimize("O3")))
+static bool maxpool_plane_bytes(const nn_conv_geom *g, const uint8_t *xp, uint8_t *yp, bool sgn)
+{
+    int sp = g->nsp;
+    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
+    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
+    int64_t KH = sp == 2 ? g->k[0] : 1, KW = g->k[sp - 1];
+    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
+    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
+    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    if (sw > 2) return false;
+    uint8_t even_b[64];
+    for (int i = 0; i < 64; i++) even_b[i] = (uint8_t)(2 * i);
+    const __m512i even = _mm512_loadu_si512(even_b);
+    const __m512i low = sgn ? _mm512_set1_epi8(INT8_MIN) : _mm512_setzero_si512();
+    for (int64_t oh = 0; oh < OH; oh++)
+        for (int64_t ow0 = 0; ow0 < OW; ow0 += 64) {
+            int64_t nv = OW - ow0 < 64 ? OW - ow0 : 64;
+            __m512i m = low;
+            for (int64_t kh = 0; kh < KH; kh++) {
+                int64_t ih = oh * sh - ph + kh * dh;
+                if (ih < 0 || ih >= H) continue;
+                uintptr_t xr = (uintptr_t)(xp + ih * W);
+                for (int64_t kw = 0; kw < KW; kw++) {
+                    int64_t start = ow0 * sw + kw * dw - pw;
+                    /* Integer address arithmetic: masked-off lanes may lie outside the row. */
+                    const void *at = (const void *)(xr + (uintptr_t)start);
+                    __m512i v;
+                    if (sw == 1) {
+                        uint64_t k = lane_bits64(-start, W - start < nv ? W - start : nv);
+                        if (!k) continue;
+                        v = _mm512_mask_loadu_epi8(low, (__mmask64)k, at);
+                    } else {
+                        int64_t span = 2 * nv - 1, hi = W - start < span ? W - start : span;
+                        uint64_t k0 = lane_bits64(-start, hi), k1 = lane_bits64(-start - 64, hi - 64);
+                        if (!k0 && !k1) continue;
+                        const void *at64 = (const void *)(xr + (uintptr_t)(start + 64));
+                        v = _mm512_permutex2var_epi8(_mm512_mask_loadu_epi8(low, (__mmask64)k0, at), even,
+                                                     _mm512_mask_loadu_epi8(low, (__mmask64)k1, at64));
+                    }
+                    m = sgn ? _mm512_max_epi8(v, m) : _mm512_max_epu8(v, m);
+                }
+            }
+            _mm512_mask_storeu_epi8(yp + oh * OW + ow0, (__mmask64)lane_bits64(0, nv), m);
+        }
+    return true;
+}
 #else
 static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *yp)
 {
     (void)g, (void)xp, (void)yp;
     return false;
 }
+static bool maxpool_bytes_available(void)
+{
+    return false;
+}
+static bool maxpool_plane_bytes(const nn_conv_geom *g, const uint8_t *xp, uint8_t *yp, bool sgn)
+{
+    (void)g, (void)xp, (void)yp, (void)sgn;
+    return false;
+}
 #endif
+
+typedef struct bytes_job {
+    const nn_conv_geom *g;
+    const uint8_t *x;
+    uint8_t *y;
+    bool sgn;
+    int64_t insz, outsz;
+} bytes_job;
+
+static void pool_planes_bytes(void *ctx, size_t begin, size_t end)
+{
+    const bytes_job *j = ctx;
+    for (size_t pl = begin; pl < end; pl++)
+        maxpool_plane_bytes(j->g, j->x + (int64_t)pl * j->insz, j->y + (int64_t)pl * j->outsz, j->sgn);
+}
 
 /* 1-D/2-D planes [begin, end) of N*C. */
 static void pool_planes_2d(void *ctx, size_t begin, size_t end)
@@ -265,6 +360,12 @@ static opt_status pool_run(opt_kctx *k, opt_error *err, bool max)
                     k->node->outputs[1][0];
     if (want_idx) OPT_TRY(opt_kctx_output(k, 1, OPT_DT_INT64, X->ndim, dims, err));
     if (!opt_array_numel(&k->out[0])) return OPT_OK;
+    if (max && !want_idx && (X->dtype == OPT_DT_UINT8 || X->dtype == OPT_DT_INT8) && g.nsp <= 2 &&
+        g.stride[g.nsp - 1] <= 2 && maxpool_bytes_available()) {
+        bytes_job bj = {&g, X->data, k->out[0].data, X->dtype == OPT_DT_INT8, nn_geom_in_size(&g), nn_geom_out_size(&g)};
+        nn_parallel(k, (size_t)(g.N * g.C), pool_planes_bytes, &bj);
+        return OPT_OK;
+    }
     float *tx, *ty;
     const float *x = nn_f32_in_k(k, X, &tx);
     float *y = nn_f32_out_k(k, &k->out[0], &ty);
