@@ -2,7 +2,8 @@
  * tests/unit/kernels_qgemm.c — the 8-bit integer GEMM and the ops on it are exact: every kernel
  * this CPU has (AVX-512 VNNI, AVX2, C) gives the same bytes as the three-loop reference for any
  * shape, signedness and epilogue; QLinearConv (int8 activations, uint8 weights with per-channel
- * zero points, strides, dilations, pads, images smaller than a panel; both unfoldings), a Gemm written as a 1x1
+ * zero points, strides (2 along the width too), dilations, pads, images smaller than a panel; both
+ * unfoldings), a Gemm written as a 1x1
  * QLinearConv and QLinearMatMul equal integer references computed here; the per-tensor
  * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
  */
@@ -103,12 +104,13 @@ static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, in
     return acc;
 }
 
-/* One QLinearConv case with C input channels (C % 4 == 0 takes the channels-last unfolding). */
-static void qlconv_case(int C, int W, uint64_t seed)
+/* One QLinearConv case with C input channels (C % 4 == 0 takes the channels-last unfolding) and
+ * stride sw along the width. */
+static void qlconv_case(int C, int W, int sw, uint64_t seed)
 {
     kt_rng r = {seed};
     enum { N = 3, H = 6, M = 11, KH = 3, KW = 2 };
-    const int st[2] = {2, 1}, dl[2] = {1, 2}, pd[4] = {1, 2, 0, 1};
+    const int st[2] = {2, sw}, dl[2] = {1, 2}, pd[4] = {1, 2, 0, 1};
     const int OH = (H + pd[0] + pd[2] - dl[0] * (KH - 1) - 1) / st[0] + 1;
     const int OW = (W + pd[1] + pd[3] - dl[1] * (KW - 1) - 1) / st[1] + 1;
     const size_t nx = (size_t)(N * C * H * W), nw = (size_t)(M * C * KH * KW);
@@ -171,9 +173,11 @@ static void qlconv_case(int C, int W, uint64_t seed)
 
 Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
 {
-    qlconv_case(5, 9, 77);  /* unfolding by row pieces */
-    qlconv_case(8, 9, 78);  /* channels-last unfolding */
-    qlconv_case(32, 37, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
+    qlconv_case(5, 9, 1, 77);   /* unfolding by row pieces */
+    qlconv_case(8, 9, 1, 78);   /* channels-last unfolding */
+    qlconv_case(32, 37, 1, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
+    qlconv_case(3, 77, 2, 80);  /* row pieces at stride 2 (ResNet's first conv): 16 bytes of 32 at a time */
+    qlconv_case(3, 150, 2, 81); /* the same over runs of a whole panel */
 }
 
 Test(qlinearconv, pointwise_panels_inside_and_across_images_equal_the_integer_reference)

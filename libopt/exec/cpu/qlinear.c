@@ -195,9 +195,20 @@ static inline void copy16(uint8_t *d, const uint8_t *s, int64_t n, const uint8_t
     for (; l < n; l++) d[l] = s[l];
 }
 
-/* Unfolds columns [j0, j0 + nc) into tmp (K rows of QT bytes), then interleaves them into the
- * panel. The row pieces are short (an output row at most), so they are moved 16 bytes at a time
- * inline rather than through memcpy/memset calls, which cost more than the copies here. */
+/* Every other byte of s: d[l] = s[2 l] for l < n, 16 at a time (the low bytes of 16-bit lanes,
+ * packed), writing up to 15 bytes past n like copy16; reads stay before end. */
+static inline void copy16_s2(uint8_t *d, const uint8_t *s, int64_t n, const uint8_t *end)
+{
+    const __m128i lo = _mm_set1_epi16(0x00ff);
+    int64_t l = 0;
+    for (; l < n && s + 2 * l + 32 <= end; l += 16) {
+        __m128i a = _mm_loadu_si128((const __m128i *)(s + 2 * l));
+        __m128i b = _mm_loadu_si128((const __m128i *)(s + 2 * l + 16));
+        _mm_storeu_si128((__m128i *)(d + l), _mm_packus_epi16(_mm_and_si128(a, lo), _mm_and_si128(b, lo)));
+    }
+    for (; l < n; l++) d[l] = s[2 * l];
+}
+
 /* Unfolds columns [j0, j0 + nc) into tmp (K rows of QT bytes), then interleaves them into the
  * panel. The columns fall into runs along output rows; per k each run is one row piece of x.
  * Pieces are short (an output row at most), so they move 16 bytes at a time inline rather than
@@ -235,6 +246,10 @@ static void qcol_pack(const void *ctx, int64_t j0, int64_t nc, uint8_t *panel, u
             const uint8_t *row = r->x + kt[0] + ih * q->W;
             if (r->inside && q->sw == 1) {
                 copy16(d, row + iw0, L, q->x_end);
+                continue;
+            }
+            if (r->inside && q->sw == 2) {
+                copy16_s2(d, row + iw0, L, q->x_end);
                 continue;
             }
             if (ih < 0 || ih >= q->H) {
