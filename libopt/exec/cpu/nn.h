@@ -100,6 +100,21 @@ typedef struct nn_conv_geom {
 opt_status nn_conv_geom_init(nn_conv_geom *g, const opt_node *n, int nsp, const int64_t *in,
                              const int64_t *kshape, bool pool, opt_error *err);
 
+/* A 1-D or 2-D sweep seen as 2-D (a 1-D one has H = OH = KH = 1 and no vertical stride,
+ * dilation or padding): the sizes the per-plane loops index with. */
+typedef struct nn_plane2d {
+    int64_t H, W, OH, OW, KH, KW, sh, sw, dh, dw, ph, pw;
+} nn_plane2d;
+
+static inline nn_plane2d nn_plane2d_of(const nn_conv_geom *g)
+{
+    int sp = g->nsp, two = sp == 2;
+    nn_plane2d p = {two ? g->in[0] : 1,     g->in[sp - 1],  two ? g->out[0] : 1,   g->out[sp - 1],
+                    two ? g->k[0] : 1,      g->k[sp - 1],   two ? g->stride[0] : 1, g->stride[sp - 1],
+                    two ? g->dil[0] : 1,    g->dil[sp - 1], two ? g->pad_b[0] : 0, g->pad_b[sp - 1]};
+    return p;
+}
+
 /* Product of g->out (or in/k) spatial sizes. */
 int64_t nn_geom_out_size(const nn_conv_geom *g);
 int64_t nn_geom_in_size(const nn_conv_geom *g);

@@ -61,13 +61,9 @@ static inline uint32_t lane_bits(int64_t lo, int64_t hi)
 __attribute__((target("avx512f"), optimize("O3")))
 static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *yp)
 {
-    int sp = g->nsp;
-    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
-    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
-    int64_t KH = sp == 2 ? g->k[0] : 1, KW = g->k[sp - 1];
-    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
-    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
-    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    const nn_plane2d q = nn_plane2d_of(g);
+    const int64_t H = q.H, W = q.W, OH = q.OH, OW = q.OW, KH = q.KH, KW = q.KW;
+    const int64_t sh = q.sh, sw = q.sw, dh = q.dh, dw = q.dw, ph = q.ph, pw = q.pw;
     if (sw > 2) return false;
     const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512 ninf = _mm512_set1_ps(-INFINITY);
@@ -130,13 +126,9 @@ static bool maxpool_bytes_available(void)
 __attribute__((target("avx512f,avx512bw,avx512vbmi"), optimize("O3")))
 static bool maxpool_plane_bytes(const nn_conv_geom *g, const uint8_t *xp, uint8_t *yp, bool sgn)
 {
-    int sp = g->nsp;
-    int64_t H = sp == 2 ? g->in[0] : 1, W = g->in[sp - 1];
-    int64_t OH = sp == 2 ? g->out[0] : 1, OW = g->out[sp - 1];
-    int64_t KH = sp == 2 ? g->k[0] : 1, KW = g->k[sp - 1];
-    int64_t sh = sp == 2 ? g->stride[0] : 1, sw = g->stride[sp - 1];
-    int64_t dh = sp == 2 ? g->dil[0] : 1, dw = g->dil[sp - 1];
-    int64_t ph = sp == 2 ? g->pad_b[0] : 0, pw = g->pad_b[sp - 1];
+    const nn_plane2d q = nn_plane2d_of(g);
+    const int64_t H = q.H, W = q.W, OH = q.OH, OW = q.OW, KH = q.KH, KW = q.KW;
+    const int64_t sh = q.sh, sw = q.sw, dh = q.dh, dw = q.dw, ph = q.ph, pw = q.pw;
     if (sw > 2) return false;
     uint8_t even_b[64];
     for (int i = 0; i < 64; i++) even_b[i] = (uint8_t)(2 * i);
