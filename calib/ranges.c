@@ -78,10 +78,9 @@ static double magnitude_quantile(const opt_calib_acc *a, double q)
  * A bin is a spike when it holds more than ATOM_RATIO times m, the larger of the medians of its
  * ATOM_REACH neighbours on the left and on the right, and by more than ATOM_SIGMAS * sqrt(m + 1);
  * the excess over m moves from h to atoms[]. A continuous density changes little from one bin
- * to the next, and bin 0 is never a spike (a density may pile up at 0: the magnitudes of a
- * cube of normals do, with no left side to compare). Spikes next to
- * each other raise each other's medians, so the test repeats (at most ATOM_PASSES times) until a
- * pass finds none. */
+ * to the next, and bin 0 is never a spike (a density may pile up at 0: the magnitudes of a cube
+ * of normals do, with no left side to compare). Spikes next to each other raise each other's
+ * medians, so the test repeats (at most ATOM_PASSES times) until a pass finds none. */
 #define ATOM_REACH 8
 #define ATOM_RATIO 4.0
 #define ATOM_PASSES 4
