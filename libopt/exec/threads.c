@@ -3,22 +3,41 @@
  *
  * Work is split into at most `threads` contiguous chunks whose bounds depend only on n and the
  * thread count (chunk i is [n*i/p, n*(i+1)/p)), so a kernel that writes each output from one
- * chunk gives bit-identical results run after run. The calling thread runs chunk 0; workers wait
- * on a condition variable between jobs. A parallel_for issued from inside a worker runs serially.
+ * chunk gives bit-identical results run after run. The calling thread runs chunk 0. A
+ * parallel_for issued from inside a worker runs serially.
+ *
+ * Waking a thread asleep on a condition variable costs tens of microseconds on a virtual
+ * machine (the idle vCPU has to be scheduled again), as much as a small kernel's whole work; an
+ * inference issues one job per node and more. So between jobs a worker first spins on the job
+ * counter for up to SPIN_NS, and only then sleeps on the condition variable; the caller waits
+ * for the workers the same way. The spin is bounded in time, so an idle pool gives its cores
+ * back within SPIN_NS of its last job.
  */
 #include "libopt/exec/threads.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define cpu_relax() _mm_pause()
+#else
+#define cpu_relax() ((void)0)
+#endif
+
+/* How long a worker looks for the next job (and the caller for the end of this one) before it
+ * sleeps. */
+#define SPIN_NS 200000
 
 struct opt_tpool {
     int n;              /* total parallelism, including the caller */
     pthread_t *th;
     pthread_mutex_t mu;
     pthread_cond_t start, done;
-    unsigned long gen;
-    int pending;
-    bool stop;
+    _Atomic unsigned long gen; /* job counter; its release store publishes the fields below */
+    atomic_int pending;        /* workers still on the current job */
+    atomic_bool stop;
     void (*fn)(void *, size_t, size_t);
     void *ctx;
     size_t items;
@@ -32,6 +51,44 @@ typedef struct warg {
     int id;
 } warg;
 
+static long long now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* Spins until the job counter differs from `seen` or the pool stops; false after SPIN_NS. */
+static bool spin_for_job(opt_tpool *p, unsigned long seen)
+{
+    long long end = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen || atomic_load(&p->stop))
+            return true;
+        cpu_relax();
+        if ((i & 63) == 63) {
+            long long t = now_ns();
+            if (!end) end = t + SPIN_NS;
+            else if (t > end) return false;
+        }
+    }
+}
+
+/* Spins until no worker is left on the job; false after SPIN_NS. */
+static bool spin_for_workers(opt_tpool *p)
+{
+    long long end = 0;
+    for (unsigned i = 0;; i++) {
+        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
+        cpu_relax();
+        if ((i & 63) == 63) {
+            long long t = now_ns();
+            if (!end) end = t + SPIN_NS;
+            else if (t > end) return false;
+        }
+    }
+}
+
 static void *worker(void *arg)
 {
     warg w = *(warg *)arg;
@@ -39,24 +96,29 @@ static void *worker(void *arg)
     opt_tpool *p = w.p;
     in_worker = true;
     unsigned long seen = 0;
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->gen == seen) pthread_cond_wait(&p->start, &p->mu);
-        if (p->stop) break;
-        seen = p->gen;
+        if (!spin_for_job(p, seen)) {
+            pthread_mutex_lock(&p->mu);
+            while (!atomic_load(&p->stop) && atomic_load(&p->gen) == seen)
+                pthread_cond_wait(&p->start, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load_explicit(&p->gen, memory_order_acquire);
         int parts = p->parts;
         size_t items = p->items;
-        void (*fn)(void *, size_t, size_t) = p->fn;
-        void *ctx = p->ctx;
-        pthread_mutex_unlock(&p->mu);
         if (w.id < parts) {
             size_t b = items * (size_t)w.id / (size_t)parts, e = items * (size_t)(w.id + 1) / (size_t)parts;
-            if (b < e) fn(ctx, b, e);
+            if (b < e) p->fn(p->ctx, b, e);
         }
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        /* The caller may be asleep: the last worker wakes it under the mutex, so the wake-up
+         * cannot fall between its check of pending and its wait. */
+        if (atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -91,7 +153,7 @@ void opt_tpool_free(opt_tpool *p)
 {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
-    p->stop = true;
+    atomic_store(&p->stop, true);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->th[i - 1], NULL);
@@ -119,18 +181,21 @@ void opt_tpool_run(opt_tpool *p, size_t n, size_t min_chunk,
         fn(ctx, 0, n);
         return;
     }
-    pthread_mutex_lock(&p->mu);
+    /* Every worker has left the last job (pending reached 0), so none reads these now. */
     p->fn = fn;
     p->ctx = ctx;
     p->items = n;
     p->parts = parts;
-    p->pending = p->n - 1;
-    p->gen++;
+    atomic_store_explicit(&p->pending, p->n - 1, memory_order_relaxed);
+    pthread_mutex_lock(&p->mu);
+    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
     pthread_cond_broadcast(&p->start);
     pthread_mutex_unlock(&p->mu);
     size_t e = n / (size_t)parts;
     fn(ctx, 0, e);
-    pthread_mutex_lock(&p->mu);
-    while (p->pending > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    if (!spin_for_workers(p)) {
+        pthread_mutex_lock(&p->mu);
+        while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
+        pthread_mutex_unlock(&p->mu);
+    }
 }
