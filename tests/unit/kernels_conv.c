@@ -331,11 +331,30 @@ Test(conv, shifted_path_threads_give_identical_bits_through_the_executor)
         {2, 2, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1}, /* rescnn's layer1: 27 tiles per image */
         {2, 3, 6, 13, 1, 14, 14, 5, 5, 0, 0, 0, 0},  /* 5x5, M 13 */
         {2, 2, 40, 24, 2, 11, 23, 3, 3, 1, 2, 0, 1}, /* 2 groups, K 180, asymmetric pads */
+        {2, 5, 16, 16, 1, 28, 28, 3, 3, 1, 1, 1, 1}, /* 5 images: 3 + 2 and 2 + 2 + 1 per thread */
     };
     for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
         nn_conv_geom g;
         shift_geom_of(&cases[t], &g);
         if (nn_sgemm_fast()) cr_assert_eq(nn_conv_path(&g), NN_CONV_SHIFTED, "case %zu", t);
+        kt_conv_chain_agrees(&g, &r, t, false);
+    }
+}
+
+/* The same on the packed path (1x1 without pads: im2col into panels), where each thread packs
+ * into its own workspace when it runs whole images. */
+Test(conv, packed_path_threads_give_identical_bits_through_the_executor)
+{
+    kt_rng r = {0x9a0c1};
+    const shift_case cases[] = {
+        {2, 2, 32, 24, 1, 14, 14, 1, 1, 0, 0, 0, 0},   /* N 2: one image per thread with 2 */
+        {2, 5, 20, 40, 2, 9, 30, 1, 1, 0, 0, 0, 0},    /* 5 images, 2 groups, 270 columns */
+        {2, 3, 8, 16, 1, 40, 40, 1, 1, 0, 0, 0, 0},    /* 1600 columns: 4 chunks of NN_NC */
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        nn_conv_geom g;
+        shift_geom_of(&cases[t], &g);
+        if (nn_sgemm_fast()) cr_assert_eq(nn_conv_path(&g), NN_CONV_PACKED, "case %zu", t);
         kt_conv_chain_agrees(&g, &r, t, false);
     }
 }

@@ -90,11 +90,16 @@ static inline void kt_conv_chain_agrees(const nn_conv_geom *g, kt_rng *r, size_t
     opt_value_info_free(gr->outputs[0]);
     gr->outputs[0] = kt_vi("r", OPT_DT_FLOAT, -1, NULL);
     kt_operand ins[4] = {in[0], in[1], in[2], {"z", OPT_DT_FLOAT, 4, {yd[0], yd[1], yd[2], yd[3]}, z, false}};
-    opt_array y1 = {0}, y3 = {0};
+    /* With 2 threads and N >= 2 a conv runs whole images on each thread; with 3 threads and
+     * N < 3 it splits each image's product between them. */
+    opt_array y1 = {0}, y2 = {0}, y3 = {0};
     kt_run(m, 1, ins, 4, &y1, 1);
+    kt_run(m, 2, ins, 4, &y2, 1);
     kt_run(m, 3, ins, 4, &y3, 1);
     cr_assert_eq(opt_array_numel(&y1), ny);
+    cr_assert_eq(opt_array_numel(&y2), ny);
     cr_assert_eq(opt_array_numel(&y3), ny);
+    cr_assert(memcmp(y1.data, y2.data, ny * sizeof(float)) == 0, "case %zu: 1 and 2 threads differ", t);
     cr_assert(memcmp(y1.data, y3.data, ny * sizeof(float)) == 0, "case %zu: 1 and 3 threads differ", t);
     nn_conv_epi e = {.z = z, .act = NN_ACT_RELU, .path = NN_CONV_SHIFTED};
     float *yd1 = malloc(ny * sizeof *yd1), *yr = malloc(ny * sizeof *yr);
@@ -109,6 +114,7 @@ static inline void kt_conv_chain_agrees(const nn_conv_geom *g, kt_rng *r, size_t
     double d = kt_max_rel(y3.data, yr, ny);
     cr_assert_leq(d, KT_F32_REL, "case %zu: error %g", t, d);
     opt_array_free(&y1);
+    opt_array_free(&y2);
     opt_array_free(&y3);
     opt_model_free(m);
     free(x), free(w), free(b), free(z), free(yd1), free(yr);

@@ -13,6 +13,9 @@
  *         (conv_pack_b; 1x1 without pads copies the image's columns);
  *   - without it: im2col into a workspace (the image itself for 1x1 without pads), then one
  *     OpenBLAS sgemm per image and group.
+ * Threads: with at least as many images as threads, the two AVX-512 paths give each thread a
+ * run of whole images (its own phase copy or panel workspace, single-threaded products: one
+ * dispatch per conv); with fewer, each image's product is split between the threads.
  * ConvTranspose is sgemm (W^T x X) followed by col2im. Weights that are initializers are
  * converted to float32 once at load (prepare); float16/bfloat16/double models compute in float32
  * and round once at the output.
@@ -699,6 +702,87 @@ static void phase_planes(void *ctx, size_t begin, size_t end)
     }
 }
 
+/* Whether a conv runs whole images on each thread (single-threaded products) rather than one
+ * image after another, each product split between the threads: with as many images as threads,
+ * one dispatch per conv instead of one per image, and no product too small to split. Both give
+ * the same bits (an output's additions do not depend on the split). */
+static bool conv_by_images(const opt_kctx *k, const nn_conv_geom *g)
+{
+    return nn_threads(k) > 1 && g->N >= nn_threads(k);
+}
+
+/* Images [n0, n1) split into `slots` contiguous runs, slot s on one thread. */
+typedef struct image_slots {
+    int64_t n;
+    size_t slots;
+    void (*run)(void *ctx, size_t slot, int64_t n0, int64_t n1);
+    void *ctx;
+} image_slots;
+
+static void image_slot_run(void *ctx, size_t begin, size_t end)
+{
+    const image_slots *is = ctx;
+    for (size_t s = begin; s < end; s++) {
+        int64_t n0 = is->n * (int64_t)s / (int64_t)is->slots;
+        int64_t n1 = is->n * (int64_t)(s + 1) / (int64_t)is->slots;
+        if (n0 < n1) is->run(is->ctx, s, n0, n1);
+    }
+}
+
+typedef struct shifted_job {
+    const nn_conv_geom *g;
+    const shift_geom *sg;
+    const float *x, *pw;
+    size_t per;
+    const float *b;
+    const nn_conv_epi *epi;
+    float *y;
+    const int64_t *off;
+    float *xp;          /* phase copies: slot s at xp + s * slot_floats */
+    size_t slot_floats;
+} shifted_job;
+
+/* Images [n0, n1) of conv_shifted, products on k's threads (NULL: this thread), phases copied
+ * into xp. */
+static bool shifted_images(opt_kctx *k, const shifted_job *j, int64_t n0, int64_t n1, float *xp)
+{
+    const nn_conv_geom *g = j->g;
+    const shift_geom *sg = j->sg;
+    const nn_conv_epi *epi = j->epi;
+    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
+    int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, K = Cg * sg->KH * sg->KW;
+    int64_t plane = sg->nph * sg->npw * sg->Hq * sg->Wq;
+    nn_bshift bs = {NULL, j->off, sg->Wq, sg->OW};
+    int64_t N = (sg->OH - 1) * sg->Wq + sg->OW;
+    bool ok = true;
+    for (int64_t n = n0; n < n1 && ok; n++)
+        for (int64_t gi = 0; gi < g->group && ok; gi++) {
+            const float *xg = j->x + (n * g->C + gi * Cg) * insz;
+            if (sg->copy) {
+                phase_job pj = {sg, xg, xp};
+                /* Threads only where the copy is big enough to pay for waking them. */
+                nn_parallel(Cg * plane >= 65536 ? k : NULL, (size_t)Cg, phase_planes, &pj);
+                bs.base = xp;
+            } else {
+                bs.base = xg;
+            }
+            int64_t o = (n * g->M + gi * Mg) * outsz;
+            const float *b = j->b;
+            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL,
+                              outsz, epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0,
+                              epi ? epi->hi : 0, epi ? epi->alpha : 0};
+            ok = nn_sgemm_shifted(k, Mg, N, K, j->pw + (size_t)gi * j->per, &bs, j->y + o, outsz,
+                                  &ep);
+        }
+    return ok;
+}
+
+static void shifted_slot(void *ctx, size_t slot, int64_t n0, int64_t n1)
+{
+    const shifted_job *j = ctx;
+    shifted_images(NULL, j, n0, n1, j->xp ? j->xp + slot * j->slot_floats : NULL);
+}
+
 /* The conv on the wide grid: output position (oh, ow) is column q = oh * Wq + ow of a product
  * whose row k = (c, kh, kw) is phase (kh % sh, kw % sw) of channel c from row kh / sh, column
  * kw / sw on, so each row of the unfolded matrix is a contiguous view of the phase copy and
@@ -710,11 +794,13 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
                          const float *x, const float *pw, size_t per, const float *b,
                          const nn_conv_epi *epi, float *y)
 {
-    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
-    int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, ks = sg->KH * sg->KW, K = Cg * ks;
+    int64_t Cg = g->C / g->group, K = Cg * sg->KH * sg->KW;
     int64_t qsz = sg->Hq * sg->Wq, plane = sg->nph * sg->npw * qsz;
-    size_t bytes = (size_t)K * sizeof(int64_t);
-    if (sg->copy) bytes += (size_t)(Cg * plane) * sizeof(float);
+    /* By images: one slot per thread, each with its own phase copy. */
+    bool by_images = conv_by_images(k, g);
+    size_t slots = by_images ? (size_t)nn_threads(k) : 1;
+    size_t one = sg->copy ? (size_t)(Cg * plane) : 0;
+    size_t bytes = (size_t)K * sizeof(int64_t) + slots * one * sizeof(float);
     opt_error e = {0};
     char *mem = k && k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own = NULL;
     if (!mem) mem = own = malloc(bytes);
@@ -731,26 +817,15 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
             }
             if (++py == sg->sh) py = 0, oy++;
         }
-    nn_bshift bs = {NULL, off, sg->Wq, sg->OW};
-    int64_t N = (sg->OH - 1) * sg->Wq + sg->OW;
+    shifted_job j = {g, sg, x, pw, per, b, epi, y, off, xp, one};
     bool ok = true;
-    for (int64_t n = 0; n < g->N && ok; n++)
-        for (int64_t gi = 0; gi < g->group && ok; gi++) {
-            const float *xg = x + (n * g->C + gi * Cg) * insz;
-            if (sg->copy) {
-                phase_job pj = {sg, xg, xp};
-                /* Threads only where the copy is big enough to pay for waking them. */
-                nn_parallel(Cg * plane >= 65536 ? k : NULL, (size_t)Cg, phase_planes, &pj);
-                bs.base = xp;
-            } else {
-                bs.base = xg;
-            }
-            int64_t o = (n * g->M + gi * Mg) * outsz;
-            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL,
-                              outsz, epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0,
-                              epi ? epi->hi : 0, epi ? epi->alpha : 0};
-            ok = nn_sgemm_shifted(k, Mg, N, K, pw + (size_t)gi * per, &bs, y + o, outsz, &ep);
-        }
+    if (by_images) {
+        /* Nothing is allocated inside, so no slot fails where the kernel runs. */
+        image_slots is = {g->N, slots, shifted_slot, &j};
+        nn_parallel(k, slots, image_slot_run, &is);
+    } else {
+        ok = shifted_images(k, &j, 0, g->N, xp);
+    }
     free(own);
     return ok;
 }
@@ -761,6 +836,40 @@ int nn_conv_path(const nn_conv_geom *g)
     if (!nn_sgemm_fast()) return NN_CONV_AUTO;
     shift_geom sg;
     return shift_geom_init(g, &sg) && conv_shift_pays(&sg) ? NN_CONV_SHIFTED : NN_CONV_PACKED;
+}
+
+typedef struct packed_job {
+    const nn_conv_geom *g;
+    const float *x, *pw;
+    size_t per;
+    const float *b;
+    const nn_conv_epi *epi;
+    float *y;
+    pack_job pj;        /* x set per image */
+    float *work;        /* slot s packs into work + s * slot_floats */
+    size_t slot_floats;
+} packed_job;
+
+/* Images [n0, n1) of conv_packed on this thread. */
+static void packed_slot(void *ctx, size_t slot, int64_t n0, int64_t n1)
+{
+    const packed_job *j = ctx;
+    const nn_conv_geom *g = j->g;
+    const nn_conv_epi *epi = j->epi;
+    int64_t Cg = g->C / g->group, Mg = g->M / g->group;
+    pack_job pj = j->pj;
+    for (int64_t n = n0; n < n1; n++)
+        for (int64_t gi = 0; gi < g->group; gi++) {
+            pj.x = j->x + (n * g->C + gi * Cg) * pj.insz;
+            int64_t off = (n * g->M + gi * Mg) * pj.outsz;
+            nn_epilogue ep = {j->b ? j->b + gi * Mg : NULL, NULL,
+                              epi && epi->z ? epi->z + off : NULL, pj.outsz,
+                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
+                              epi ? epi->alpha : 0};
+            nn_sgemm_packed_serial(Mg, pj.outsz, pj.K, j->pw + (size_t)gi * j->per, conv_pack_b,
+                                   &pj, j->y + off, pj.outsz, &ep,
+                                   j->work + slot * j->slot_floats);
+        }
 }
 
 /* The packed kernel for every image and group; false when it is not available (nothing done). */
@@ -793,6 +902,19 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
     }
     pack_job pj = {g, NULL, K, ks, insz, outsz, conv_is_pointwise(g)};
     bool ok = true;
+    if (conv_by_images(k, g)) {
+        /* One slot per thread, each packing into its own workspace. */
+        size_t slots = (size_t)nn_threads(k), one = nn_sgemm_work_floats(outsz, K);
+        float *work = aligned_alloc(64, (slots * one * sizeof(float) + 63) & ~(size_t)63);
+        if (work) {
+            packed_job j = {g, x, pw, per, b, epi, y, pj, work, one};
+            image_slots is = {g->N, slots, packed_slot, &j};
+            nn_parallel(k, slots, image_slot_run, &is);
+            free(work);
+            free(own);
+            return true; /* nothing allocated inside: no slot fails where the kernel runs */
+        }
+    }
     for (int64_t n = 0; n < g->N && ok; n++)
         for (int64_t gi = 0; gi < g->group && ok; gi++) {
             pj.x = x + (n * g->C + gi * Cg) * insz;

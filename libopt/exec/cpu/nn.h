@@ -195,6 +195,17 @@ typedef void (*nn_pack_b_fn)(const void *ctx, int64_t c0, int64_t nc, float *dst
 bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                      nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,
                      const nn_epilogue *ep);
+/* nn_sgemm_packed with pack_b on the calling thread alone, packing into `work` (at least
+ * nn_sgemm_work_floats(N, K) floats): it allocates nothing, so it fails only where the kernel is
+ * not available. For callers that split the work between threads themselves. */
+bool nn_sgemm_packed_serial(int64_t M, int64_t N, int64_t K, const float *pa, nn_pack_b_fn pack_b,
+                            const void *pb_ctx, float *C, int64_t ldc, const nn_epilogue *ep,
+                            float *work);
+static inline size_t nn_sgemm_work_floats(int64_t N, int64_t K)
+{
+    int64_t nc = N < NN_NC ? N : NN_NC;
+    return (size_t)((nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
+}
 /* B for nn_sgemm_shifted: row k is the run of memory at base + off[k] (element (k, q) at
  * base[off[k] + q]), so nothing needs packing. A stride-1 convolution's unfolded image is such a
  * matrix over a zero-padded copy of the image (a strided one's over the copy's stride phases),

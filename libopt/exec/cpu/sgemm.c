@@ -466,7 +466,9 @@ static bool nn_sgemm_run(opt_kctx *k, gemm_job *j)
     if (nbuf > (size_t)threads) nbuf = (size_t)threads;
     j->nbuf = (int64_t)nbuf;
     float *own = NULL;
-    if (!j->bs) {
+    if (!j->bs && j->bufs) { /* the caller's workspace (nn_sgemm_packed_serial): one slot */
+        j->buf_floats = (size_t)((j->nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
+    } else if (!j->bs) {
         j->buf_floats = (size_t)((j->nc + NN_NR - 1) / NN_NR * NN_NR) * (size_t)K;
         size_t bytes = j->pack_b ? nbuf * j->buf_floats * sizeof(float) : 64;
         opt_error e = {0};
@@ -493,6 +495,16 @@ bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *
     return nn_sgemm_run(k, &j);
 }
 
+bool nn_sgemm_packed_serial(int64_t M, int64_t N, int64_t K, const float *pa, nn_pack_b_fn pack_b,
+                            const void *pb_ctx, float *C, int64_t ldc, const nn_epilogue *ep,
+                            float *work)
+{
+    if (!nn_sgemm_fast() || M <= 0 || N <= 0 || K <= 0 || !pack_b || !work) return false;
+    gemm_job j = {.M = M, .N = N, .K = K, .pa = pa, .pack_b = pack_b, .pb_ctx = pb_ctx, .C = C,
+                  .ldc = ldc, .ep = ep, .bufs = work};
+    return nn_sgemm_run(NULL, &j);
+}
+
 bool nn_sgemm_shifted(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                       const nn_bshift *bs, float *C, int64_t ldc, const nn_epilogue *ep)
 {
@@ -503,6 +515,15 @@ bool nn_sgemm_shifted(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float 
 }
 
 #else /* no AVX-512 kernel in this build */
+
+bool nn_sgemm_packed_serial(int64_t M, int64_t N, int64_t K, const float *pa, nn_pack_b_fn pack_b,
+                            const void *pb_ctx, float *C, int64_t ldc, const nn_epilogue *ep,
+                            float *work)
+{
+    (void)M, (void)N, (void)K, (void)pa, (void)pack_b, (void)pb_ctx, (void)C, (void)ldc, (void)ep,
+        (void)work;
+    return false;
+}
 
 bool nn_sgemm_packed(opt_kctx *k, int64_t M, int64_t N, int64_t K, const float *pa,
                      nn_pack_b_fn pack_b, const void *pb_ctx, float *C, int64_t ldc,
