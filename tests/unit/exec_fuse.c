@@ -293,8 +293,10 @@ Test(sgemm, packed_kernel_matches_a_plain_product_with_its_epilogue)
         return;
     }
     kt_rng r = {0x5eed0006};
-    const int64_t shapes[][3] = {{1, 1, 1}, {12, 32, 256}, {13, 33, 257}, {50, 600, 700},
-                                 {5, 1100, 3}, {100, 17, 40}};
+    /* M covers every last row panel the kernels take: 12 rows, 8 (5..8 left) and 4 (1..4). */
+    const int64_t shapes[][3] = {{1, 1, 1},     {12, 32, 256}, {13, 33, 257}, {50, 600, 700},
+                                 {5, 1100, 3},  {100, 17, 40}, {16, 48, 300}, {20, 40, 60},
+                                 {8, 70, 9},    {28, 530, 20}};
     for (size_t t = 0; t < sizeof shapes / sizeof shapes[0]; t++) {
         int64_t M = shapes[t][0], N = shapes[t][1], K = shapes[t][2];
         float *A = kt_randf(&r, (size_t)(M * K)), *B = kt_randf(&r, (size_t)(K * N));
@@ -305,6 +307,13 @@ Test(sgemm, packed_kernel_matches_a_plain_product_with_its_epilogue)
         rowmajor rm = {B, N, K};
         nn_epilogue ep = {bias, NULL, z, N, (int)(t % 4), -0.5f, 0.75f, 0.1f};
         cr_assert(nn_sgemm_packed(NULL, M, N, K, pa, pack_rowmajor, &rm, C, N, &ep));
+        /* The serial entry with the caller's workspace gives the same bits. */
+        float *C2 = calloc((size_t)(M * N), sizeof *C2);
+        float *work = malloc(nn_sgemm_work_floats(N, K) * sizeof *work);
+        cr_assert(nn_sgemm_packed_serial(M, N, K, pa, pack_rowmajor, &rm, C2, N, &ep, work));
+        cr_assert(memcmp(C, C2, (size_t)(M * N) * sizeof *C) == 0, "M %lld: serial differs",
+                  (long long)M);
+        free(C2), free(work);
         for (int64_t i = 0; i < M; i++)
             for (int64_t j = 0; j < N; j++) {
                 double s = 0;

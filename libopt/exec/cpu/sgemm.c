@@ -220,7 +220,7 @@ static AVX512 inline __attribute__((always_inline)) void
 ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
          const int64_t *restrict boff, float *restrict c, int64_t ldc, int mr,
          const tile_cols *t, bool first, bool last, const nn_epilogue *ep, int64_t row0,
-         const bool wide, const bool shifted)
+         const bool wide, const bool shifted, const int rows)
 {
     __m512 c0[NN_MR], c1[NN_MR];
     /* The output tile (and the residual) are usually not in cache: ask for them now so they
@@ -234,7 +234,7 @@ ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
         }
     }
 #pragma GCC unroll 12
-    for (int i = 0; i < NN_MR; i++) c0[i] = c1[i] = _mm512_setzero_ps();
+    for (int i = 0; i < rows; i++) c0[i] = c1[i] = _mm512_setzero_ps();
     /* The next row panel of A follows this one in memory (nn_pack_a's layout): stream it in. */
     const float *anext = a + kc * NN_MR;
     for (int64_t kk = 0; kk < kc; kk++) {
@@ -256,14 +256,14 @@ ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
         const float *ak = a + kk * NN_MR;
         __builtin_prefetch(anext + kk * NN_MR, 0, 2);
 #pragma GCC unroll 12
-        for (int i = 0; i < NN_MR; i++) {
+        for (int i = 0; i < rows; i++) {
             __m512 ai = _mm512_set1_ps(ak[i]);
             c0[i] = _mm512_fmadd_ps(ai, b0, c0[i]);
             if (wide) c1[i] = _mm512_fmadd_ps(ai, b1, c1[i]);
         }
     }
 #pragma GCC unroll 12
-    for (int i = 0; i < NN_MR; i++) {
+    for (int i = 0; i < rows; i++) {
         if (i >= mr) break;
         float *cr = c + i * ldc;
         __m512 v0 = c0[i], v1 = c1[i];
@@ -296,39 +296,57 @@ ukr_body(int64_t kc, const float *restrict a, const float *restrict b,
     }
 }
 
-/* The 12x32 tile on packed B, and the same for a last panel of at most 16 columns (half the
+/* The tile's instances: 32 or 16 columns (a last panel of at most 16 columns takes half the
  * multiply-adds: P = 196 or 784 leaves 4 or 16 columns there; the panel in memory is still
- * NN_NR wide). */
-static AVX512 void ukr_12x32(int64_t kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, int64_t ldc, int mr, const tile_cols *t,
-                             bool first, bool last, const nn_epilogue *ep, int64_t row0)
-{
-    ukr_body(kc, a, b, NULL, c, ldc, mr, t, first, last, ep, row0, true, false);
-}
+ * NN_NR wide), packed or shifted B, and 12, 8 or 4 rows: a panel of mr rows runs the smallest
+ * that holds them, so M = 16 costs 12 + 4 rows of multiply-adds, not 12 + 12. */
+typedef void (*ukr_packed_fn)(int64_t kc, const float *restrict a, const float *restrict b,
+                              float *restrict c, int64_t ldc, int mr, const tile_cols *t,
+                              bool first, bool last, const nn_epilogue *ep, int64_t row0);
+typedef void (*ukr_shifted_fn)(int64_t kc, const float *restrict a, const float *restrict b,
+                               const int64_t *restrict boff, float *restrict c, int64_t ldc,
+                               int mr, const tile_cols *t, bool first, bool last,
+                               const nn_epilogue *ep, int64_t row0);
 
-static AVX512 void ukr_12x16(int64_t kc, const float *restrict a, const float *restrict b,
-                             float *restrict c, int64_t ldc, int mr, const tile_cols *t,
-                             bool first, bool last, const nn_epilogue *ep, int64_t row0)
-{
-    ukr_body(kc, a, b, NULL, c, ldc, mr, t, first, last, ep, row0, false, false);
-}
+#define UKR_PACKED(name, wide, rows)                                                              \
+    static AVX512 void name(int64_t kc, const float *restrict a, const float *restrict b,        \
+                            float *restrict c, int64_t ldc, int mr, const tile_cols *t,          \
+                            bool first, bool last, const nn_epilogue *ep, int64_t row0)          \
+    {                                                                                             \
+        ukr_body(kc, a, b, NULL, c, ldc, mr, t, first, last, ep, row0, wide, false, rows);        \
+    }
+#define UKR_SHIFTED(name, wide, rows)                                                             \
+    static AVX512 void name(int64_t kc, const float *restrict a, const float *restrict b,        \
+                            const int64_t *restrict boff, float *restrict c, int64_t ldc, int mr, \
+                            const tile_cols *t, bool first, bool last, const nn_epilogue *ep,    \
+                            int64_t row0)                                                         \
+    {                                                                                             \
+        ukr_body(kc, a, b, boff, c, ldc, mr, t, first, last, ep, row0, wide, true, rows);         \
+    }
+UKR_PACKED(ukr_12x32, true, 12)
+UKR_PACKED(ukr_12x16, false, 12)
+UKR_PACKED(ukr_8x32, true, 8)
+UKR_PACKED(ukr_8x16, false, 8)
+UKR_PACKED(ukr_4x32, true, 4)
+UKR_PACKED(ukr_4x16, false, 4)
+UKR_SHIFTED(ukr_12x32s, true, 12)
+UKR_SHIFTED(ukr_12x16s, false, 12)
+UKR_SHIFTED(ukr_8x32s, true, 8)
+UKR_SHIFTED(ukr_8x16s, false, 8)
+UKR_SHIFTED(ukr_4x32s, true, 4)
+UKR_SHIFTED(ukr_4x16s, false, 4)
+#undef UKR_PACKED
+#undef UKR_SHIFTED
 
-/* The same tiles on a shifted B (nn_sgemm_shifted); 12x16 when no lane of the upper half is
- * kept. */
-static AVX512 void ukr_12x32s(int64_t kc, const float *restrict a, const float *restrict b,
-                              const int64_t *restrict boff, float *restrict c, int64_t ldc,
-                              int mr, const tile_cols *t, bool first, bool last,
-                              const nn_epilogue *ep, int64_t row0)
-{
-    ukr_body(kc, a, b, boff, c, ldc, mr, t, first, last, ep, row0, true, true);
-}
+/* [rows class: 12, 8, 4][wide] */
+static const ukr_packed_fn ukr_packed[3][2] = {
+    {ukr_12x16, ukr_12x32}, {ukr_8x16, ukr_8x32}, {ukr_4x16, ukr_4x32}};
+static const ukr_shifted_fn ukr_shifted[3][2] = {
+    {ukr_12x16s, ukr_12x32s}, {ukr_8x16s, ukr_8x32s}, {ukr_4x16s, ukr_4x32s}};
 
-static AVX512 void ukr_12x16s(int64_t kc, const float *restrict a, const float *restrict b,
-                              const int64_t *restrict boff, float *restrict c, int64_t ldc,
-                              int mr, const tile_cols *t, bool first, bool last,
-                              const nn_epilogue *ep, int64_t row0)
+static inline int ukr_rows_class(int mr)
 {
-    ukr_body(kc, a, b, boff, c, ldc, mr, t, first, last, ep, row0, false, true);
+    return mr > 8 ? 0 : mr > 4 ? 1 : 2;
 }
 
 /* Lanes [0, n) of a half (n clamped to 0..16). */
@@ -406,18 +424,16 @@ static void gemm_task(const gemm_job *j, int64_t ch, int64_t pr0, int64_t pr1, f
             int mr = (int)(j->M - r0 < NN_MR ? j->M - r0 : NN_MR);
             const float *ap = j->pa + k0 * mpad + r0 * kc;
             float *cr = j->C + r0 * j->ldc;
+            int rc = ukr_rows_class(mr);
             for (int64_t pc = 0; pc < npan; pc++) {
                 const tile_cols *t = &tc[pc];
                 if (bs) {
-                    if (t->k1)
-                        ukr_12x32s(kc, ap, bs->base + t->col0, bs->off + k0, cr, j->ldc, mr, t,
-                                   first, last, j->ep, r0);
-                    else if (t->k0)
-                        ukr_12x16s(kc, ap, bs->base + t->col0, bs->off + k0, cr, j->ldc, mr, t,
-                                   first, last, j->ep, r0);
+                    if (t->k1 || t->k0)
+                        ukr_shifted[rc][t->k1 != 0](kc, ap, bs->base + t->col0, bs->off + k0, cr,
+                                                    j->ldc, mr, t, first, last, j->ep, r0);
                 } else {
-                    (t->l1 ? ukr_12x32 : ukr_12x16)(kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR,
-                                                    cr, j->ldc, mr, t, first, last, j->ep, r0);
+                    ukr_packed[rc][t->l1 != 0](kc, ap, bp + pc * j->K * NN_NR + k0 * NN_NR, cr,
+                                               j->ldc, mr, t, first, last, j->ep, r0);
                 }
             }
         }
