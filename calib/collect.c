@@ -28,6 +28,7 @@
  * collection back to the serial path, from the start.
  */
 #include "calib/collect.h"
+#include "libopt/exec/threads.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -193,11 +194,13 @@ struct par {
     atomic_int arrived;
     atomic_uint gen;
     atomic_bool abort;
-    /* Batch hand-out to threads 1..nw-1. */
+    /* Batch hand-out to threads 1..nw-1: a thread spins for the next batch (and thread 0 for
+     * the others' slices) up to OPT_SPIN_NS, then sleeps on go (done). batch_gen's increment
+     * publishes the batch's slices. */
     pthread_cond_t go, done;
-    unsigned long batch_gen;
-    int pending;
-    bool stop;
+    _Atomic unsigned long batch_gen;
+    atomic_int pending;
+    atomic_bool stop;
 };
 
 static inline void cpu_relax(void)
@@ -375,6 +378,22 @@ static opt_status plan_worker(const par *p, worker *w, opt_error *err)
     return opt_exec_new(p->m, &eo, &w->e, err);
 }
 
+typedef struct batch_seen {
+    const par *p;
+    unsigned long seen;
+} batch_seen;
+
+static bool batch_ready(const void *ctx)
+{
+    const batch_seen *b = ctx;
+    return atomic_load(&b->p->batch_gen) != b->seen || atomic_load(&b->p->stop);
+}
+
+static bool slices_done(const void *ctx)
+{
+    return atomic_load(&((const par *)ctx)->pending) == 0;
+}
+
 static void *thread_main(void *arg)
 {
     worker *w = arg;
@@ -388,17 +407,24 @@ static void *thread_main(void *arg)
         w->e = NULL;
         give_up(w, s, &e);
     }
-    pthread_mutex_lock(&p->mu);
     for (;;) {
-        while (!p->stop && p->batch_gen == seen) pthread_cond_wait(&p->go, &p->mu);
-        if (p->stop) break;
-        seen = p->batch_gen;
-        pthread_mutex_unlock(&p->mu);
+        batch_seen bs = {p, seen};
+        if (!opt_spin_until(batch_ready, &bs, OPT_SPIN_NS)) {
+            pthread_mutex_lock(&p->mu);
+            while (!atomic_load(&p->stop) && atomic_load(&p->batch_gen) == seen)
+                pthread_cond_wait(&p->go, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+        }
+        if (atomic_load(&p->stop)) break;
+        seen = atomic_load(&p->batch_gen);
         run_slice(w);
-        pthread_mutex_lock(&p->mu);
-        if (--p->pending == 0) pthread_cond_signal(&p->done);
+        /* Thread 0 may be asleep: the last slice wakes it under the mutex. */
+        if (atomic_fetch_sub(&p->pending, 1) == 1) {
+            pthread_mutex_lock(&p->mu);
+            pthread_cond_signal(&p->done);
+            pthread_mutex_unlock(&p->mu);
+        }
     }
-    pthread_mutex_unlock(&p->mu);
     return NULL;
 }
 
@@ -637,15 +663,17 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
         p.chunked = !first && p.chunk > 0;
         for (size_t k = 0; k < p.n_known && p.chunked && p.st->histograms; k++)
             if (!(p.hprev[k] >= 0x1p-100)) p.chunked = false;
+        atomic_store(&p.pending, nw - 1);
         pthread_mutex_lock(&p.mu);
-        p.pending = nw - 1;
-        p.batch_gen++;
+        atomic_fetch_add(&p.batch_gen, 1);
         pthread_cond_broadcast(&p.go);
         pthread_mutex_unlock(&p.mu);
         run_slice(&p.w[0]);
-        pthread_mutex_lock(&p.mu);
-        while (p.pending > 0) pthread_cond_wait(&p.done, &p.mu);
-        pthread_mutex_unlock(&p.mu);
+        if (!opt_spin_until(slices_done, &p, OPT_SPIN_NS)) {
+            pthread_mutex_lock(&p.mu);
+            while (atomic_load(&p.pending) > 0) pthread_cond_wait(&p.done, &p.mu);
+            pthread_mutex_unlock(&p.mu);
+        }
         for (int i = 0; i < nw && s == OPT_OK; i++)
             if (p.w[i].status != OPT_OK) {
                 s = p.w[i].status;
@@ -665,7 +693,7 @@ static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_col
 done:
     ahead_stop(&rd);
     pthread_mutex_lock(&p.mu);
-    p.stop = true;
+    atomic_store(&p.stop, true);
     pthread_cond_broadcast(&p.go);
     pthread_mutex_unlock(&p.mu);
     for (int i = 1; i < nw && p.w; i++)

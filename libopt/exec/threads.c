@@ -27,8 +27,8 @@
 #endif
 
 /* How long a worker looks for the next job (and the caller for the end of this one) before it
- * sleeps. */
-#define SPIN_NS 200000
+ * sleeps (OPT_SPIN_NS, threads.h). */
+#define SPIN_NS OPT_SPIN_NS
 
 struct opt_tpool {
     int n;              /* total parallelism, including the caller */
@@ -58,35 +58,36 @@ static long long now_ns(void)
     return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
 }
 
-/* Spins until the job counter differs from `seen` or the pool stops; false after SPIN_NS. */
-static bool spin_for_job(opt_tpool *p, unsigned long seen)
+bool opt_spin_until(bool (*ready)(const void *ctx), const void *ctx, long long ns)
 {
     long long end = 0;
     for (unsigned i = 0;; i++) {
-        if (atomic_load_explicit(&p->gen, memory_order_acquire) != seen || atomic_load(&p->stop))
-            return true;
+        if (ready(ctx)) return true;
         cpu_relax();
         if ((i & 63) == 63) {
             long long t = now_ns();
-            if (!end) end = t + SPIN_NS;
+            if (!end) end = t + ns;
             else if (t > end) return false;
         }
     }
 }
 
-/* Spins until no worker is left on the job; false after SPIN_NS. */
-static bool spin_for_workers(opt_tpool *p)
+typedef struct job_seen {
+    opt_tpool *p;
+    unsigned long seen;
+} job_seen;
+
+static bool job_ready(const void *ctx)
 {
-    long long end = 0;
-    for (unsigned i = 0;; i++) {
-        if (atomic_load_explicit(&p->pending, memory_order_acquire) == 0) return true;
-        cpu_relax();
-        if ((i & 63) == 63) {
-            long long t = now_ns();
-            if (!end) end = t + SPIN_NS;
-            else if (t > end) return false;
-        }
-    }
+    const job_seen *j = ctx;
+    return atomic_load_explicit(&j->p->gen, memory_order_acquire) != j->seen ||
+           atomic_load(&j->p->stop);
+}
+
+static bool workers_done(const void *ctx)
+{
+    const opt_tpool *p = ctx;
+    return atomic_load_explicit(&p->pending, memory_order_acquire) == 0;
 }
 
 static void *worker(void *arg)
@@ -97,7 +98,8 @@ static void *worker(void *arg)
     in_worker = true;
     unsigned long seen = 0;
     for (;;) {
-        if (!spin_for_job(p, seen)) {
+        job_seen js = {p, seen};
+        if (!opt_spin_until(job_ready, &js, SPIN_NS)) {
             pthread_mutex_lock(&p->mu);
             while (!atomic_load(&p->stop) && atomic_load(&p->gen) == seen)
                 pthread_cond_wait(&p->start, &p->mu);
@@ -193,7 +195,7 @@ void opt_tpool_run(opt_tpool *p, size_t n, size_t min_chunk,
     pthread_mutex_unlock(&p->mu);
     size_t e = n / (size_t)parts;
     fn(ctx, 0, e);
-    if (!spin_for_workers(p)) {
+    if (!opt_spin_until(workers_done, p, SPIN_NS)) {
         pthread_mutex_lock(&p->mu);
         while (atomic_load(&p->pending) > 0) pthread_cond_wait(&p->done, &p->mu);
         pthread_mutex_unlock(&p->mu);

@@ -19,4 +19,11 @@ int opt_tpool_size(const opt_tpool *p);
 void opt_tpool_run(opt_tpool *p, size_t n, size_t min_chunk,
                    void (*fn)(void *ctx, size_t begin, size_t end), void *ctx);
 
+/* Spins (pausing) until ready(ctx) returns true, and returns true; false once `ns` nanoseconds
+ * have passed. For a wait that usually ends within microseconds, before sleeping on a condition
+ * variable: waking a sleeping thread costs tens of microseconds on a virtual machine. */
+bool opt_spin_until(bool (*ready)(const void *ctx), const void *ctx, long long ns);
+/* How long the pool's threads (and the calibration threads) spin before they sleep. */
+#define OPT_SPIN_NS 200000
+
 #endif
