@@ -729,14 +729,31 @@ static void image_slot_run(void *ctx, size_t begin, size_t end)
     }
 }
 
-typedef struct shifted_job {
+/* What both AVX-512 paths take for a whole conv: weights packed per group in pw (per floats
+ * each). */
+typedef struct conv_args {
     const nn_conv_geom *g;
-    const shift_geom *sg;
     const float *x, *pw;
     size_t per;
     const float *b;
     const nn_conv_epi *epi;
     float *y;
+} conv_args;
+
+/* The epilogue of image n, group gi (output rows from (n * M + gi * Mg) * outsz on). */
+static nn_epilogue conv_image_epi(const conv_args *a, int64_t n, int64_t gi, int64_t outsz)
+{
+    const nn_conv_epi *epi = a->epi;
+    int64_t Mg = a->g->M / a->g->group, o = (n * a->g->M + gi * Mg) * outsz;
+    nn_epilogue ep = {a->b ? a->b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL,
+                      outsz, epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0,
+                      epi ? epi->hi : 0, epi ? epi->alpha : 0};
+    return ep;
+}
+
+typedef struct shifted_job {
+    conv_args a;
+    const shift_geom *sg;
     const int64_t *off;
     float *xp;          /* phase copies: slot s at xp + s * slot_floats */
     size_t slot_floats;
@@ -746,9 +763,8 @@ typedef struct shifted_job {
  * into xp. */
 static bool shifted_images(opt_kctx *k, const shifted_job *j, int64_t n0, int64_t n1, float *xp)
 {
-    const nn_conv_geom *g = j->g;
+    const nn_conv_geom *g = j->a.g;
     const shift_geom *sg = j->sg;
-    const nn_conv_epi *epi = j->epi;
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     int64_t insz = sg->H * sg->W, outsz = sg->OH * sg->OW, K = Cg * sg->KH * sg->KW;
     int64_t plane = sg->nph * sg->npw * sg->Hq * sg->Wq;
@@ -757,7 +773,7 @@ static bool shifted_images(opt_kctx *k, const shifted_job *j, int64_t n0, int64_
     bool ok = true;
     for (int64_t n = n0; n < n1 && ok; n++)
         for (int64_t gi = 0; gi < g->group && ok; gi++) {
-            const float *xg = j->x + (n * g->C + gi * Cg) * insz;
+            const float *xg = j->a.x + (n * g->C + gi * Cg) * insz;
             if (sg->copy) {
                 phase_job pj = {sg, xg, xp};
                 /* Threads only where the copy is big enough to pay for waking them. */
@@ -766,13 +782,9 @@ static bool shifted_images(opt_kctx *k, const shifted_job *j, int64_t n0, int64_
             } else {
                 bs.base = xg;
             }
-            int64_t o = (n * g->M + gi * Mg) * outsz;
-            const float *b = j->b;
-            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + o : NULL,
-                              outsz, epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0,
-                              epi ? epi->hi : 0, epi ? epi->alpha : 0};
-            ok = nn_sgemm_shifted(k, Mg, N, K, j->pw + (size_t)gi * j->per, &bs, j->y + o, outsz,
-                                  &ep);
+            nn_epilogue ep = conv_image_epi(&j->a, n, gi, outsz);
+            ok = nn_sgemm_shifted(k, Mg, N, K, j->a.pw + (size_t)gi * j->a.per, &bs,
+                                  j->a.y + (n * g->M + gi * Mg) * outsz, outsz, &ep);
         }
     return ok;
 }
@@ -817,7 +829,7 @@ static bool conv_shifted(opt_kctx *k, const nn_conv_geom *g, const shift_geom *s
             }
             if (++py == sg->sh) py = 0, oy++;
         }
-    shifted_job j = {g, sg, x, pw, per, b, epi, y, off, xp, one};
+    shifted_job j = {{g, x, pw, per, b, epi, y}, sg, off, xp, one};
     bool ok = true;
     if (by_images) {
         /* Nothing is allocated inside, so no slot fails where the kernel runs. */
@@ -839,12 +851,7 @@ int nn_conv_path(const nn_conv_geom *g)
 }
 
 typedef struct packed_job {
-    const nn_conv_geom *g;
-    const float *x, *pw;
-    size_t per;
-    const float *b;
-    const nn_conv_epi *epi;
-    float *y;
+    conv_args a;
     pack_job pj;        /* x set per image */
     float *work;        /* slot s packs into work + s * slot_floats */
     size_t slot_floats;
@@ -854,21 +861,16 @@ typedef struct packed_job {
 static void packed_slot(void *ctx, size_t slot, int64_t n0, int64_t n1)
 {
     const packed_job *j = ctx;
-    const nn_conv_geom *g = j->g;
-    const nn_conv_epi *epi = j->epi;
+    const nn_conv_geom *g = j->a.g;
     int64_t Cg = g->C / g->group, Mg = g->M / g->group;
     pack_job pj = j->pj;
     for (int64_t n = n0; n < n1; n++)
         for (int64_t gi = 0; gi < g->group; gi++) {
-            pj.x = j->x + (n * g->C + gi * Cg) * pj.insz;
-            int64_t off = (n * g->M + gi * Mg) * pj.outsz;
-            nn_epilogue ep = {j->b ? j->b + gi * Mg : NULL, NULL,
-                              epi && epi->z ? epi->z + off : NULL, pj.outsz,
-                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
-                              epi ? epi->alpha : 0};
-            nn_sgemm_packed_serial(Mg, pj.outsz, pj.K, j->pw + (size_t)gi * j->per, conv_pack_b,
-                                   &pj, j->y + off, pj.outsz, &ep,
-                                   j->work + slot * j->slot_floats);
+            pj.x = j->a.x + (n * g->C + gi * Cg) * pj.insz;
+            nn_epilogue ep = conv_image_epi(&j->a, n, gi, pj.outsz);
+            nn_sgemm_packed_serial(Mg, pj.outsz, pj.K, j->a.pw + (size_t)gi * j->a.per,
+                                   conv_pack_b, &pj, j->a.y + (n * g->M + gi * Mg) * pj.outsz,
+                                   pj.outsz, &ep, j->work + slot * j->slot_floats);
         }
 }
 
@@ -907,7 +909,7 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
         size_t slots = (size_t)nn_threads(k), one = nn_sgemm_work_floats(outsz, K);
         float *work = aligned_alloc(64, (slots * one * sizeof(float) + 63) & ~(size_t)63);
         if (work) {
-            packed_job j = {g, x, pw, per, b, epi, y, pj, work, one};
+            packed_job j = {{g, x, pw, per, b, epi, y}, pj, work, one};
             image_slots is = {g->N, slots, packed_slot, &j};
             nn_parallel(k, slots, image_slot_run, &is);
             free(work);
@@ -915,15 +917,13 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
             return true; /* nothing allocated inside: no slot fails where the kernel runs */
         }
     }
+    conv_args a = {g, x, pw, per, b, epi, y};
     for (int64_t n = 0; n < g->N && ok; n++)
         for (int64_t gi = 0; gi < g->group && ok; gi++) {
             pj.x = x + (n * g->C + gi * Cg) * insz;
-            int64_t off = (n * g->M + gi * Mg) * outsz;
-            nn_epilogue ep = {b ? b + gi * Mg : NULL, NULL, epi && epi->z ? epi->z + off : NULL, outsz,
-                              epi ? epi->act : NN_ACT_NONE, epi ? epi->lo : 0, epi ? epi->hi : 0,
-                              epi ? epi->alpha : 0};
+            nn_epilogue ep = conv_image_epi(&a, n, gi, outsz);
             ok = nn_sgemm_packed(k, Mg, outsz, K, pw + (size_t)gi * per, conv_pack_b, &pj,
-                                 y + off, outsz, &ep);
+                                 y + (n * g->M + gi * Mg) * outsz, outsz, &ep);
         }
     free(own);
     /* Only the first call can fail (memory), before anything was written. */
