@@ -907,12 +907,15 @@ static bool conv_packed(opt_kctx *k, const nn_conv_geom *g, const float *x, cons
     if (conv_by_images(k, g)) {
         /* One slot per thread, each packing into its own workspace. */
         size_t slots = (size_t)nn_threads(k), one = nn_sgemm_work_floats(outsz, K);
-        float *work = aligned_alloc(64, (slots * one * sizeof(float) + 63) & ~(size_t)63);
+        size_t bytes = slots * one * sizeof(float);
+        opt_error e = {0};
+        float *work = k->exec ? opt_kctx_scratch(k, bytes, &e) : NULL, *own_work = NULL;
+        if (!work) work = own_work = malloc(bytes);
         if (work) {
             packed_job j = {{g, x, pw, per, b, epi, y}, pj, work, one};
             image_slots is = {g->N, slots, packed_slot, &j};
             nn_parallel(k, slots, image_slot_run, &is);
-            free(work);
+            free(own_work);
             free(own);
             return true; /* nothing allocated inside: no slot fails where the kernel runs */
         }
