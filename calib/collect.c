@@ -1,51 +1,45 @@
 /*
  * calib/collect.c — statistics of a model's activations over a dataset (see collect.h).
  *
- * Threads split each batch, not the nodes: with W threads, W executors of one thread each run
- * consecutive slices of the batch (tiny per-image kernels do not scale inside one node, and
- * the statistics pass then runs on every thread too). The result must equal a serial run's.
- * Counts, minima and maxima are easy: each slice keeps its own scan (opt_calib_scan_f32) of each
- * tensor, and after the batch the main thread joins them in sample order, the join a serial scan
- * would make. Histograms are harder: a tensor's range for a batch depends on the whole batch's
- * extremes, hprev * 2^d for the smallest d that covers them once the range hprev is set. So a
- * slice is binned with the smallest such range that covers the slice itself, in the extended
- * layout of stats.h, and the merge folds it to the batch's range (opt_calib_xhist_fold): exact,
- * with no waiting between threads. Only while a tensor has no range yet (the first batch, or a
- * tensor all zeros so far) do the threads meet at a barrier at that tensor to join their scans
- * first. After the first batch a slice also runs in pieces small enough that a node's output is
- * still in cache when the next node reads it; a thread gathers its pieces in order, widening
- * its histogram as a piece needs (opt_calib_xhist_widen).
+ * Threads take whole batches: with W threads, W executors of one thread each run the batches
+ * as they come. A thread reads its next batch itself, under a lock, into a buffer of its own,
+ * and nothing waits for anything else until the end, when thread 0 merges what each thread
+ * gathered. (This file used to split every batch between the threads, which then met twice a
+ * batch; on lenet300, whose batches of 100 take a tenth of a millisecond, the meetings and the
+ * reader thread cost about what the second thread gave.) The result does not depend on the
+ * thread count or on which thread ran which batch:
  *
- * Bit for bit, that is, when the kernels compute a sample the same whatever the batch size:
- * mopt's own kernels do; OpenBLAS (Gemm on CPUs without AVX-512) may round a sum differently
- * for 17 rows than for 50, so there a table can move in the last bit with the thread count, as
- * it can with --batch.
+ * - Counts add up. A minimum (maximum) is the part's of the lowest-numbered batch that holds
+ *   it, which is what a serial scan keeps (it matters for the sign of a zero).
+ * - Histograms: a tensor's range lives on a lattice fixed before the threads start, h0 * 2^k
+ *   for k >= 0, where h0 is the tensor's largest magnitude in batch 0 (which thread 0 runs
+ *   alone, while the others plan their executors), or 2^k for any k for a tensor that batch 0
+ *   gave no range (all zeros there, or first seen later). A thread bins its values with the
+ *   smallest lattice point that covers what it has seen, in the extended layout of stats.h,
+ *   widening as it goes (opt_calib_xhist_widen); the merge folds every thread's histogram to the
+ *   largest of them (opt_calib_xhist_fold), the smallest lattice point that covers all the data.
+ *   Pairwise folding between power-of-two ranges is exact, so every value lands in the bin that
+ *   binning it with the final range gives. (opt_calib_stats_add_array, which adds one batch at
+ *   a time to an accumulator, clamps a value that rounds to the top of the range into the last
+ *   bin, where it stays when a later batch doubles the range; here it lands where direct
+ *   binning puts it. Only such values can differ between the two.)
  *
- * This assumes the model treats samples independently, as inference graphs do. The first
- * batch is split unevenly and every tensor's size must scale with its slice's sample count; a
- * tensor that does not (a value computed from the batch as a whole, e.g. a reduction over the
- * batch axis), or a slice that fails to run (a Reshape to a fixed batch size), sends the whole
- * collection back to the serial path, from the start.
+ * After batch 0 a batch runs in pieces of `chunk` samples (the same pieces whatever the thread
+ * count), small enough that a node's output is still in the core's cache when the next node
+ * reads it. That assumes the model treats samples independently, as inference graphs do: a
+ * tensor whose size does not follow a piece's sample count (a value computed from the batch as
+ * a whole, e.g. a mean over the batch axis), or a piece that fails to run (a Reshape to a fixed
+ * batch size), starts the collection again from the start with whole batches.
  */
 #include "calib/collect.h"
-#include "libopt/exec/threads.h"
 
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-/* ---- serial path ------------------------------------------------------------------------------ */
-
-typedef struct obs {
-    opt_calib_stats *st;
-    opt_strmap only;
-    bool filter;
-    opt_status status;
-    opt_error err;
-} obs;
 
 static bool wanted(const opt_strmap *only, bool filter, const char *name, const opt_array *a)
 {
@@ -55,15 +49,7 @@ static bool wanted(const opt_strmap *only, bool filter, const char *name, const 
     return !filter || opt_strmap_get(only, name, NULL);
 }
 
-static void observe(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
-{
-    (void)producer;
-    obs *o = ctx;
-    if (o->status != OPT_OK || !wanted(&o->only, o->filter, name, a)) return;
-    o->status = opt_calib_stats_add_array(o->st, name, a, &o->err);
-}
-
-/* What both paths need to know about the model input. */
+/* What the collection needs to know about the model input. */
 typedef struct input_info {
     const char *name;
     int ndim;
@@ -87,244 +73,210 @@ static opt_status check_input(opt_exec *e, opt_dataset *ds, input_info *in, opt_
     return opt_dataset_rewind(ds, err);
 }
 
-static opt_status collect_serial(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs,
-                                 obs *ob, opt_error *err)
-{
-    opt_exec_opts eo = {.threads = o->threads, .observe = observe, .observe_ctx = ob};
-    opt_exec *e = NULL;
-    opt_array *outs = NULL;
-    input_info in;
-    opt_status s = opt_exec_new(m, &eo, &e, err);
-    if (s != OPT_OK) goto done;
-    if ((s = check_input(e, ds, &in, err)) != OPT_OK) goto done;
-    if (in.ndim > 0 && in.dims[0] > 0) bs = (size_t)in.dims[0];
-    size_t total = opt_dataset_count(ds), done_n = 0;
-    outs = calloc(in.n_out ? in.n_out : 1, sizeof *outs);
-    if (!outs) {
-        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (;;) {
-        opt_array batch, view;
-        size_t got = 0;
-        if ((s = opt_dataset_next_batch(ds, bs, &batch, NULL, &got, err)) != OPT_OK || got == 0) break;
-        if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
-        if (wanted(&ob->only, ob->filter, in.name, &view))
-            if ((s = opt_calib_stats_add_array(ob->st, in.name, &view, err)) != OPT_OK) break;
-        if ((s = opt_exec_run(e, &view, 1, outs, in.n_out, err)) != OPT_OK) break;
-        for (size_t i = 0; i < in.n_out; i++) opt_array_free(&outs[i]);
-        if (ob->status != OPT_OK) {
-            s = ob->status;
-            if (err) *err = ob->err;
-            break;
-        }
-        done_n += got;
-        if (o->progress) o->progress(o->progress_ctx, done_n, total);
-    }
-done:
-    free(outs);
-    opt_exec_free(e);
-    return s;
-}
+/* A batch number after every real one. */
+#define NO_BATCH SIZE_MAX
+/* Ranges below this have no lattice of their own (stats.h: the extended histograms are exact
+ * for ranges in [2^-100, 2^129)). */
+#define MIN_RANGE 0x1p-100
+/* Pieces whose largest activation takes about half of a core's L2 cache. */
+#define CHUNK_BYTES (512 * 1024)
 
-/* ---- parallel path ------------------------------------------------------------------------------ */
+/* One tensor as one thread saw it. */
+typedef struct rec {
+    const char *name;      /* the executor's value name (lives as long as the executor) */
+    size_t first_b, first_seq; /* batch, and observation number within it, of the first sight */
+    opt_calib_part part;   /* this thread's values, its batches joined in order */
+    size_t min_b, max_b;   /* batch where part.min (part.max) was first seen */
+    uint64_t numel;        /* values in the last observation (batch 0: the whole batch's) */
+    uint64_t zeros;        /* zeros seen before this thread had a range for the tensor */
+    double base;           /* h0 of the range lattice; 0: powers of two */
+    double h;              /* range xh is binned with; 0: nothing binned yet */
+    uint64_t *xh;          /* OPT_CALIB_XBINS counts (owned) */
+} rec;
+
+/* What batch 0 tells every thread about a tensor (read-only once the threads start). */
+typedef struct ref {
+    const char *name;
+    uint64_t numel0;       /* values in batch 0 */
+    double base;
+} ref;
 
 typedef struct par par;
 
-/* A slice's scan of one tensor, published at a barrier. */
-typedef struct slot {
-    opt_calib_part part;
-    uint64_t numel;
-} slot;
-
-/* One observed tensor of one slice, kept until the batch is merged. */
-typedef struct rec {
-    const char *name;      /* the executor's value name (lives as long as the executor) */
-    opt_calib_part part;   /* of the whole slice (its runs joined in order) */
-    uint64_t numel;        /* of the whole slice */
-    uint64_t numel0;       /* of the slice's first run */
-    double h;              /* range xh was binned with; 0: nothing binned */
-    uint64_t *xh;          /* OPT_CALIB_XBINS counts (owned, reused batch after batch) */
-} rec;
-
 typedef struct worker {
     par *p;
-    int id;
     pthread_t th;
     bool started;
     opt_exec *e;
     opt_array *outs;
-    opt_array in;          /* this thread's slice of the batch (a view) */
-    size_t samples;        /* samples in the slice */
-    rec *recs;             /* by observation number within a run of the executor */
+    void *buf;             /* this thread's copy of its batch */
+    size_t cap;
+    opt_array view;        /* the batch, fitted to the input */
+    size_t b, samples;     /* its number and samples */
+    size_t pieces;         /* pieces it runs in */
+    size_t run_samples;    /* samples of the running piece */
+    size_t n_obs;          /* observations in the running piece */
+    size_t seq;            /* observations in the batch so far */
+    rec *recs;
     size_t n_recs, cap_recs;
-    size_t run;            /* runs of the slice so far in this batch (see run_slice) */
-    size_t n_obs;          /* observations in this run */
-    size_t samples0;       /* samples of the slice's first run */
-    size_t run_samples;    /* samples of this run */
-    bool bad;              /* a run observed other tensors than the first, or sizes that do
-                              not scale with its samples */
-    slot slots[2];         /* by the parity of the observation number (see observe_slice) */
-    opt_status status;
-    opt_error err;
+    bool bad;              /* a piece did not behave as a slice of its batch */
 } worker;
 
 struct par {
-    const opt_model *m;    /* threads 1..nw-1 plan their executors from it */
+    const opt_model *m;
+    opt_dataset *ds;
     opt_calib_stats *st;
     const opt_strmap *only;
     bool filter;
-    const char *in_name;
-    size_t n_out;
-    int nw;                /* threads */
-    int active;            /* threads with samples in this batch (the barrier's parties) */
+    const opt_collect_opts *o;
+    input_info in;
+    size_t bs;
+    int nw;
     worker *w;
-    /* Range of each observed tensor after the batches so far, by observation number (set
-     * between batches; n_known = 0 before the first). */
-    double *hprev;
-    size_t n_known;
-    /* After the first batch, a slice runs in pieces of `chunk` samples when every tensor's
-     * range is known (`chunked`): the activations of a piece stay in the core's cache from
-     * one node to the next. 0: one run per slice. */
-    size_t chunk;
-    bool chunked;
-    /* The barrier, for tensors whose range is not set yet: spins briefly, then sleeps. */
+    ref *refs;             /* thread 0's tensors after batch 0 */
+    size_t n_refs;
+    size_t samples0;       /* samples in batch 0 */
+    size_t chunk;          /* samples per piece after batch 0; 0: whole batches */
+    /* Under mu: the hand-out of batches, batch 0's end (cv), and the earliest failure. */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    atomic_int arrived;
-    atomic_uint gen;
-    atomic_bool abort;
-    /* Batch hand-out to threads 1..nw-1: a thread spins for the next batch (and thread 0 for
-     * the others' slices) up to OPT_SPIN_NS, then sleeps on go (done). batch_gen's increment
-     * publishes the batch's slices. */
-    pthread_cond_t go, done;
-    _Atomic unsigned long batch_gen;
-    atomic_int pending;
-    atomic_bool stop;
+    bool ready;            /* batch 0 is done: refs and chunk are set */
+    size_t next_b, done_n, total;
+    bool eof;
+    bool restart;          /* a piece misbehaved: collect again with whole batches */
+    atomic_bool abort;     /* stop taking batches (and observing) */
+    opt_status status;
+    size_t err_b;          /* batch of the failure kept in status/err: the lowest wins */
+    opt_error err;
 };
 
-static inline void cpu_relax(void)
+static void fail_locked(par *p, size_t b, opt_status s, const opt_error *e)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
-}
-
-/* Waits until p->active threads arrived; false when a thread gave up (p->abort). */
-static bool bar_wait(par *p)
-{
-    unsigned g = atomic_load(&p->gen);
-    if (atomic_fetch_add(&p->arrived, 1) + 1 == p->active) {
-        atomic_store(&p->arrived, 0);
-        pthread_mutex_lock(&p->mu);
-        atomic_store(&p->gen, g + 1);
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
-        return !atomic_load(&p->abort);
+    if (p->status == OPT_OK || b < p->err_b) {
+        p->status = s;
+        p->err_b = b;
+        if (e) p->err = *e;
     }
-    for (int i = 0; i < 2000; i++) {
-        if (atomic_load(&p->gen) != g || atomic_load(&p->abort)) return !atomic_load(&p->abort);
-        cpu_relax();
-    }
-    pthread_mutex_lock(&p->mu);
-    while (atomic_load(&p->gen) == g && !atomic_load(&p->abort)) pthread_cond_wait(&p->cv, &p->mu);
-    pthread_mutex_unlock(&p->mu);
-    return !atomic_load(&p->abort);
-}
-
-static void give_up(worker *w, opt_status s, const opt_error *err)
-{
-    par *p = w->p;
-    if (w->status == OPT_OK) {
-        w->status = s;
-        if (err) w->err = *err;
-    }
-    pthread_mutex_lock(&p->mu);
     atomic_store(&p->abort, true);
     pthread_cond_broadcast(&p->cv);
+}
+
+static void fail(par *p, size_t b, opt_status s, const opt_error *e)
+{
+    pthread_mutex_lock(&p->mu);
+    fail_locked(p, b, s, e);
     pthread_mutex_unlock(&p->mu);
 }
 
-static double amax_of(const opt_calib_part *p)
+/* Joins part q, whose extremes were first seen in batches qmin_b and qmax_b, into r's. */
+static void join_part(rec *r, const opt_calib_part *q, size_t qmin_b, size_t qmax_b)
 {
-    return fmax(fabs((double)p->min), fabs((double)p->max));
+    r->part.count += q->count;
+    r->part.nonfinite += q->nonfinite;
+    r->part.zeros += q->zeros;
+    r->part.f16_flush += q->f16_flush;
+    if (q->min < r->part.min || (q->min == r->part.min && qmin_b < r->min_b)) {
+        r->part.min = q->min;
+        r->min_b = qmin_b;
+    }
+    if (q->max > r->part.max || (q->max == r->part.max && qmax_b < r->max_b)) {
+        r->part.max = q->max;
+        r->max_b = qmax_b;
+    }
 }
 
-/* One tensor of one run (the slice, or a piece of it): scan it, and with histograms bin it.
- *
- * A tensor whose range hprev is set (every tensor after the first batch, unless all its values
- * so far were zero) is binned at once with the range this run needs, hprev * 2^d (widened from
- * an earlier piece's); the merge after the batch brings every slice to the batch's range
- * (opt_calib_xhist_fold). A tensor without a range yet needs the batch's extremes first: the
- * threads meet at a barrier, publishing their scans in slots[k & 1] (a thread can only write
- * that slot again two barriers later, when everyone has read it). Every thread observes the
- * same tensors in the same order and sees the same hprev, so they agree on which tensors meet;
- * slices run in one piece then (p->chunked is off). */
-static void observe_slice(worker *w, const char *name, const opt_array *a)
+/* The smallest point of the lattice of base (0: powers of two) that covers magnitude amax. */
+static double lattice_cover(double base, double amax)
+{
+    double h = base;
+    if (!(h > 0)) {
+        int ex;
+        double f = frexp(amax, &ex);
+        h = ldexp(1.0, f == 0.5 ? ex - 1 : ex);
+        if (h < MIN_RANGE) h = MIN_RANGE;
+    }
+    while (amax > h) h *= 2;
+    return h;
+}
+
+/* Batch 0's entry for the tensor observed k-th in a piece, or by name; NULL if none. */
+static const ref *ref_find(const par *p, size_t k, const char *name)
+{
+    if (k < p->n_refs && strcmp(p->refs[k].name, name) == 0) return &p->refs[k];
+    for (size_t i = 0; i < p->n_refs; i++)
+        if (strcmp(p->refs[i].name, name) == 0) return &p->refs[i];
+    return NULL;
+}
+
+static rec *rec_find(worker *w, size_t k, const char *name)
+{
+    if (k < w->n_recs && (w->recs[k].name == name || strcmp(w->recs[k].name, name) == 0)) return &w->recs[k];
+    for (size_t i = 0; i < w->n_recs; i++)
+        if (strcmp(w->recs[i].name, name) == 0) return &w->recs[i];
+    return NULL;
+}
+
+static rec *rec_new(worker *w, size_t k, const char *name)
+{
+    if (w->n_recs == w->cap_recs) {
+        size_t cap = w->cap_recs ? 2 * w->cap_recs : 32;
+        rec *nr = realloc(w->recs, cap * sizeof *nr);
+        if (!nr) return NULL;
+        w->recs = nr;
+        w->cap_recs = cap;
+    }
+    rec *r = &w->recs[w->n_recs++];
+    memset(r, 0, sizeof *r);
+    r->name = name;
+    r->first_b = w->b;
+    r->first_seq = w->seq;
+    r->part = (opt_calib_part){INFINITY, -INFINITY, 0, 0, 0, 0};
+    r->min_b = r->max_b = NO_BATCH;
+    const ref *f = w->b > 0 ? ref_find(w->p, k, name) : NULL;
+    r->base = f ? f->base : 0; /* batch 0 sets its own below */
+    return r;
+}
+
+/* One tensor of one piece: scan it and, with histograms, bin it. */
+static void observe_rec(worker *w, const char *name, const opt_array *a)
 {
     par *p = w->p;
-    if (atomic_load(&p->abort) || w->bad || !wanted(p->only, p->filter, name, a)) return;
+    if (w->bad || atomic_load_explicit(&p->abort, memory_order_relaxed) || !wanted(p->only, p->filter, name, a))
+        return;
     size_t k = w->n_obs++;
-    opt_calib_part cp; /* this run's values */
-    opt_calib_scan_array(a, &cp);
+    w->seq++;
     uint64_t numel = opt_array_numel(a);
-    rec *r;
-    if (w->run == 0) {
-        if (k == w->cap_recs) {
-            size_t cap = w->cap_recs ? 2 * w->cap_recs : 32;
-            rec *nr = realloc(w->recs, cap * sizeof *nr);
-            if (!nr) {
-                opt_error e = {0};
-                give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
-                return;
-            }
-            memset(nr + w->cap_recs, 0, (cap - w->cap_recs) * sizeof *nr);
-            w->recs = nr;
-            w->cap_recs = cap;
-        }
-        r = &w->recs[k];
-        w->n_recs = k + 1;
-        r->name = name;
-        r->h = 0;
-        r->part = cp;
-        r->numel = r->numel0 = numel;
-    } else {
-        /* A later run of the slice: the same tensors, sizes in proportion to the samples. */
-        r = k < w->n_recs ? &w->recs[k] : NULL;
-        if (!r || strcmp(r->name, name) != 0 || numel * w->samples0 != r->numel0 * w->run_samples) {
+    if (w->pieces > 1) {
+        /* A piece must look like a slice of a batch: batch 0's tensors, in proportion. */
+        const ref *f = ref_find(p, k, name);
+        if (!f || numel * p->samples0 != f->numel0 * w->run_samples) {
             w->bad = true;
             return;
         }
-        opt_calib_part_join(&r->part, &cp);
-        r->numel += numel;
     }
-    if (!p->st->histograms) return;
-    double h = k < p->n_known ? p->hprev[k] : 0;
-    opt_calib_part all = cp;
-    if (!(h >= 0x1p-100)) {
-        /* No range yet: the batch's extremes set it (one run per slice then, see run_slice). */
-        if (p->chunked) {
-            w->bad = true;
+    rec *r = rec_find(w, k, name);
+    if (!r && !(r = rec_new(w, k, name))) {
+        opt_error e = {0};
+        fail(p, w->b, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+        return;
+    }
+    r->numel = numel;
+    opt_calib_part cp;
+    opt_calib_scan_array(a, &cp);
+    join_part(r, &cp, w->b, w->b);
+    if (!p->st->histograms || cp.nonfinite == cp.count) return;
+    double amax = fmax(fabs((double)cp.min), fabs((double)cp.max));
+    if (r->h == 0) {
+        if (amax == 0) { /* zeros go to bin 0 whatever the range becomes */
+            r->zeros += cp.zeros;
             return;
         }
-        if (p->active > 1) {
-            w->slots[k & 1] = (slot){cp, numel};
-            if (!bar_wait(p)) return;
-            all = p->w[0].slots[k & 1].part;
-            for (int i = 1; i < p->active; i++) opt_calib_part_join(&all, &p->w[i].slots[k & 1].part);
-        }
-        h = 0;
-    } else if (r->h > 0) {
-        h = r->h; /* an earlier run of this batch widened it already */
+        if (w->b == 0 && amax >= MIN_RANGE) r->base = amax;
     }
-    if (cp.nonfinite == cp.count) return; /* nothing to bin here */
-    double amax = amax_of(&all);
-    if (h == 0) h = amax; /* as opt_calib_hist_fit from an empty range */
-    while (amax > h) h *= 2;
-    if (h == 0) return; /* all zeros: the merge counts them */
+    double h = lattice_cover(r->h > 0 ? r->h : r->base, amax);
     if (!r->xh && !(r->xh = calloc(OPT_CALIB_XBINS, sizeof *r->xh))) {
         opt_error e = {0};
-        give_up(w, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
+        fail(p, w->b, opt_error_set(&e, OPT_ERR_NOMEM, "out of memory"), &e);
         return;
     }
     if (r->h > 0 && h > r->h) opt_calib_xhist_widen(r->xh, r->h, h);
@@ -332,389 +284,198 @@ static void observe_slice(worker *w, const char *name, const opt_array *a)
     r->h = h;
 }
 
-static void observe_par(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
+static void observe_cb(void *ctx, const char *name, const opt_node *producer, const opt_array *a)
 {
     (void)producer;
-    observe_slice(ctx, name, a);
+    observe_rec(ctx, name, a);
 }
 
-/* Runs this thread's slice of the current batch: at once, or in pieces of p->chunk samples
- * when p->chunked (observe_slice gathers the pieces' statistics in order, so the slice's come
- * out the same). */
-static void run_slice(worker *w)
+/* Takes the next batch into w's buffer; false at the end of the data or after a failure. */
+static bool take(worker *w)
 {
     par *p = w->p;
-    w->n_recs = 0;
-    w->run = 0;
-    w->bad = false;
-    if (w->samples == 0 || !w->e) return;
-    size_t per = w->samples ? w->in.nbytes / w->samples : 0; /* bytes per sample */
-    size_t step = p->chunked && p->chunk ? p->chunk : w->samples;
-    for (size_t off = 0; off < w->samples && !w->bad; off += step, w->run++) {
-        opt_array v = w->in;
+    bool ok = false;
+    pthread_mutex_lock(&p->mu);
+    if (!p->eof && !atomic_load(&p->abort)) {
+        opt_array batch;
+        size_t got = 0;
+        opt_error e = {0};
+        opt_status s = opt_dataset_next_batch(p->ds, p->bs, &batch, NULL, &got, &e);
+        if (s == OPT_OK && got > 0)
+            s = opt_batch_fit(&batch, opt_dataset_name(p->ds), p->in.name, p->in.ndim, p->in.dims, &w->view, &e);
+        if (s == OPT_OK && got > 0 && w->view.nbytes > w->cap) {
+            void *d = realloc(w->buf, w->view.nbytes);
+            if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
+            else w->buf = d, w->cap = w->view.nbytes;
+        }
+        if (s != OPT_OK) {
+            fail_locked(p, p->next_b, s, &e);
+        } else if (got == 0) {
+            p->eof = true;
+        } else {
+            memcpy(w->buf, w->view.data, w->view.nbytes);
+            w->view.data = w->buf;
+            w->b = p->next_b++;
+            w->samples = got;
+            p->done_n += got;
+            if (p->o->progress) p->o->progress(p->o->progress_ctx, p->done_n, p->total);
+            ok = true;
+        }
+    }
+    pthread_mutex_unlock(&p->mu);
+    return ok;
+}
+
+/* Runs w's batch: whole, or in pieces of p->chunk samples after batch 0. */
+static void run_batch(worker *w)
+{
+    par *p = w->p;
+    size_t per = w->view.nbytes / w->samples; /* bytes per sample */
+    size_t step = w->b > 0 && p->chunk ? p->chunk : w->samples;
+    w->pieces = (w->samples + step - 1) / step;
+    w->seq = 0;
+    for (size_t off = 0; off < w->samples; off += step) {
+        opt_array v = w->view;
         size_t n = w->samples - off < step ? w->samples - off : step;
         v.dims[0] = (int64_t)n;
-        v.data = (char *)w->in.data + off * per;
+        v.data = (char *)w->view.data + off * per;
         v.nbytes = n * per;
         w->n_obs = 0;
         w->run_samples = n;
-        if (w->run == 0) w->samples0 = n;
-        observe_slice(w, p->in_name, &v);
+        observe_rec(w, p->in.name, &v);
         opt_error e = {0};
-        opt_status s = opt_exec_run(w->e, &v, 1, w->outs, p->n_out, &e);
-        for (size_t i = 0; i < p->n_out; i++) opt_array_free(&w->outs[i]);
-        if (s != OPT_OK) {
-            give_up(w, s, &e);
-            return;
-        }
-        if (w->run > 0 && w->n_obs != w->n_recs) w->bad = true;
+        opt_status s = opt_exec_run(w->e, &v, 1, w->outs, p->in.n_out, &e);
+        for (size_t i = 0; i < p->in.n_out; i++) opt_array_free(&w->outs[i]);
+        if (s != OPT_OK && w->pieces > 1) w->bad = true; /* the whole batch may run: try it */
+        else if (s != OPT_OK) fail(p, w->b, s, &e);
+        if (s != OPT_OK || w->bad) break;
+    }
+    if (w->bad) {
+        pthread_mutex_lock(&p->mu);
+        p->restart = true;
+        atomic_store(&p->abort, true);
+        pthread_mutex_unlock(&p->mu);
     }
 }
 
-/* w's executor: one thread, every produced value handed to observe_slice. */
-static opt_status plan_worker(const par *p, worker *w, opt_error *err)
+/* w's executor: one thread, every produced value handed to observe_rec. */
+static opt_status plan_worker(par *p, worker *w, opt_error *err)
 {
-    opt_exec_opts eo = {.threads = 1, .observe = observe_par, .observe_ctx = w};
+    opt_exec_opts eo = {.threads = 1, .observe = observe_cb, .observe_ctx = w};
     return opt_exec_new(p->m, &eo, &w->e, err);
 }
 
-typedef struct batch_seen {
-    const par *p;
-    unsigned long seen;
-} batch_seen;
-
-static bool batch_ready(const void *ctx)
+static opt_status alloc_outs(const par *p, worker *w, opt_error *err)
 {
-    const batch_seen *b = ctx;
-    return atomic_load(&b->p->batch_gen) != b->seen || atomic_load(&b->p->stop);
-}
-
-static bool slices_done(const void *ctx)
-{
-    return atomic_load(&((const par *)ctx)->pending) == 0;
+    w->outs = calloc(p->in.n_out ? p->in.n_out : 1, sizeof *w->outs);
+    return w->outs ? OPT_OK : opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
 }
 
 static void *thread_main(void *arg)
 {
     worker *w = arg;
     par *p = w->p;
-    unsigned long seen = 0;
-    /* This thread's executor is planned here, while thread 0 reads and runs the first batch
-     * (planning packs every weight: ~1 ms for lenet300). A failure stops the others. */
+    /* Planning packs every weight (~1 ms for lenet300): done while thread 0 runs batch 0. */
     opt_error e = {0};
     opt_status s = plan_worker(p, w, &e);
+    if (s == OPT_OK) s = alloc_outs(p, w, &e);
     if (s != OPT_OK) {
-        w->e = NULL;
-        give_up(w, s, &e);
+        fail(p, 0, s, &e);
+        return NULL;
     }
-    for (;;) {
-        batch_seen bs = {p, seen};
-        if (!opt_spin_until(batch_ready, &bs, OPT_SPIN_NS)) {
-            pthread_mutex_lock(&p->mu);
-            while (!atomic_load(&p->stop) && atomic_load(&p->batch_gen) == seen)
-                pthread_cond_wait(&p->go, &p->mu);
-            pthread_mutex_unlock(&p->mu);
-        }
-        if (atomic_load(&p->stop)) break;
-        seen = atomic_load(&p->batch_gen);
-        run_slice(w);
-        /* Thread 0 may be asleep: the last slice wakes it under the mutex. */
-        if (atomic_fetch_sub(&p->pending, 1) == 1) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
-    }
+    pthread_mutex_lock(&p->mu);
+    while (!p->ready && !atomic_load(&p->abort)) pthread_cond_wait(&p->cv, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+    while (take(w)) run_batch(w);
     return NULL;
 }
 
-#define CHUNK_BYTES (512 * 1024)
-
-/* Splits `got` samples of view between the active threads, in order. The first batch is split
- * unevenly (so a tensor whose size does not follow the sample count shows); later ones evenly. */
-static void split_batch(par *p, const opt_array *view, size_t got, bool first)
-{
-    size_t per = 1;
-    for (int d = 1; d < view->ndim; d++) per *= (size_t)view->dims[d];
-    p->active = got < (size_t)p->nw ? (int)got : p->nw;
-    size_t off = 0, na = (size_t)p->active;
-    for (int i = 0; i < p->nw; i++) {
-        worker *w = &p->w[i];
-        size_t n = (size_t)i < na ? got / na + ((size_t)i < got % na) : 0;
-        if (first && na > 1 && got % na == 0 && got > na) {
-            if (i == 0) n++;
-            else if ((size_t)i == na - 1) n--;
-        }
-        w->samples = n;
-        w->in = *view;
-        w->in.dims[0] = (int64_t)n;
-        w->in.data = (float *)view->data + off * per;
-        w->in.nbytes = n * per * sizeof(float);
-        off += n;
-    }
-}
-
-/* Adds the batch's records to st, tensor by tensor in the order a serial run observes them:
- * the slices' scans joined in sample order, then their histograms brought to the batch's
- * range. Sets *mixed when the slices disagree on the tensors or a tensor's size does not
- * scale with the slice's sample count. */
-static opt_status merge_batch(par *p, bool *mixed, opt_error *err)
+/* Batch 0 is done: record what it says about each tensor, and the piece size. */
+static opt_status publish_batch0(par *p, bool chunking, opt_error *err)
 {
     const worker *w0 = &p->w[0];
-    size_t n = w0->n_recs;
-    for (int i = 0; i < p->active; i++)
-        if (p->w[i].bad) goto mixed;
-    for (int i = 1; i < p->active; i++) {
-        const worker *o = &p->w[i];
-        if (o->n_recs != n) goto mixed;
-        for (size_t k = 0; k < n; k++)
-            if (strcmp(o->recs[k].name, w0->recs[k].name) != 0 ||
-                o->recs[k].numel * w0->samples != w0->recs[k].numel * o->samples) /* exact */
-                goto mixed;
-    }
-    if (n > p->n_known) {
-        double *hp = realloc(p->hprev, n * sizeof *hp);
-        if (!hp) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-        p->hprev = hp;
-    }
-    for (size_t k = 0; k < n; k++) {
-        opt_calib_part all = w0->recs[k].part;
-        for (int i = 1; i < p->active; i++) opt_calib_part_join(&all, &p->w[i].recs[k].part);
-        opt_calib_acc *acc = opt_calib_stats_acc(p->st, w0->recs[k].name, err);
-        if (!acc) return err ? err->status : OPT_ERR_NOMEM;
-        bool bin = opt_calib_acc_apply(acc, &all);
-        for (int i = 0; i < p->active; i++) {
-            rec *r = &p->w[i].recs[k];
-            if (r->h == 0) continue;
-            if (bin) opt_calib_xhist_fold(acc->pos, acc->neg, acc->hmax, r->xh, r->h);
-            else memset(r->xh, 0, OPT_CALIB_XBINS * sizeof *r->xh); /* cannot happen */
-        }
-        p->hprev[k] = acc->hmax;
-    }
-    p->n_known = n;
-    /* Pieces whose largest activation takes about half of a core's L2 cache. */
+    p->samples0 = w0->samples;
+    p->n_refs = w0->n_recs;
+    p->refs = calloc(p->n_refs ? p->n_refs : 1, sizeof *p->refs);
+    if (!p->refs) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
     uint64_t most = 1;
-    for (size_t k = 0; k < n; k++)
-        if (w0->recs[k].numel / w0->samples > most) most = w0->recs[k].numel / w0->samples;
-    p->chunk = (size_t)(CHUNK_BYTES / (most * sizeof(float)));
-    if (p->chunk < 1) p->chunk = 1;
-    return OPT_OK;
-mixed:
-    *mixed = true;
-    return OPT_OK;
-}
-
-/* Returns OPT_OK with *fallback set when batches cannot be split: the input has a fixed batch
- * dim, the model mixes samples, or a slice of the first batch fails to run (st is then
- * emptied). */
-/* ---- reading ahead ---------------------------------------------------------------------------
- * The threads split each batch; reading and decoding the next one (inflating a .gz, converting
- * to float) is serial work, so a reader thread does it while they run the current one: two
- * slots, each holding a copy of one batch until the loop is done with it. */
-typedef struct ahead {
-    opt_dataset *ds;
-    size_t bs;
-    pthread_t th;
-    bool started, stop;
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool full[2];
-    opt_array batch[2];
-    size_t got[2], cap[2];
-    opt_status st[2];
-    opt_error err[2];
-} ahead;
-
-static void *ahead_main(void *arg)
-{
-    ahead *r = arg;
-    for (int k = 0;; k ^= 1) {
-        pthread_mutex_lock(&r->mu);
-        while (r->full[k] && !r->stop) pthread_cond_wait(&r->cv, &r->mu);
-        bool stop = r->stop;
-        pthread_mutex_unlock(&r->mu);
-        if (stop) break;
-        opt_array a;
-        size_t got = 0;
-        opt_error e = {0};
-        opt_status s = opt_dataset_next_batch(r->ds, r->bs, &a, NULL, &got, &e);
-        if (s == OPT_OK && got > 0) {
-            if (a.nbytes > r->cap[k]) {
-                void *d = realloc(r->batch[k].data, a.nbytes);
-                if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
-                else r->batch[k].data = d, r->cap[k] = a.nbytes;
-            }
-            if (s == OPT_OK) {
-                void *d = r->batch[k].data;
-                memcpy(d, a.data, a.nbytes);
-                r->batch[k] = a;
-                r->batch[k].data = d;
-            }
-        }
-        pthread_mutex_lock(&r->mu);
-        r->got[k] = s == OPT_OK ? got : 0;
-        r->st[k] = s;
-        r->err[k] = e;
-        r->full[k] = true;
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        if (s != OPT_OK || got == 0) break;
+    for (size_t k = 0; k < p->n_refs; k++) {
+        const rec *r = &w0->recs[k];
+        p->refs[k] = (ref){r->name, r->numel, r->base};
+        if (p->samples0 && r->numel / p->samples0 > most) most = r->numel / p->samples0;
     }
-    return NULL;
+    p->chunk = chunking ? (size_t)(CHUNK_BYTES / (most * sizeof(float))) : 0;
+    if (chunking && p->chunk < 1) p->chunk = 1;
+    return OPT_OK;
 }
 
-/* Waits for slot k; its batch stays valid until ahead_release(r, k). */
-static opt_status ahead_take(ahead *r, int k, opt_array *batch, size_t *got, opt_error *err)
+static int cmp_first(const void *a, const void *b)
 {
-    pthread_mutex_lock(&r->mu);
-    while (!r->full[k]) pthread_cond_wait(&r->cv, &r->mu);
-    pthread_mutex_unlock(&r->mu);
-    *batch = r->batch[k];
-    *got = r->got[k];
-    if (r->st[k] != OPT_OK && err) *err = r->err[k];
-    return r->st[k];
+    const rec *x = *(const rec *const *)a, *y = *(const rec *const *)b;
+    if (x->first_b != y->first_b) return x->first_b < y->first_b ? -1 : 1;
+    return x->first_seq < y->first_seq ? -1 : x->first_seq > y->first_seq;
 }
 
-static void ahead_release(ahead *r, int k)
+/* Adds every thread's records to st: tensors in the order a serial run first observes them,
+ * each thread's histogram folded to the largest range any thread reached. */
+static opt_status merge(par *p, opt_error *err)
 {
-    pthread_mutex_lock(&r->mu);
-    r->full[k] = false;
-    pthread_cond_broadcast(&r->cv);
-    pthread_mutex_unlock(&r->mu);
-}
-
-static void ahead_stop(ahead *r)
-{
-    if (r->started) {
-        pthread_mutex_lock(&r->mu);
-        r->stop = true;
-        pthread_cond_broadcast(&r->cv);
-        pthread_mutex_unlock(&r->mu);
-        pthread_join(r->th, NULL);
-    }
-    free(r->batch[0].data);
-    free(r->batch[1].data);
-    pthread_mutex_destroy(&r->mu);
-    pthread_cond_destroy(&r->cv);
-}
-
-static opt_status collect_par(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o, size_t bs, int nw,
-                              obs *ob, bool *fallback, opt_error *err)
-{
-    par p = {.m = m, .st = ob->st, .only = &ob->only, .filter = ob->filter, .nw = nw};
+    size_t n = 0;
+    for (int i = 0; i < p->nw; i++) n += p->w[i].n_recs;
+    rec **all = malloc((n ? n : 1) * sizeof *all);
+    rec *tie = calloc(n ? n : 1, sizeof *tie); /* per accumulator: the joined part and its batches */
+    double *hfin = calloc(n ? n : 1, sizeof *hfin);
     opt_status s = OPT_OK;
-    input_info in;
-    ahead rd = {0};
-    int rslot = 0;
-    pthread_mutex_init(&rd.mu, NULL);
-    pthread_cond_init(&rd.cv, NULL);
-    pthread_mutex_init(&p.mu, NULL);
-    pthread_cond_init(&p.cv, NULL);
-    pthread_cond_init(&p.go, NULL);
-    pthread_cond_init(&p.done, NULL);
-    atomic_init(&p.arrived, 0);
-    atomic_init(&p.gen, 0);
-    atomic_init(&p.abort, false);
-    p.w = calloc((size_t)nw, sizeof *p.w);
-    if (!p.w) {
+    if (!all || !tie || !hfin) {
         s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         goto done;
     }
-    for (int i = 0; i < nw; i++) {
-        worker *w = &p.w[i];
-        w->p = &p;
-        w->id = i;
-        if (i == 0 && (s = plan_worker(&p, w, err)) != OPT_OK) goto done;
-        if (i == 0 && (s = check_input(w->e, ds, &in, err)) != OPT_OK) goto done;
-        if (i == 0 && (in.ndim == 0 || (in.ndim > 0 && in.dims[0] > 0))) { /* a fixed batch dim */
-            *fallback = true;
+    n = 0;
+    for (int i = 0; i < p->nw; i++)
+        for (size_t k = 0; k < p->w[i].n_recs; k++) all[n++] = &p->w[i].recs[k];
+    qsort(all, n, sizeof *all, cmp_first);
+    size_t base = p->st->n;
+    for (size_t j = 0; j < n; j++) {
+        const rec *r = all[j];
+        opt_calib_acc *acc = opt_calib_stats_acc(p->st, r->name, err);
+        if (!acc) {
+            s = err ? err->status : OPT_ERR_NOMEM;
             goto done;
         }
-        w->outs = calloc(in.n_out ? in.n_out : 1, sizeof *w->outs);
-        if (!w->outs) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-            goto done;
+        size_t i = (size_t)(acc - p->st->acc) - base;
+        if (!tie[i].name) {
+            tie[i].name = r->name;
+            tie[i].part = (opt_calib_part){INFINITY, -INFINITY, 0, 0, 0, 0};
+            tie[i].min_b = tie[i].max_b = NO_BATCH;
+        }
+        join_part(&tie[i], &r->part, r->min_b, r->max_b);
+        tie[i].zeros += r->zeros;
+        if (r->h > hfin[i]) hfin[i] = r->h;
+    }
+    for (size_t i = 0; base + i < p->st->n; i++) {
+        opt_calib_acc *acc = &p->st->acc[base + i];
+        const opt_calib_part *q = &tie[i].part;
+        acc->count = q->count;
+        acc->nonfinite = q->nonfinite;
+        acc->zeros = q->zeros;
+        acc->f16_flush = q->f16_flush;
+        acc->min = q->min;
+        acc->max = q->max;
+        if (acc->pos) {
+            acc->hmax = hfin[i];
+            acc->pos[0] += tie[i].zeros;
         }
     }
-    p.in_name = in.name;
-    p.n_out = in.n_out;
-    for (int i = 1; i < nw; i++) {
-        if (pthread_create(&p.w[i].th, NULL, thread_main, &p.w[i]) != 0) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "cannot start a calibration thread");
-            goto done;
-        }
-        p.w[i].started = true;
-    }
-    size_t total = opt_dataset_count(ds), done_n = 0;
-    rd.ds = ds;
-    rd.bs = bs;
-    if (pthread_create(&rd.th, NULL, ahead_main, &rd) != 0) {
-        s = opt_error_set(err, OPT_ERR_NOMEM, "cannot start the calibration reader thread");
-        goto done;
-    }
-    rd.started = true;
-    for (bool first = true;; first = false, ahead_release(&rd, rslot), rslot ^= 1) {
-        opt_array batch, view;
-        size_t got = 0;
-        if ((s = ahead_take(&rd, rslot, &batch, &got, err)) != OPT_OK || got == 0) break;
-        if ((s = opt_batch_fit(&batch, opt_dataset_name(ds), in.name, in.ndim, in.dims, &view, err)) != OPT_OK) break;
-        split_batch(&p, &view, got, first);
-        /* Pieces need every range known: a tensor without one meets the others at a barrier. */
-        p.chunked = !first && p.chunk > 0;
-        for (size_t k = 0; k < p.n_known && p.chunked && p.st->histograms; k++)
-            if (!(p.hprev[k] >= 0x1p-100)) p.chunked = false;
-        atomic_store(&p.pending, nw - 1);
-        pthread_mutex_lock(&p.mu);
-        atomic_fetch_add(&p.batch_gen, 1);
-        pthread_cond_broadcast(&p.go);
-        pthread_mutex_unlock(&p.mu);
-        run_slice(&p.w[0]);
-        if (!opt_spin_until(slices_done, &p, OPT_SPIN_NS)) {
-            pthread_mutex_lock(&p.mu);
-            while (atomic_load(&p.pending) > 0) pthread_cond_wait(&p.done, &p.mu);
-            pthread_mutex_unlock(&p.mu);
-        }
-        for (int i = 0; i < nw && s == OPT_OK; i++)
-            if (p.w[i].status != OPT_OK) {
-                s = p.w[i].status;
-                if (err) *err = p.w[i].err;
-            }
-        if (s != OPT_OK && first && s != OPT_ERR_NOMEM) {
-            /* A slice that fails where the whole batch may not (a Reshape to a fixed batch
-             * size, say): the serial run tells, and reports its own error if it has one. */
-            s = OPT_OK;
-            *fallback = true;
-            break;
-        }
-        if (s != OPT_OK || (s = merge_batch(&p, fallback, err)) != OPT_OK || *fallback) break;
-        done_n += got;
-        if (o->progress) o->progress(o->progress_ctx, done_n, total);
+    for (size_t j = 0; j < n; j++) {
+        rec *r = all[j];
+        if (r->h == 0 || !r->xh) continue;
+        opt_calib_acc *acc = (opt_calib_acc *)opt_calib_stats_find(p->st, r->name);
+        opt_calib_xhist_fold(acc->pos, acc->neg, acc->hmax, r->xh, r->h);
     }
 done:
-    ahead_stop(&rd);
-    pthread_mutex_lock(&p.mu);
-    atomic_store(&p.stop, true);
-    pthread_cond_broadcast(&p.go);
-    pthread_mutex_unlock(&p.mu);
-    for (int i = 1; i < nw && p.w; i++)
-        if (p.w[i].started) pthread_join(p.w[i].th, NULL);
-    for (int i = 0; i < nw && p.w; i++) {
-        opt_exec_free(p.w[i].e);
-        free(p.w[i].outs);
-        for (size_t k = 0; k < p.w[i].cap_recs; k++) free(p.w[i].recs[k].xh);
-        free(p.w[i].recs);
-    }
-    free(p.w);
-    free(p.hprev);
-    pthread_mutex_destroy(&p.mu);
-    pthread_cond_destroy(&p.cv);
-    pthread_cond_destroy(&p.go);
-    pthread_cond_destroy(&p.done);
-    if (*fallback) {
-        bool h = ob->st->histograms;
-        opt_calib_stats_free(ob->st);
-        opt_calib_stats_init(ob->st, h);
-    }
+    free(all);
+    free(tie);
+    free(hfin);
     return s;
 }
 
@@ -724,34 +485,103 @@ static int cpu_count(void)
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
+/* One pass over the data. Sets *restart (st then holds nothing) when a piece misbehaved. */
+static opt_status collect_pass(par *p, bool chunking, bool *restart, opt_error *err)
+{
+    opt_status s = OPT_OK;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    atomic_init(&p->abort, false);
+    p->w = calloc((size_t)p->nw, sizeof *p->w);
+    if (!p->w) {
+        s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < p->nw; i++) p->w[i].p = p;
+    worker *w0 = &p->w[0];
+    if ((s = plan_worker(p, w0, err)) != OPT_OK || (s = check_input(w0->e, p->ds, &p->in, err)) != OPT_OK ||
+        (s = alloc_outs(p, w0, err)) != OPT_OK)
+        goto done;
+    if (p->in.ndim == 0 || p->in.dims[0] > 0) chunking = false; /* no batch dim, or a fixed one */
+    if (p->in.ndim > 0 && p->in.dims[0] > 0) p->bs = (size_t)p->in.dims[0];
+    p->total = opt_dataset_count(p->ds);
+    if (p->total > 0) { /* no more threads than batches */
+        size_t batches = (p->total + p->bs - 1) / p->bs;
+        if ((size_t)p->nw > batches) p->nw = (int)batches;
+    }
+    for (int i = 1; i < p->nw; i++) {
+        if (pthread_create(&p->w[i].th, NULL, thread_main, &p->w[i]) != 0) {
+            fail(p, 0, opt_error_set(err, OPT_ERR_NOMEM, "cannot start a calibration thread"), err);
+            break;
+        }
+        p->w[i].started = true;
+    }
+    if (take(w0)) run_batch(w0);
+    opt_error e = {0};
+    opt_status ps = publish_batch0(p, chunking, &e);
+    pthread_mutex_lock(&p->mu);
+    if (ps != OPT_OK) fail_locked(p, 0, ps, &e);
+    p->ready = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    while (take(w0)) run_batch(w0);
+    for (int i = 1; i < p->nw; i++)
+        if (p->w[i].started) pthread_join(p->w[i].th, NULL);
+    if (p->restart) {
+        *restart = true;
+        goto done;
+    }
+    if (p->status != OPT_OK) {
+        s = p->status;
+        if (err) *err = p->err;
+        goto done;
+    }
+    s = merge(p, err);
+done:
+    for (int i = 0; i < p->nw && p->w; i++) {
+        worker *w = &p->w[i];
+        for (size_t k = 0; k < w->n_recs; k++) free(w->recs[k].xh);
+        free(w->recs);
+        free(w->buf);
+        free(w->outs);
+        opt_exec_free(w->e);
+    }
+    free(p->w);
+    free(p->refs);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+    return s;
+}
+
 opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o,
                              opt_calib_stats *st, opt_error *err)
 {
     static const opt_collect_opts defaults = {0};
     if (!o) o = &defaults;
-    obs ob = {.st = st, .status = OPT_OK};
+    if (st->n != 0) return opt_error_set(err, OPT_ERR_USAGE, "calibration statistics must start empty");
+    opt_strmap only = {0};
+    bool filter = false;
     if (o->only) {
-        ob.filter = true;
+        filter = true;
         for (size_t i = 0; i < o->n_only; i++)
-            if (!opt_strmap_put(&ob.only, o->only[i], i)) {
-                opt_strmap_free(&ob.only);
+            if (!opt_strmap_put(&only, o->only[i], i)) {
+                opt_strmap_free(&only);
                 return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
             }
     }
     size_t bs = o->batch ? o->batch : 64;
     int nw = o->threads > 0 ? o->threads : cpu_count();
-    if ((size_t)nw > bs) nw = (int)bs;
     opt_status s = OPT_OK;
-    bool fallback = false;
-    /* Threads split batches when there are several and st is empty (the ranges then evolve
-     * exactly as in a serial run from nothing). */
-    if (nw > 1 && st->n == 0) {
-        s = collect_par(m, ds, o, bs, nw, &ob, &fallback, err);
-        if (s == OPT_OK && fallback) s = collect_serial(m, ds, o, bs, &ob, err);
-    } else {
-        s = collect_serial(m, ds, o, bs, &ob, err);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        par p = {.m = m, .ds = ds, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs, .nw = nw};
+        bool restart = false;
+        s = collect_pass(&p, attempt == 0, &restart, err);
+        if (s != OPT_OK || !restart) break;
+        bool h = st->histograms; /* again, from the start, with whole batches */
+        opt_calib_stats_free(st);
+        opt_calib_stats_init(st, h);
     }
-    opt_strmap_free(&ob.only);
+    opt_strmap_free(&only);
     return s;
 }
 

@@ -3,15 +3,13 @@
  *
  * Used by `mopt calib`, `mopt quant --data` and `mopt amp --data`. The model runs on mopt's own
  * executor; its observe callback hands every value each node produces to calib/stats.c, and the
- * graph input is added from the batch itself. One batch is in memory at a time.
+ * graph input is added from the batch itself.
  *
- * Threads split each batch between executors of one thread each, and the statistics come out
- * bit for bit as from one executor (calib/collect.c: slices are scanned, joined in sample order
- * and binned at power-of-two ranges folded exactly to the batch's) as long as the kernels give
- * a sample the same values whatever the batch size (mopt's own do; OpenBLAS may not, in the
- * last bit). This needs st empty at the call and a model that treats samples independently; a
- * model whose tensors do not scale with the batch, or whose slices fail to run, is calibrated
- * by one executor instead.
+ * Threads take whole batches, each on an executor of its own, and the statistics come out the
+ * same for any thread count (calib/collect.c: counts add up, extremes come from the earliest
+ * batch that holds them, and histograms are binned on a power-of-two lattice of ranges fixed by
+ * the first batch and folded exactly to the final range). st must be empty at the call. One
+ * batch per thread is in memory at a time.
  */
 #ifndef OPT_CALIB_COLLECT_H
 #define OPT_CALIB_COLLECT_H
@@ -29,9 +27,9 @@ typedef void (*opt_collect_progress_fn)(void *ctx, size_t done, size_t total);
 
 typedef struct opt_collect_opts {
     size_t batch;                 /* samples per batch (0: 64) */
-    int threads;                  /* threads (0: all cores); each runs a slice of every batch
-                                     on an executor of its own (collect.c says why the result
-                                     does not depend on the count) */
+    int threads;                  /* threads (0: all cores); each runs whole batches on an
+                                     executor of its own (collect.c says why the result does
+                                     not depend on the count) */
     const char *const *only;      /* when non-NULL, collect only these tensors */
     size_t n_only;
     opt_collect_progress_fn progress;
