@@ -208,6 +208,13 @@ static const ref *ref_find(const par *p, size_t k, const char *name)
     return NULL;
 }
 
+/* No values yet: extremes that any value replaces, from no batch. */
+static void part_clear(rec *r)
+{
+    r->part = (opt_calib_part){INFINITY, -INFINITY, 0, 0, 0, 0};
+    r->min_b = r->max_b = NO_BATCH;
+}
+
 static rec *rec_find(worker *w, size_t k, const char *name)
 {
     if (k < w->n_recs && (w->recs[k].name == name || strcmp(w->recs[k].name, name) == 0)) return &w->recs[k];
@@ -230,8 +237,7 @@ static rec *rec_new(worker *w, size_t k, const char *name)
     r->name = name;
     r->first_b = w->b;
     r->first_seq = w->seq;
-    r->part = (opt_calib_part){INFINITY, -INFINITY, 0, 0, 0, 0};
-    r->min_b = r->max_b = NO_BATCH;
+    part_clear(r);
     const ref *f = w->b > 0 ? ref_find(w->p, k, name) : NULL;
     r->base = f ? f->base : 0; /* batch 0 sets its own below */
     return r;
@@ -434,7 +440,6 @@ static opt_status merge(par *p, opt_error *err)
     for (int i = 0; i < p->nw; i++)
         for (size_t k = 0; k < p->w[i].n_recs; k++) all[n++] = &p->w[i].recs[k];
     qsort(all, n, sizeof *all, cmp_first);
-    size_t base = p->st->n;
     for (size_t j = 0; j < n; j++) {
         const rec *r = all[j];
         opt_calib_acc *acc = opt_calib_stats_acc(p->st, r->name, err);
@@ -442,18 +447,17 @@ static opt_status merge(par *p, opt_error *err)
             s = err ? err->status : OPT_ERR_NOMEM;
             goto done;
         }
-        size_t i = (size_t)(acc - p->st->acc) - base;
+        size_t i = (size_t)(acc - p->st->acc); /* st started empty */
         if (!tie[i].name) {
             tie[i].name = r->name;
-            tie[i].part = (opt_calib_part){INFINITY, -INFINITY, 0, 0, 0, 0};
-            tie[i].min_b = tie[i].max_b = NO_BATCH;
+            part_clear(&tie[i]);
         }
         join_part(&tie[i], &r->part, r->min_b, r->max_b);
         tie[i].zeros += r->zeros;
         if (r->h > hfin[i]) hfin[i] = r->h;
     }
-    for (size_t i = 0; base + i < p->st->n; i++) {
-        opt_calib_acc *acc = &p->st->acc[base + i];
+    for (size_t i = 0; i < p->st->n; i++) {
+        opt_calib_acc *acc = &p->st->acc[i];
         const opt_calib_part *q = &tie[i].part;
         acc->count = q->count;
         acc->nonfinite = q->nonfinite;
