@@ -116,18 +116,18 @@ static inline int32_t ld4(const uint8_t *p)
     return v;
 }
 
-static void tile_c(bool su, int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq,
+static void tile_c(bool su, int mr, int nc, const uint8_t *const *s, const uint8_t *panel, int64_t kq,
                    int32_t *tile)
 {
     for (int r = 0; r < mr; r++) {
         int32_t *t = tile + r * NN_QNR;
-        for (int c = 0; c < NN_QNR; c++) t[c] = 0;
+        for (int c = 0; c < nc; c++) t[c] = 0;
         for (int64_t q = 0; q < kq; q++) {
             const uint8_t *sp = s[r] + 4 * q, *v = panel + q * NN_QNR * 4;
             int32_t s0, s1, s2, s3;
             if (su) s0 = sp[0], s1 = sp[1], s2 = sp[2], s3 = sp[3];
             else s0 = (int8_t)sp[0], s1 = (int8_t)sp[1], s2 = (int8_t)sp[2], s3 = (int8_t)sp[3];
-            for (int c = 0; c < NN_QNR; c++) {
+            for (int c = 0; c < nc; c++) {
                 const uint8_t *vc = v + c * 4;
                 if (su)
                     t[c] += s0 * (int8_t)vc[0] + s1 * (int8_t)vc[1] + s2 * (int8_t)vc[2] + s3 * (int8_t)vc[3];
@@ -139,58 +139,59 @@ static void tile_c(bool su, int mr, const uint8_t *const *s, const uint8_t *pane
 }
 
 #if QG_X86
-/* mr rows x 48 columns in 3*mr zmm accumulators; inlined per constant mr so they stay in registers. */
+/* mr rows x 16*nv columns (nv = 1..3) in nv*mr zmm accumulators; inlined per constant mr and nv
+ * so they stay in registers. A panel's last columns may be few (a 7x7 image has 49 pixels: 48 +
+ * 1): nv follows them, so a 1-column remainder costs one zmm per row, not three. */
 static inline __attribute__((always_inline)) QG_VNNI void
-tile_vnni_mr(const int mr, const bool su, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile)
+tile_vnni_mr(const int mr, const int nv, const bool su, const uint8_t *const *s, const uint8_t *panel, int64_t kq,
+             int32_t *tile)
 {
     __m512i acc[NN_QMR][3];
 #pragma GCC unroll 8
     for (int r = 0; r < mr; r++) acc[r][0] = acc[r][1] = acc[r][2] = _mm512_setzero_si512();
     for (int64_t q = 0; q < kq; q++) {
-        const uint8_t *v = panel + q * NN_QNR * 4;
-        __m512i v0 = _mm512_loadu_si512(v), v1 = _mm512_loadu_si512(v + 64), v2 = _mm512_loadu_si512(v + 128);
-    #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
+        const uint8_t *vp = panel + q * NN_QNR * 4;
+        __m512i v[3];
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) v[c] = _mm512_loadu_si512(vp + 64 * c);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
             __m512i b = _mm512_set1_epi32(ld4(s[r] + 4 * q));
-            if (su) {
-                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], b, v0);
-                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], b, v1);
-                acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], b, v2);
-            } else {
-                acc[r][0] = _mm512_dpbusd_epi32(acc[r][0], v0, b);
-                acc[r][1] = _mm512_dpbusd_epi32(acc[r][1], v1, b);
-                acc[r][2] = _mm512_dpbusd_epi32(acc[r][2], v2, b);
-            }
+#pragma GCC unroll 3
+            for (int c = 0; c < nv; c++)
+                acc[r][c] = su ? _mm512_dpbusd_epi32(acc[r][c], b, v[c]) : _mm512_dpbusd_epi32(acc[r][c], v[c], b);
         }
     }
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
-        _mm512_storeu_si512(tile + r * NN_QNR, acc[r][0]);
-        _mm512_storeu_si512(tile + r * NN_QNR + 16, acc[r][1]);
-        _mm512_storeu_si512(tile + r * NN_QNR + 32, acc[r][2]);
-    }
+    for (int r = 0; r < mr; r++)
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) _mm512_storeu_si512(tile + r * NN_QNR + 16 * c, acc[r][c]);
 }
 
-#define QG_CASES(F, su)                                                                          \
+#define QG_CASES(F, nv, su)                                                                      \
     switch (mr) {                                                                                \
-    case 1: F(1, su, s, panel, kq, tile); break;                                                 \
-    case 2: F(2, su, s, panel, kq, tile); break;                                                 \
-    case 3: F(3, su, s, panel, kq, tile); break;                                                 \
-    case 4: F(4, su, s, panel, kq, tile); break;                                                 \
-    case 5: F(5, su, s, panel, kq, tile); break;                                                 \
-    case 6: F(6, su, s, panel, kq, tile); break;                                                 \
-    case 7: F(7, su, s, panel, kq, tile); break;                                                 \
-    default: F(8, su, s, panel, kq, tile); break;                                                \
+    case 1: F(1, nv, su, s, panel, kq, tile); break;                                             \
+    case 2: F(2, nv, su, s, panel, kq, tile); break;                                             \
+    case 3: F(3, nv, su, s, panel, kq, tile); break;                                             \
+    case 4: F(4, nv, su, s, panel, kq, tile); break;                                             \
+    case 5: F(5, nv, su, s, panel, kq, tile); break;                                             \
+    case 6: F(6, nv, su, s, panel, kq, tile); break;                                             \
+    case 7: F(7, nv, su, s, panel, kq, tile); break;                                             \
+    default: F(8, nv, su, s, panel, kq, tile); break;                                            \
     }
 
-static QG_VNNI void tile_vnni_su(int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile)
-{
-    QG_CASES(tile_vnni_mr, true)
-}
-static QG_VNNI void tile_vnni_ss(int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile)
-{
-    QG_CASES(tile_vnni_mr, false)
-}
+#define QG_TILE_VNNI(name, nv, su)                                                               \
+    static QG_VNNI void name(int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, \
+                             int32_t *tile)                                                      \
+    {                                                                                            \
+        QG_CASES(tile_vnni_mr, nv, su)                                                           \
+    }
+QG_TILE_VNNI(tile_vnni_su1, 1, true)
+QG_TILE_VNNI(tile_vnni_su2, 2, true)
+QG_TILE_VNNI(tile_vnni_su3, 3, true)
+QG_TILE_VNNI(tile_vnni_ss1, 1, false)
+QG_TILE_VNNI(tile_vnni_ss2, 2, false)
+QG_TILE_VNNI(tile_vnni_ss3, 3, false)
 
 /* AVX2: bytes widened to int16 (even and odd k of each 4-byte group), vpmaddwd into int32. Rows
  * in blocks of 4, columns in blocks of 16 (two ymm), re-reading the panel per block. */
@@ -228,11 +229,12 @@ tile_avx2_blk(const bool su, const int nr, const uint8_t *const *s, const uint8_
     }
 }
 
-static QG_AVX2 void tile_avx2(bool su, int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, int32_t *tile)
+static QG_AVX2 void tile_avx2(bool su, int mr, int nc, const uint8_t *const *s, const uint8_t *panel, int64_t kq,
+                              int32_t *tile)
 {
     for (int r0 = 0; r0 < mr; r0 += 4) {
         int nr = mr - r0 < 4 ? mr - r0 : 4;
-        for (int cb = 0; cb < NN_QNR / 16; cb++) {
+        for (int cb = 0; cb < (nc + 15) / 16; cb++) {
             if (nr == 4) {
                 if (su) tile_avx2_blk(true, 4, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
                 else tile_avx2_blk(false, 4, s + r0, panel, kq, tile + r0 * NN_QNR, cb);
@@ -247,21 +249,22 @@ static QG_AVX2 void tile_avx2(bool su, int mr, const uint8_t *const *s, const ui
 }
 #endif
 
-void nn_qtile(nn_qisa isa, bool s_unsigned, int mr, const uint8_t *const *s, const uint8_t *panel,
+void nn_qtile(nn_qisa isa, bool s_unsigned, int mr, int nc, const uint8_t *const *s, const uint8_t *panel,
               int64_t kq, int32_t *tile)
 {
 #if QG_X86
     if (isa == NN_QISA_VNNI) {
-        if (s_unsigned) tile_vnni_su(mr, s, panel, kq, tile);
-        else tile_vnni_ss(mr, s, panel, kq, tile);
+        int nv = nc <= 16 ? 1 : nc <= 32 ? 2 : 3;
+        if (s_unsigned) (nv == 1 ? tile_vnni_su1 : nv == 2 ? tile_vnni_su2 : tile_vnni_su3)(mr, s, panel, kq, tile);
+        else (nv == 1 ? tile_vnni_ss1 : nv == 2 ? tile_vnni_ss2 : tile_vnni_ss3)(mr, s, panel, kq, tile);
         return;
     }
     if (isa == NN_QISA_AVX2) {
-        tile_avx2(s_unsigned, mr, s, panel, kq, tile);
+        tile_avx2(s_unsigned, mr, nc, s, panel, kq, tile);
         return;
     }
 #endif
-    tile_c(s_unsigned, mr, s, panel, kq, tile);
+    tile_c(s_unsigned, mr, nc, s, panel, kq, tile);
 }
 
 /* ---- epilogue -------------------------------------------------------------------------------- */
@@ -410,7 +413,7 @@ static void qg_chunk(void *ctx, size_t begin, size_t end)
             int mr = (int)(a->M - i0 < NN_QMR ? a->M - i0 : NN_QMR);
             const uint8_t *s[NN_QMR];
             for (int r = 0; r < mr; r++) s[r] = a->s + (i0 + r) * a->lds;
-            nn_qtile(jb->isa, a->s_unsigned, mr, s, panel, kq, tile);
+            nn_qtile(jb->isa, a->s_unsigned, mr, (int)nc, s, panel, kq, tile);
             qg_store(jb, tile, mr, i0, j0, nc, a->pack_colsum ? colsum : NULL);
         }
     }

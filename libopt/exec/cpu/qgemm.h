@@ -83,9 +83,10 @@ typedef struct nn_qepi {
 void nn_qepi_row(nn_qisa isa, const nn_qepi *ep, const int32_t *t, int64_t i, int64_t j, int64_t n,
                  const int32_t *cfac_local, void *dst);
 
-/* tile[r * NN_QNR + c] = sum over k < 4*kq of S[r][k] * V[k][c] for r < mr (1..NN_QMR); S row r
- * at s[r], V one packed panel. s_unsigned: S uint8 and V int8 (else S int8 and V uint8). */
-void nn_qtile(nn_qisa isa, bool s_unsigned, int mr, const uint8_t *const *s, const uint8_t *panel,
+/* tile[r * NN_QNR + c] = sum over k < 4*kq of S[r][k] * V[k][c] for r < mr (1..NN_QMR) and at
+ * least c < nc (1..NN_QNR; columns past nc may be left unwritten); S row r at s[r], V one packed
+ * panel. s_unsigned: S uint8 and V int8 (else S int8 and V uint8). */
+void nn_qtile(nn_qisa isa, bool s_unsigned, int mr, int nc, const uint8_t *const *s, const uint8_t *panel,
               int64_t kq, int32_t *tile);
 
 /* Packs columns [j0, j0 + nc) of V into panel (Kp x NN_QNR layout above) using tmp (pack_tmp
