@@ -5,7 +5,8 @@
  * Why these choices: vpdpbusd adds four uint8 x int8 products into each int32 lane without
  * intermediate saturation, so it is exact; vpmaddubsw (the usual AVX2 route) saturates pairs to
  * int16 (255 * 127 * 2 > 32767), so the AVX2 kernel widens to int16 and uses vpmaddwd instead.
- * The epilogue rounds in double, like the ONNX reference, so every kernel gives the same bytes.
+ * The epilogue requantises as ONNX Runtime's MLAS does (nn_qrequant: float32 product, clamp,
+ * round half to even), so every kernel gives the same bytes, and ONNX Runtime's.
  */
 #include "libopt/exec/cpu/qgemm.h"
 
@@ -139,12 +140,25 @@ static void tile_c(bool su, int mr, int nc, const uint8_t *const *s, const uint8
 }
 
 #if QG_X86
+/* The epilogue of a tile written straight from its accumulators, when it is simple (per-row or
+ * per-tensor multiplier, row bias only, 8-bit output, the tile's columns inside one image):
+ * row r goes to dst + r * ldo. */
+typedef struct qg_fuse {
+    const int32_t *rbias; /* NULL: none */
+    const float *rmul;    /* NULL: mul */
+    float mul;
+    int32_t zp, lo, hi;
+    uint8_t *dst;
+    int64_t ldo;
+} qg_fuse;
+
 /* mr rows x 16*nv columns (nv = 1..3) in nv*mr zmm accumulators; inlined per constant mr and nv
  * so they stay in registers. A panel's last columns may be few (a 7x7 image has 49 pixels: 48 +
- * 1): nv follows them, so a 1-column remainder costs one zmm per row, not three. */
+ * 1): nv follows them, so a 1-column remainder costs one zmm per row, not three. With fz the
+ * sums are requantised (nn_qrequant) and nc columns stored as bytes; else all go to tile. */
 static inline __attribute__((always_inline)) QG_VNNI void
 tile_vnni_mr(const int mr, const int nv, const bool su, const uint8_t *const *s, const uint8_t *panel, int64_t kq,
-             int32_t *tile)
+             int32_t *tile, const qg_fuse *fz, int nc)
 {
     __m512i acc[NN_QMR][3];
 #pragma GCC unroll 8
@@ -162,27 +176,47 @@ tile_vnni_mr(const int mr, const int nv, const bool su, const uint8_t *const *s,
                 acc[r][c] = su ? _mm512_dpbusd_epi32(acc[r][c], b, v[c]) : _mm512_dpbusd_epi32(acc[r][c], v[c], b);
         }
     }
+    if (!fz) {
 #pragma GCC unroll 8
-    for (int r = 0; r < mr; r++)
+        for (int r = 0; r < mr; r++)
 #pragma GCC unroll 3
-        for (int c = 0; c < nv; c++) _mm512_storeu_si512(tile + r * NN_QNR + 16 * c, acc[r][c]);
+            for (int c = 0; c < nv; c++) _mm512_storeu_si512(tile + r * NN_QNR + 16 * c, acc[r][c]);
+        return;
+    }
+    const __m512 flo = _mm512_set1_ps((float)(fz->lo - fz->zp)), fhi = _mm512_set1_ps((float)(fz->hi - fz->zp));
+    const __m512i zp = _mm512_set1_epi32(fz->zp);
+    int rest = nc - 16 * (nv - 1);
+    __mmask16 last = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
+#pragma GCC unroll 8
+    for (int r = 0; r < mr; r++) {
+        __m512i rb = _mm512_set1_epi32(fz->rbias ? fz->rbias[r] : 0);
+        __m512 m = _mm512_set1_ps(fz->rmul ? fz->rmul[r] : fz->mul);
+        uint8_t *d = fz->dst + r * fz->ldo;
+#pragma GCC unroll 3
+        for (int c = 0; c < nv; c++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(acc[r][c], rb)), m);
+            f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+            __m512i q8 = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+            _mm512_mask_cvtepi32_storeu_epi8(d + 16 * c, c == nv - 1 ? last : (__mmask16)0xffff, q8);
+        }
+    }
 }
 
 #define QG_CASES(F, nv, su)                                                                      \
     switch (mr) {                                                                                \
-    case 1: F(1, nv, su, s, panel, kq, tile); break;                                             \
-    case 2: F(2, nv, su, s, panel, kq, tile); break;                                             \
-    case 3: F(3, nv, su, s, panel, kq, tile); break;                                             \
-    case 4: F(4, nv, su, s, panel, kq, tile); break;                                             \
-    case 5: F(5, nv, su, s, panel, kq, tile); break;                                             \
-    case 6: F(6, nv, su, s, panel, kq, tile); break;                                             \
-    case 7: F(7, nv, su, s, panel, kq, tile); break;                                             \
-    default: F(8, nv, su, s, panel, kq, tile); break;                                            \
+    case 1: F(1, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 2: F(2, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 3: F(3, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 4: F(4, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 5: F(5, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 6: F(6, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    case 7: F(7, nv, su, s, panel, kq, tile, fz, nc); break;                                     \
+    default: F(8, nv, su, s, panel, kq, tile, fz, nc); break;                                    \
     }
 
 #define QG_TILE_VNNI(name, nv, su)                                                               \
     static QG_VNNI void name(int mr, const uint8_t *const *s, const uint8_t *panel, int64_t kq, \
-                             int32_t *tile)                                                      \
+                             int32_t *tile, const qg_fuse *fz, int nc)                           \
     {                                                                                            \
         QG_CASES(tile_vnni_mr, nv, su)                                                           \
     }
@@ -192,6 +226,15 @@ QG_TILE_VNNI(tile_vnni_su3, 3, true)
 QG_TILE_VNNI(tile_vnni_ss1, 1, false)
 QG_TILE_VNNI(tile_vnni_ss2, 2, false)
 QG_TILE_VNNI(tile_vnni_ss3, 3, false)
+
+typedef void (*qg_vnni_fn)(int, const uint8_t *const *, const uint8_t *, int64_t, int32_t *, const qg_fuse *, int);
+
+static qg_vnni_fn tile_vnni_pick(bool su, int nc)
+{
+    static const qg_vnni_fn fns[2][3] = {{tile_vnni_ss1, tile_vnni_ss2, tile_vnni_ss3},
+                                          {tile_vnni_su1, tile_vnni_su2, tile_vnni_su3}};
+    return fns[su][nc <= 16 ? 0 : nc <= 32 ? 1 : 2];
+}
 
 /* AVX2: bytes widened to int16 (even and odd k of each 4-byte group), vpmaddwd into int32. Rows
  * in blocks of 4, columns in blocks of 16 (two ymm), re-reading the panel per block. */
@@ -254,9 +297,7 @@ void nn_qtile(nn_qisa isa, bool s_unsigned, int mr, int nc, const uint8_t *const
 {
 #if QG_X86
     if (isa == NN_QISA_VNNI) {
-        int nv = nc <= 16 ? 1 : nc <= 32 ? 2 : 3;
-        if (s_unsigned) (nv == 1 ? tile_vnni_su1 : nv == 2 ? tile_vnni_su2 : tile_vnni_su3)(mr, s, panel, kq, tile);
-        else (nv == 1 ? tile_vnni_ss1 : nv == 2 ? tile_vnni_ss2 : tile_vnni_ss3)(mr, s, panel, kq, tile);
+        tile_vnni_pick(s_unsigned, nc)(mr, s, panel, kq, tile, NULL, nc);
         return;
     }
     if (isa == NN_QISA_AVX2) {
@@ -281,10 +322,8 @@ static inline int32_t epi_sum(const nn_qepi *ep, int32_t t, int64_t i, int64_t j
 static inline int32_t epi_requant(const nn_qepi *ep, int32_t v, int64_t i, int64_t j)
 {
     float m = ep->rmul ? ep->rmul[i] : ep->cmul ? ep->cmul[j] : ep->mul;
-    double d = nearbyint((double)v * (double)m + (double)ep->zp);
-    double lo = ep->out_dt == OPT_DT_UINT8 ? 0.0 : -128.0, hi = ep->out_dt == OPT_DT_UINT8 ? 255.0 : 127.0;
-    d = d < lo ? lo : d > hi ? hi : d;
-    return (int32_t)d;
+    bool u8 = ep->out_dt == OPT_DT_UINT8;
+    return nn_qrequant(v, m, ep->zp, u8 ? 0 : -128, u8 ? 255 : 127);
 }
 
 static void epi_row_c(const nn_qepi *ep, const int32_t *t, int64_t i, int64_t j, int64_t n, const int32_t *cfac_local,
@@ -307,10 +346,10 @@ static QG_AVX512 void epi_row_avx512(const nn_qepi *ep, const int32_t *t, int64_
     const int32_t *cf = cfac_local ? cfac_local : ep->cfac ? ep->cfac + j : NULL;
     __m512i rb = _mm512_set1_epi32(ep->rbias ? ep->rbias[i] : 0), rf = _mm512_set1_epi32(ep->rfac ? ep->rfac[i] : 0);
     bool u8 = ep->out_dt == OPT_DT_UINT8;
-    __m512d zp = _mm512_set1_pd((double)ep->zp);
-    __m512d lo = _mm512_set1_pd(u8 ? 0.0 : -128.0), hi = _mm512_set1_pd(u8 ? 255.0 : 127.0);
-    double ms = (double)(ep->rmul ? ep->rmul[i] : ep->mul);
-    __m512d m0 = _mm512_set1_pd(ms), m1 = m0;
+    int32_t lo = u8 ? 0 : -128, hi = u8 ? 255 : 127;
+    const __m512 flo = _mm512_set1_ps((float)(lo - ep->zp)), fhi = _mm512_set1_ps((float)(hi - ep->zp));
+    const __m512i zp = _mm512_set1_epi32(ep->zp);
+    __m512 m = _mm512_set1_ps(ep->rmul ? ep->rmul[i] : ep->mul);
     for (int64_t c = 0; c < n; c += 16) {
         __mmask16 k = n - c >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - c)) - 1);
         __m512i v = _mm512_add_epi32(_mm512_maskz_loadu_epi32(k, t + c), rb);
@@ -320,21 +359,12 @@ static QG_AVX512 void epi_row_avx512(const nn_qepi *ep, const int32_t *t, int64_
             _mm512_mask_storeu_epi32((int32_t *)dst + c, k, v);
             continue;
         }
-        if (ep->cmul) {
-            __m512 mf = _mm512_maskz_loadu_ps(k, ep->cmul + j + c);
-            m0 = _mm512_cvtps_pd(_mm512_castps512_ps256(mf));
-            m1 = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(mf), 1)));
-        }
-        __m512d d0 = _mm512_cvtepi32_pd(_mm512_castsi512_si256(v));
-        __m512d d1 = _mm512_cvtepi32_pd(_mm512_extracti64x4_epi64(v, 1));
-        d0 = _mm512_add_pd(_mm512_mul_pd(d0, m0), zp);
-        d1 = _mm512_add_pd(_mm512_mul_pd(d1, m1), zp);
-        d0 = _mm512_roundscale_pd(d0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        d1 = _mm512_roundscale_pd(d1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-        d0 = _mm512_min_pd(_mm512_max_pd(d0, lo), hi);
-        d1 = _mm512_min_pd(_mm512_max_pd(d1, lo), hi);
-        __m512i r = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtpd_epi32(d0)), _mm512_cvtpd_epi32(d1), 1);
-        _mm_mask_storeu_epi8((uint8_t *)dst + c, k, _mm512_cvtepi32_epi8(r));
+        if (ep->cmul) m = _mm512_maskz_loadu_ps(k, ep->cmul + j + c);
+        /* nn_qrequant: max/min return their second operand for a NaN, as its comparisons do */
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), m);
+        f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+        __m512i r = _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+        _mm512_mask_cvtepi32_storeu_epi8(dst + c, k, r);
     }
 }
 #endif
@@ -408,11 +438,29 @@ static void qg_chunk(void *ctx, size_t begin, size_t end)
             panel = buf;
         }
         int64_t rb0 = rc * jb->rb_per_chunk, rb1 = rb0 + jb->rb_per_chunk < jb->n_rb ? rb0 + jb->rb_per_chunk : jb->n_rb;
+#if QG_X86
+        /* the epilogue inside the tile kernel when it can be (qg_fuse) */
+        const nn_qepi *ep = a->ep;
+        bool fuse = jb->isa == NN_QISA_VNNI && ep->out_dt != OPT_DT_INT32 && !ep->cbias && !ep->rfac && !ep->cmul &&
+                    j0 / a->P == (j0 + nc - 1) / a->P;
+        qg_vnni_fn fn = fuse ? tile_vnni_pick(a->s_unsigned, (int)nc) : NULL;
+        bool u8 = ep->out_dt == OPT_DT_UINT8;
+        qg_fuse fz = {.mul = ep->mul, .zp = ep->zp, .lo = u8 ? 0 : -128, .hi = u8 ? 255 : 127, .ldo = a->ldo};
+#endif
         for (int64_t rb = rb0; rb < rb1; rb++) {
             int64_t i0 = rb * NN_QMR;
             int mr = (int)(a->M - i0 < NN_QMR ? a->M - i0 : NN_QMR);
             const uint8_t *s[NN_QMR];
             for (int r = 0; r < mr; r++) s[r] = a->s + (i0 + r) * a->lds;
+#if QG_X86
+            if (fuse) {
+                fz.rbias = ep->rbias ? ep->rbias + i0 : NULL;
+                fz.rmul = ep->rmul ? ep->rmul + i0 : NULL;
+                fz.dst = (uint8_t *)a->out + (j0 / a->P) * a->img_stride + i0 * a->ldo + j0 % a->P;
+                fn(mr, s, panel, kq, tile, &fz, (int)nc);
+                continue;
+            }
+#endif
             nn_qtile(jb->isa, a->s_unsigned, mr, (int)nc, s, panel, kq, tile);
             qg_store(jb, tile, mr, i0, j0, nc, a->pack_colsum ? colsum : NULL);
         }

@@ -67,8 +67,19 @@ void nn_qpack(const uint8_t *b, int64_t ldb, int64_t K, int64_t N, uint8_t flip,
  *   v += rbias[i] + cbias[j] + rfac[i] * cfac[j]      (each term when its array is set; int32,
  *                                                      wrapping like the hardware)
  *   out_dt INT32: store v.
- *   otherwise:    store saturate(nearbyint((double)v * mul_ij + zp)) as uint8/int8, where mul_ij
- *                 is rmul[i], cmul[j] or mul (float), the product and sum taken in double. */
+ *   otherwise:    store nn_qrequant(v, mul_ij, zp, type's min, type's max) as uint8/int8, where
+ *                 mul_ij is rmul[i], cmul[j] or mul (float). */
+/* Requantisation as ONNX Runtime's MLAS does it (MlasRequantizeOutput): the product v x m in
+ * float32, clamped to [lo - zp, hi - zp] (a NaN product to lo - zp), rounded half to even, plus
+ * zp. Every kernel and the reference use it, so they agree bit for bit, and with ONNX Runtime. */
+static inline int32_t nn_qrequant(int64_t v, float m, int32_t zp, int32_t lo, int32_t hi)
+{
+    float f = (float)v * m, flo = (float)(lo - zp), fhi = (float)(hi - zp);
+    f = f > flo ? f : flo;
+    f = f < fhi ? f : fhi;
+    return (int32_t)__builtin_nearbyintf(f) + zp;
+}
+
 typedef struct nn_qepi {
     const int32_t *rbias, *cbias;
     const int32_t *rfac, *cfac; /* both or neither */

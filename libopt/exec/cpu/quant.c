@@ -486,13 +486,15 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
                         : OPT_OK;
     if (st == OPT_OK) {
         float ys = (float)opt_array_get(k->in[6], 0);
-        double z = yzp ? iget(yzp, 0) : 0;
+        int32_t z = yzp ? iget(yzp, 0) : 0;
+        double lo = 0, hi = 0;
+        q_range(k->out[0].dtype, &lo, &hi);
         for (uint64_t e = 0; e < total; e++) {
             int64_t i = ((int64_t)e / s.N) % s.M, j = (int64_t)e % s.N;
             float as = (float)opt_array_get(k->in[1], nas == 1 ? 0 : (uint64_t)i);
             float bs = (float)opt_array_get(k->in[4], nbs == 1 ? 0 : (uint64_t)j);
             float m = as * bs / ys;
-            iset(&k->out[0], e, nearbyint((double)acc[e] * m + z));
+            iset(&k->out[0], e, nn_qrequant(acc[e], m, z, (int32_t)lo, (int32_t)hi));
         }
     }
     free(acc);
@@ -674,13 +676,15 @@ static opt_status qlconv_run(opt_kctx *k, opt_error *err)
     opt_status st = qconv_acc(k, &g, acc, err);
     if (st == OPT_OK) {
         float xs = (float)opt_array_get(k->in[1], 0), ys = (float)opt_array_get(k->in[6], 0);
-        double z = yzp ? iget(yzp, 0) : 0;
+        int32_t z = yzp ? iget(yzp, 0) : 0;
+        double lo = 0, hi = 0;
+        q_range(k->out[0].dtype, &lo, &hi);
         int64_t outsz = nn_geom_out_size(&g);
         for (uint64_t e = 0; e < total; e++) {
             int64_t m = ((int64_t)e / outsz) % g.M;
             float m_ = xs * (float)opt_array_get(k->in[4], nws == 1 ? 0 : (uint64_t)m) / ys;
             int64_t a = (int64_t)acc[e] + (B ? iget(B, (uint64_t)m) : 0);
-            iset(&k->out[0], e, nearbyint((double)a * m_ + z));
+            iset(&k->out[0], e, nn_qrequant(a, m_, z, (int32_t)lo, (int32_t)hi));
         }
     }
     free(acc);
