@@ -390,28 +390,29 @@ Test(dequantize_linear, per_tensor_loop_equals_the_onnx_formula)
     opt_model_free(m);
 }
 
-Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)
+/* One QLinearAdd of A [R, C] and B ([C], broadcast along rows, or [R, C]) against the formula in
+ * float32; s8a/s8b/s8y: int8 instead of uint8. Rows of 45 and R * C = 1665 elements: 16-lane
+ * loops with a tail, contiguous runs of both lengths. */
+static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
 {
     enum { R = 37, C = 45 };
-    static uint8_t a[R * C];
-    int8_t b[C];
-    kt_rng r = {11};
-    for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255);
-    for (int i = 0; i < C; i++) b[i] = (int8_t)kt_int(&r, -128, 127);
+    static uint8_t a[R * C], b[R * C];
+    kt_rng r = {seed};
+    for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255), b[i] = (uint8_t)kt_int(&r, 0, 255);
     float as = 0.05f, bs = 0.11f, cs = 0.07f;
-    uint8_t az = 120, cz = 3;
-    int8_t bz = -4;
+    uint8_t az = s8a ? (uint8_t)(int8_t)-7 : 120, bz = s8b ? (uint8_t)(int8_t)-4 : 131, cz = s8y ? (uint8_t)(int8_t)-3 : 3;
+    int ta = s8a ? OPT_DT_INT8 : OPT_DT_UINT8, tb = s8b ? OPT_DT_INT8 : OPT_DT_UINT8, ty = s8y ? OPT_DT_INT8 : OPT_DT_UINT8;
     kt_operand in[8] = {
-        {"a", OPT_DT_UINT8, 2, {R, C}, a, false},
+        {"a", ta, 2, {R, C}, a, false},
         {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
-        {"az", OPT_DT_UINT8, 0, {0}, &az, true},
-        {"b", OPT_DT_INT8, 1, {C}, b, true},
+        {"az", ta, 0, {0}, &az, true},
+        {"b", tb, bfull ? 2 : 1, {bfull ? R : C, C}, b, true},
         {"bs", OPT_DT_FLOAT, 0, {0}, &bs, true},
-        {"bz", OPT_DT_INT8, 0, {0}, &bz, true},
+        {"bz", tb, 0, {0}, &bz, true},
         {"cs", OPT_DT_FLOAT, 0, {0}, &cs, true},
-        {"cz", OPT_DT_UINT8, 0, {0}, &cz, true},
+        {"cz", ty, 0, {0}, &cz, true},
     };
-    int odt = OPT_DT_UINT8;
+    int odt = ty;
     opt_model *m = kt_model("QLinearAdd", 13, in, 8, &odt, 1);
     free(m->graph->nodes[0]->domain);
     m->graph->nodes[0]->domain = opt_strdup("com.microsoft");
@@ -425,11 +426,24 @@ Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)
     kt_run(m, 2, in, 8, &y, 1);
     cr_assert_eq(opt_array_numel(&y), (uint64_t)(R * C));
     for (int i = 0; i < R * C; i++) {
-        volatile float fa = (float)(a[i] - az) * as, fb = (float)(b[i % C] - bz) * bs;
-        float v = nearbyintf((fa + fb) / cs) + cz;
-        v = v < 0 ? 0 : v > 255 ? 255 : v;
-        cr_assert_eq(((uint8_t *)y.data)[i], (uint8_t)v, "element %d", i);
+        int ai = s8a ? (int8_t)a[i] : a[i], bi = bfull ? (s8b ? (int8_t)b[i] : b[i]) : (s8b ? (int8_t)b[i % C] : b[i % C]);
+        int azi = s8a ? (int8_t)az : az, bzi = s8b ? (int8_t)bz : bz, czi = s8y ? (int8_t)cz : cz;
+        volatile float fa = (float)(ai - azi) * as, fb = (float)(bi - bzi) * bs;
+        float v = nearbyintf((fa + fb) / cs) + (float)czi;
+        float lo = s8y ? -128.0f : 0.0f, hi = s8y ? 127.0f : 255.0f;
+        v = v < lo ? lo : v > hi ? hi : v;
+        uint8_t want = s8y ? (uint8_t)(int8_t)v : (uint8_t)v;
+        cr_assert_eq(((uint8_t *)y.data)[i], want, "a %s, b %s%s, y %s: element %d", s8a ? "int8" : "uint8",
+                     s8b ? "int8" : "uint8", bfull ? "" : " (broadcast)", s8y ? "int8" : "uint8", i);
     }
     opt_array_free(&y);
     opt_model_free(m);
+}
+
+Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)
+{
+    qadd_case(false, true, false, false, 11);
+    qadd_case(true, false, true, true, 12);
+    qadd_case(false, false, false, true, 13);
+    qadd_case(true, true, false, false, 14);
 }

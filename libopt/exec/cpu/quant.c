@@ -703,6 +703,7 @@ typedef struct qadd_job {
     float as, bs, cs, cz, lo, hi;
     int32_t az, bz;
     const opt_bcast *bc;
+    bool vec512; /* qadd_avx512 may run (the CPU has it, the scales allow it) */
 } qadd_job;
 
 /* No fused multiply-add here: the products must round as DequantizeLinear's do. */
@@ -750,9 +751,62 @@ static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define QADD_512 1
+/* qadd_one on 16 elements at a time (contiguous runs). Needs finite scales and a non-zero cs,
+ * so that v is never NaN: then min/max clamp exactly as qadd_one's comparisons do, and adding
+ * and subtracting the magic constant rounds as it does (|v| <= 512). */
+static __attribute__((target("avx512f,avx512bw,avx512vl"), optimize("fp-contract=off"))) void
+qadd_avx512(const qadd_job *j, const uint8_t *a, const uint8_t *b, uint8_t *y, uint64_t n)
+{
+    const __m512i az = _mm512_set1_epi32(j->az), bz = _mm512_set1_epi32(j->bz);
+    const __m512 as = _mm512_set1_ps(j->as), bs = _mm512_set1_ps(j->bs), cs = _mm512_set1_ps(j->cs);
+    const __m512 cz = _mm512_set1_ps(j->cz), lo = _mm512_set1_ps(j->lo), hi = _mm512_set1_ps(j->hi);
+    const __m512 lim = _mm512_set1_ps(512.0f), nlim = _mm512_set1_ps(-512.0f), magic = _mm512_set1_ps(12582912.0f);
+    const bool as8 = j->as8, bs8 = j->bs8;
+    for (uint64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m128i va = _mm_maskz_loadu_epi8(k, a + i), vb = _mm_maskz_loadu_epi8(k, b + i);
+        __m512i ia = as8 ? _mm512_cvtepi8_epi32(va) : _mm512_cvtepu8_epi32(va);
+        __m512i ib = bs8 ? _mm512_cvtepi8_epi32(vb) : _mm512_cvtepu8_epi32(vb);
+        __m512 fa = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia, az)), as);
+        __m512 fb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ib, bz)), bs);
+        __m512 v = _mm512_div_ps(_mm512_add_ps(fa, fb), cs);
+        v = _mm512_min_ps(_mm512_max_ps(v, nlim), lim);
+        v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), cz);
+        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, k, _mm512_cvttps_epi32(v));
+    }
+}
+#else
+#define QADD_512 0
+#endif
+
+#if QADD_512
+static bool qadd_has_avx512(void)
+{
+    static int has = -1;
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl");
+        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#endif
+
 static void qadd_run_fn(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
 {
     const qadd_job *j = ctx;
+#if QADD_512
+    if (j->vec512 && st[0] == 1 && st[1] == 1) {
+        qadd_avx512(j, j->a + in[0], j->b + in[1], j->y + out, len);
+        return;
+    }
+#endif
     qadd_loop(j, j->a + in[0], st[0], j->b + in[1], st[1], j->y + out, len);
 }
 
@@ -785,6 +839,9 @@ static opt_status qadd_run(opt_kctx *k, opt_error *err)
                   .cz = cz ? (float)iget(cz, 0) : 0.0f, .lo = ys8 ? -128.0f : 0.0f, .hi = ys8 ? 127.0f : 255.0f,
                   .az = opt_kctx_has(k, 2) ? iget(k->in[2], 0) : 0, .bz = opt_kctx_has(k, 5) ? iget(k->in[5], 0) : 0,
                   .bc = &bc};
+#if QADD_512
+    j.vec512 = isfinite(j.as) && isfinite(j.bs) && isfinite(j.cs) && j.cs != 0.0f && qadd_has_avx512();
+#endif
     if (nn_threads(k) > 1 && bc.numel >= 32768)
         opt_parallel_for(k, (size_t)bc.numel, qadd_chunk, &j);
     else
