@@ -8,11 +8,12 @@ For each MODEL: `mopt quant --int8 --data fashion-mnist:train --limit CAL`, then
 the first LIMIT test images both ways, and ONNX Runtime (one thread) on the same file. Prints one
 line per model and exits 1 unless every output of the int8 run is within one quantization step
 (the scale of the last DequantizeLinear) of the simulated run, the two top-1 accuracies differ by
-at most --top1-tol (default 0.002: 0.2 points), and the int8 run equals ONNX Runtime's output bit
-for bit. mopt requantises as ONNX Runtime's MLAS does; the exact comparison needs a CPU with VNNI
-(avx512_vnni or avx_vnni), where MLAS's uint8 x int8 products are exact too. Without it MLAS
-multiplies through vpmaddubsw, whose pair sums saturate, and the script says so and compares
-top-1 against ONNX Runtime instead (within --top1-tol).
+at most --top1-tol (default 0.002: 0.2 points), and the int8 run is within one step of ONNX
+Runtime's output too. mopt requantises as ONNX Runtime's MLAS does; with --ort-exact, on a CPU
+with AVX-512 VNNI (where mopt's VNNI kernels run and MLAS's uint8 x int8 products are exact too),
+the int8 run must equal ONNX Runtime's output bit for bit. The float ops left between the int8
+islands (rescnn's GlobalAveragePool) sum in an order that follows the ISA, so on another CPU, or
+under valgrind (which hides AVX-512), a rare output may round to the neighbouring step.
 """
 import argparse
 import os
@@ -46,13 +47,13 @@ def run(mopt, model, npy, out, fuse):
     return np.load(os.path.join(out, "output_0.npy"))
 
 
-def cpu_has_vnni():
+def cpu_has_avx512_vnni():
     try:
         with open("/proc/cpuinfo") as f:
             flags = next((ln.split(":", 1)[1].split() for ln in f if ln.startswith("flags")), [])
     except OSError:
         return False
-    return "avx512_vnni" in flags or "avx_vnni" in flags
+    return "avx512_vnni" in flags
 
 
 def run_ort(model, x):
@@ -70,6 +71,8 @@ def main():
     ap.add_argument("--cal", type=int, default=300)
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--top1-tol", type=float, default=0.002)
+    ap.add_argument("--ort-exact", action="store_true",
+                    help="on a CPU with AVX-512 VNNI, require outputs equal to ONNX Runtime's bit for bit")
     a = ap.parse_args()
     os.makedirs(a.tmp, exist_ok=True)
     x, y = load_split("t10k")
@@ -77,10 +80,9 @@ def main():
     npy = os.path.join(a.tmp, "test.npy")
     np.save(npy, np.ascontiguousarray(x))
     ok = True
-    vnni = cpu_has_vnni()
-    if not vnni:
-        print("this CPU has no VNNI: ONNX Runtime's uint8 x int8 products may saturate here, so its "
-              "outputs are compared by top-1 only, not bit for bit")
+    exact = a.ort_exact and cpu_has_avx512_vnni()
+    if a.ort_exact and not exact:
+        print("this CPU has no AVX-512 VNNI: outputs compared with ONNX Runtime's to one step, not bit for bit")
     for path in a.models:
         name = os.path.splitext(os.path.basename(path))[0]
         q = os.path.join(a.tmp, name + ".int8.onnx")
@@ -93,14 +95,14 @@ def main():
         steps = np.abs(fused - sim) / step
         t_int8, t_sim, t_ort = ((o.argmax(1) == y).mean() for o in (fused, sim, ref))
         same_ort = (fused == ref).mean()
-        if vnni:
-            ort_good = bool(np.array_equal(fused, ref))
-        else:
-            ort_good = abs(t_int8 - t_ort) <= a.top1_tol + 1e-9
+        ort_steps = np.abs(fused - ref) / step
+        ort_good = bool(np.array_equal(fused, ref)) if exact else ort_steps.max() <= 1.0 + 1e-4
+        ort_good = ort_good and abs(t_int8 - t_ort) <= a.top1_tol + 1e-9
         good = steps.max() <= 1.0 + 1e-4 and abs(t_int8 - t_sim) <= a.top1_tol + 1e-9 and ort_good
         ok &= bool(good)
         print(f"{name} max_steps {steps.max():.3f} exact {(steps < 1e-4).mean():.4f} top1_int8 {t_int8:.4f} "
-              f"top1_simulated {t_sim:.4f} equal_to_ort {same_ort:.4f} top1_ort {t_ort:.4f} "
+              f"top1_simulated {t_sim:.4f} equal_to_ort {same_ort:.4f} max_steps_ort {ort_steps.max():.3f} "
+              f"top1_ort {t_ort:.4f} "
               f"{'ok' if good else 'FAIL'}")
     sys.exit(0 if ok else 1)
 
