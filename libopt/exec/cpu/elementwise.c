@@ -695,10 +695,13 @@ static void pow_seg(void *ctx, const int64_t *in, const int64_t *st, uint64_t ou
         double y = opt_array_get(j->b, (uint64_t)(in[1] + (int64_t)i * st[1]));
         double r = pow(x, y);
         int dt = j->o->dtype;
-        if (dt == OPT_DT_DOUBLE) ((double *)j->o->data)[out + i] = r;
-        else if (dt == OPT_DT_INT64) ((int64_t *)j->o->data)[out + i] = (int64_t)r;
-        else if (dt == OPT_DT_INT32) ((int32_t *)j->o->data)[out + i] = (int32_t)r;
-        else opt_store_f32(j->o->data, dt, out + i, (float)r);
+        size_t w = (size_t)opt_dtype_bits(dt) / 8;
+        /* Integer outputs truncate toward zero as ONNX Runtime's cast does (2^1.5 -> 2), then
+         * saturate (2^64 or an infinity would be undefined behaviour to convert); NaN -> 0. */
+        bool fp = dt == OPT_DT_FLOAT || dt == OPT_DT_DOUBLE || dt == OPT_DT_FLOAT16 ||
+                  dt == OPT_DT_BFLOAT16;
+        if (!fp) r = trunc(r);
+        opt_cvt_from_f64(&r, (char *)j->o->data + (out + i) * w, dt, 1);
     }
 }
 

@@ -250,7 +250,9 @@ static opt_status onehot_run(opt_kctx *k, opt_error *err)
         for (int64_t c = 0; c < depth; c++)
             for (uint64_t i = 0; i < inner; i++) {
                 double v = opt_array_get(ix, o * inner + i);
-                int64_t iv = (int64_t)v;
+                /* Outside [-depth, depth) (or NaN) matches no class; converting a float index
+                 * beyond int64's range would be undefined. */
+                int64_t iv = v > -(double)depth - 1 && v < (double)depth ? (int64_t)v : depth;
                 if (iv < 0) iv += depth;
                 memcpy(y + ((o * (uint64_t)depth + (uint64_t)c) * inner + i) * es, iv == c ? on : off, es);
             }
