@@ -390,23 +390,28 @@ Test(dequantize_linear, per_tensor_loop_equals_the_onnx_formula)
     opt_model_free(m);
 }
 
+typedef struct qadd_spec {
+    bool s8a, s8b, s8y, bfull; /* int8 instead of uint8; B [R, C] instead of [C] */
+    int R, C;
+    const uint8_t *a, *b;
+    float as, bs, cs;
+    uint8_t az, bz, cz;
+} qadd_spec;
+
 /* One QLinearAdd of A [R, C] and B ([C], broadcast along rows, or [R, C]) against the formula in
- * float32; s8a/s8b/s8y: int8 instead of uint8. Rows of 45 and R * C = 1665 elements: 16-lane
- * loops with a tail, contiguous runs of both lengths. */
-static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
+ * float32 (a division by the output scale, as QuantizeLinear does), element by element. */
+static void qadd_check(const qadd_spec *q)
 {
-    enum { R = 37, C = 45 };
-    static uint8_t a[R * C], b[R * C];
-    kt_rng r = {seed};
-    for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255), b[i] = (uint8_t)kt_int(&r, 0, 255);
-    float as = 0.05f, bs = 0.11f, cs = 0.07f;
-    uint8_t az = s8a ? (uint8_t)(int8_t)-7 : 120, bz = s8b ? (uint8_t)(int8_t)-4 : 131, cz = s8y ? (uint8_t)(int8_t)-3 : 3;
-    int ta = s8a ? OPT_DT_INT8 : OPT_DT_UINT8, tb = s8b ? OPT_DT_INT8 : OPT_DT_UINT8, ty = s8y ? OPT_DT_INT8 : OPT_DT_UINT8;
+    const int R = q->R, C = q->C;
+    float as = q->as, bs = q->bs, cs = q->cs;
+    uint8_t az = q->az, bz = q->bz, cz = q->cz;
+    int ta = q->s8a ? OPT_DT_INT8 : OPT_DT_UINT8, tb = q->s8b ? OPT_DT_INT8 : OPT_DT_UINT8;
+    int ty = q->s8y ? OPT_DT_INT8 : OPT_DT_UINT8;
     kt_operand in[8] = {
-        {"a", ta, 2, {R, C}, a, false},
+        {"a", ta, 2, {R, C}, (void *)q->a, false},
         {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
         {"az", ta, 0, {0}, &az, true},
-        {"b", tb, bfull ? 2 : 1, {bfull ? R : C, C}, b, true},
+        {"b", tb, q->bfull ? 2 : 1, {q->bfull ? R : C, C}, (void *)q->b, true},
         {"bs", OPT_DT_FLOAT, 0, {0}, &bs, true},
         {"bz", tb, 0, {0}, &bz, true},
         {"cs", OPT_DT_FLOAT, 0, {0}, &cs, true},
@@ -424,20 +429,63 @@ static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
     m->n_opset_import = 2;
     opt_array y = {0};
     kt_run(m, 2, in, 8, &y, 1);
-    cr_assert_eq(opt_array_numel(&y), (uint64_t)(R * C));
+    cr_assert_eq(opt_array_numel(&y), (uint64_t)R * (uint64_t)C);
+    int azi = q->s8a ? (int8_t)az : az, bzi = q->s8b ? (int8_t)bz : bz, czi = q->s8y ? (int8_t)cz : cz;
+    float lo = q->s8y ? -128.0f : 0.0f, hi = q->s8y ? 127.0f : 255.0f;
     for (int i = 0; i < R * C; i++) {
-        int ai = s8a ? (int8_t)a[i] : a[i], bi = bfull ? (s8b ? (int8_t)b[i] : b[i]) : (s8b ? (int8_t)b[i % C] : b[i % C]);
-        int azi = s8a ? (int8_t)az : az, bzi = s8b ? (int8_t)bz : bz, czi = s8y ? (int8_t)cz : cz;
+        uint8_t ab = q->a[i], bb = q->bfull ? q->b[i] : q->b[i % C];
+        int ai = q->s8a ? (int8_t)ab : ab, bi = q->s8b ? (int8_t)bb : bb;
         volatile float fa = (float)(ai - azi) * as, fb = (float)(bi - bzi) * bs;
-        float v = nearbyintf((fa + fb) / cs) + (float)czi;
-        float lo = s8y ? -128.0f : 0.0f, hi = s8y ? 127.0f : 255.0f;
+        volatile float x = fa + fb;
+        volatile float quo = x / cs;
+        float v = nearbyintf(quo) + (float)czi;
         v = v < lo ? lo : v > hi ? hi : v;
-        uint8_t want = s8y ? (uint8_t)(int8_t)v : (uint8_t)v;
-        cr_assert_eq(((uint8_t *)y.data)[i], want, "a %s, b %s%s, y %s: element %d", s8a ? "int8" : "uint8",
-                     s8b ? "int8" : "uint8", bfull ? "" : " (broadcast)", s8y ? "int8" : "uint8", i);
+        uint8_t want = q->s8y ? (uint8_t)(int8_t)v : (uint8_t)v;
+        if (((uint8_t *)y.data)[i] != want)
+            cr_assert_fail("a %s, b %s%s, y %s, scales %a %a %a, zero points %d %d %d: element %d (a %d, "
+                           "b %d): %d, want %d",
+                           q->s8a ? "int8" : "uint8", q->s8b ? "int8" : "uint8", q->bfull ? "" : " (broadcast)",
+                           q->s8y ? "int8" : "uint8", as, bs, cs, azi, bzi, czi, i, ai, bi,
+                           q->s8y ? (int8_t)((uint8_t *)y.data)[i] : ((uint8_t *)y.data)[i],
+                           q->s8y ? (int8_t)want : want);
     }
     opt_array_free(&y);
     opt_model_free(m);
+}
+
+/* Rows of 45 and R * C = 1665 elements: 16-lane loops with a tail, contiguous runs of both
+ * lengths (64-element steps on the full B). */
+static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
+{
+    enum { R = 37, C = 45 };
+    static uint8_t a[R * C], b[R * C];
+    kt_rng r = {seed};
+    for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255), b[i] = (uint8_t)kt_int(&r, 0, 255);
+    qadd_spec q = {s8a, s8b, s8y, bfull, R, C, a, b, 0.05f, 0.11f, 0.07f,
+                   s8a ? (uint8_t)(int8_t)-7 : 120, s8b ? (uint8_t)(int8_t)-4 : 131, s8y ? (uint8_t)(int8_t)-3 : 3};
+    qadd_check(&q);
+}
+
+/* Every (a, b) pair, 65,536 elements, under 300 random sets of scales and zero points: the
+ * vector path divides by multiply-adds (Markstein's correctly rounded quotient), which must give
+ * the division's bytes. Scales log-uniform over [2^-40, 2^40] (the range the vector path takes),
+ * and, where the test is sharpest, output scales near the inputs' so most results land inside
+ * the output range and many near a rounding tie. */
+Test(qlinear_add, vector_division_equals_division_for_every_pair)
+{
+    static uint8_t a[65536], b[65536];
+    for (int i = 0; i < 65536; i++) a[i] = (uint8_t)i, b[i] = (uint8_t)(i >> 8);
+    kt_rng r = {99};
+    for (int t = 0; t < 300; t++) {
+        bool wide = t % 3 == 0;
+        float base = ldexpf(1.0f, (int)kt_int(&r, wide ? -40 : -14, wide ? 39 : 4));
+        float as = base * (float)(1.0 + kt_int(&r, 0, 1 << 20) / (double)(1 << 20));
+        float bs = (wide ? ldexpf(1.0f, (int)kt_int(&r, -40, 39)) : base) * (float)(1.0 + kt_int(&r, 0, 1 << 20) / (double)(1 << 20));
+        float cs = (wide ? ldexpf(1.0f, (int)kt_int(&r, -40, 39)) : base * 2) * (float)(1.0 + kt_int(&r, 0, 1 << 20) / (double)(1 << 20));
+        qadd_spec q = {t & 1, (t >> 1) & 1, (t >> 2) & 1, true, 256, 256, a, b, as, bs, cs,
+                       (uint8_t)kt_int(&r, 0, 255), (uint8_t)kt_int(&r, 0, 255), (uint8_t)kt_int(&r, 0, 255)};
+        qadd_check(&q);
+    }
 }
 
 Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)

@@ -754,29 +754,64 @@ static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #include <immintrin.h>
 #define QADD_512 1
-/* qadd_one on 16 elements at a time (contiguous runs). Needs finite scales and a non-zero cs,
- * so that v is never NaN: then min/max clamp exactly as qadd_one's comparisons do, and adding
- * and subtracting the magic constant rounds as it does (|v| <= 512). */
+/* qadd_one on 16 elements as int32. The division by cs is done as Markstein's correctly rounded
+ * quotient: q = x * (1/cs), r = x - q * cs (exact, by fma), q' = q + r * (1/cs), where 1/cs is
+ * the correctly rounded reciprocal. q' is x / cs rounded to nearest, the bits vdivps gives, as
+ * long as nothing overflows or underflows: the caller keeps |as|, |bs| and |cs| within
+ * [2^-40, 2^40] for that (the unit test qlinear_add/exact compares every (a, b) pair with the
+ * division). A division costs more than the three multiply-adds. Then min/max clamp exactly as
+ * qadd_one's comparisons do (v is never NaN), and adding and subtracting the magic constant
+ * rounds as it does (|v| <= 512). */
+typedef struct qadd_vec {
+    __m512i az, bz;
+    __m512 as, bs, cs, rcs, cz, lo, hi, lim, nlim, magic;
+} qadd_vec;
+
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl"))) __m512i
+qadd16(const qadd_vec *c, __m128i va, __m128i vb, bool as8, bool bs8)
+{
+    __m512i ia = as8 ? _mm512_cvtepi8_epi32(va) : _mm512_cvtepu8_epi32(va);
+    __m512i ib = bs8 ? _mm512_cvtepi8_epi32(vb) : _mm512_cvtepu8_epi32(vb);
+    __m512 fa = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia, c->az)), c->as);
+    __m512 fb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ib, c->bz)), c->bs);
+    __m512 x = _mm512_add_ps(fa, fb);
+    __m512 q = _mm512_mul_ps(x, c->rcs);
+    __m512 r = _mm512_fnmadd_ps(q, c->cs, x);
+    __m512 v = _mm512_fmadd_ps(r, c->rcs, q);
+    v = _mm512_min_ps(_mm512_max_ps(v, c->nlim), c->lim);
+    v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, c->magic), c->magic), c->cz);
+    v = _mm512_min_ps(_mm512_max_ps(v, c->lo), c->hi);
+    return _mm512_cvttps_epi32(v);
+}
+
+/* Contiguous runs: 64 elements per step (one 64-byte store of the four results packed to bytes;
+ * a masked 16-byte narrowing store per 16 elements cost more than the arithmetic), then 16 at a
+ * time under a mask. */
 static __attribute__((target("avx512f,avx512bw,avx512vl"), optimize("fp-contract=off"))) void
 qadd_avx512(const qadd_job *j, const uint8_t *a, const uint8_t *b, uint8_t *y, uint64_t n)
 {
-    const __m512i az = _mm512_set1_epi32(j->az), bz = _mm512_set1_epi32(j->bz);
-    const __m512 as = _mm512_set1_ps(j->as), bs = _mm512_set1_ps(j->bs), cs = _mm512_set1_ps(j->cs);
-    const __m512 cz = _mm512_set1_ps(j->cz), lo = _mm512_set1_ps(j->lo), hi = _mm512_set1_ps(j->hi);
-    const __m512 lim = _mm512_set1_ps(512.0f), nlim = _mm512_set1_ps(-512.0f), magic = _mm512_set1_ps(12582912.0f);
+    const qadd_vec c = {
+        .az = _mm512_set1_epi32(j->az), .bz = _mm512_set1_epi32(j->bz), .as = _mm512_set1_ps(j->as),
+        .bs = _mm512_set1_ps(j->bs), .cs = _mm512_set1_ps(j->cs), .rcs = _mm512_set1_ps(1.0f / j->cs),
+        .cz = _mm512_set1_ps(j->cz), .lo = _mm512_set1_ps(j->lo), .hi = _mm512_set1_ps(j->hi),
+        .lim = _mm512_set1_ps(512.0f), .nlim = _mm512_set1_ps(-512.0f), .magic = _mm512_set1_ps(12582912.0f)};
     const bool as8 = j->as8, bs8 = j->bs8;
-    for (uint64_t i = 0; i < n; i += 16) {
+    /* packs interleave the four results by 128-bit lane; this puts the dwords back in order */
+    const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+    uint64_t i = 0;
+    for (; i + 64 <= n; i += 64) {
+        __m512i r[4];
+        for (int t = 0; t < 4; t++)
+            r[t] = qadd16(&c, _mm_loadu_si128((const __m128i *)(a + i + 16 * t)),
+                          _mm_loadu_si128((const __m128i *)(b + i + 16 * t)), as8, bs8);
+        __m512i w01 = _mm512_packs_epi32(r[0], r[1]), w23 = _mm512_packs_epi32(r[2], r[3]);
+        __m512i bytes = j->ys8 ? _mm512_packs_epi16(w01, w23) : _mm512_packus_epi16(w01, w23);
+        _mm512_storeu_si512((void *)(y + i), _mm512_permutexvar_epi32(order, bytes));
+    }
+    for (; i < n; i += 16) {
         __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
-        __m128i va = _mm_maskz_loadu_epi8(k, a + i), vb = _mm_maskz_loadu_epi8(k, b + i);
-        __m512i ia = as8 ? _mm512_cvtepi8_epi32(va) : _mm512_cvtepu8_epi32(va);
-        __m512i ib = bs8 ? _mm512_cvtepi8_epi32(vb) : _mm512_cvtepu8_epi32(vb);
-        __m512 fa = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ia, az)), as);
-        __m512 fb = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(ib, bz)), bs);
-        __m512 v = _mm512_div_ps(_mm512_add_ps(fa, fb), cs);
-        v = _mm512_min_ps(_mm512_max_ps(v, nlim), lim);
-        v = _mm512_add_ps(_mm512_sub_ps(_mm512_add_ps(v, magic), magic), cz);
-        v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
-        _mm512_mask_cvtepi32_storeu_epi8(y + i, k, _mm512_cvttps_epi32(v));
+        __m512i v = qadd16(&c, _mm_maskz_loadu_epi8(k, a + i), _mm_maskz_loadu_epi8(k, b + i), as8, bs8);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, k, v);
     }
 }
 #else
@@ -840,7 +875,10 @@ static opt_status qadd_run(opt_kctx *k, opt_error *err)
                   .az = opt_kctx_has(k, 2) ? iget(k->in[2], 0) : 0, .bz = opt_kctx_has(k, 5) ? iget(k->in[5], 0) : 0,
                   .bc = &bc};
 #if QADD_512
-    j.vec512 = isfinite(j.as) && isfinite(j.bs) && isfinite(j.cs) && j.cs != 0.0f && qadd_has_avx512();
+    /* qadd_avx512's division by multiply-adds is exact for scales within [2^-40, 2^40] */
+    const float smin = 0x1p-40f, smax = 0x1p40f;
+    j.vec512 = fabsf(j.as) >= smin && fabsf(j.as) <= smax && fabsf(j.bs) >= smin && fabsf(j.bs) <= smax &&
+               fabsf(j.cs) >= smin && fabsf(j.cs) <= smax && qadd_has_avx512();
 #endif
     if (nn_threads(k) > 1 && bc.numel >= 32768)
         opt_parallel_for(k, (size_t)bc.numel, qadd_chunk, &j);
