@@ -4,8 +4,8 @@
  *
  * C[i][j] = sum_k S[i][k] * V[k][j] over 8-bit operands with exact int32 accumulation, then an
  * epilogue per output: integer corrections for the zero points and the bias, and requantisation
- * (int32 -> times a float multiplier, in double -> round half to even -> plus the output zero
- * point -> saturate to uint8/int8), or the raw int32 sum for the *Integer ops.
+ * (nn_qrequant: int32 -> times a float multiplier, in float32 -> clamp -> round half to even ->
+ * plus the output zero point, as uint8/int8), or the raw int32 sum for the *Integer ops.
  *
  * One operand is unsigned and the other signed, as the int8 dot-product instructions want them:
  * S is signed and V unsigned ("weights x activations", conv), or S unsigned and V signed

@@ -3,9 +3,10 @@
  * DynamicQuantizeLinear, QLinearConv, QLinearMatMul, MatMulInteger and ConvInteger.
  *
  * The integer ops compute with integers: operands minus their zero points as int16, products
- * accumulated in int32 (nn_igemm), exactly as the ONNX reference does. Requantisation multiplies
- * the int32 sum by the float32 multiplier (x_scale * w_scale / y_scale) in double, rounds half to
- * even, adds the output zero point and saturates. Scales and zero points are per tensor or per
+ * accumulated in int32 (nn_igemm), exactly as the ONNX reference does. Requantisation is
+ * nn_qrequant (qgemm.h), as ONNX Runtime's MLAS does it: the int32 sum times the float32
+ * multiplier (x_scale * w_scale / y_scale) in float32, clamped, rounded half to even, plus the
+ * output zero point. Scales and zero points are per tensor or per
  * axis (QuantizeLinear/DequantizeLinear `axis`; per output channel for weights; per row of A and
  * per column of B for the matmuls). Quantized types: uint8, int8, uint16, int16, int32
  * (DequantizeLinear input) and the float8 types.
