@@ -83,9 +83,12 @@ typedef struct opt_calib_part {
     uint64_t count, nonfinite, zeros, f16_flush;
 } opt_calib_part;
 
-/* Fills p with the statistics of x[0..n). Vectorised (AVX2) where the CPU has it; the result
- * equals opt_calib_scan_f32_ref's bit for bit. */
+/* Fills p with the statistics of x[0..n). Vectorised (AVX-512 or AVX2) where the CPU has it;
+ * the result equals opt_calib_scan_f32_ref's bit for bit. */
 void opt_calib_scan_f32(const float *x, size_t n, opt_calib_part *p);
+/* The same with the vector width capped: level 2 AVX-512, 1 AVX2, 0 the scalar scan (each
+ * where the CPU has it, else the next lower); for tests of every path on one machine. */
+void opt_calib_scan_f32_level(const float *x, size_t n, opt_calib_part *p, int level);
 /* The plain scalar scan (the reference the tests compare against). */
 void opt_calib_scan_f32_ref(const float *x, size_t n, opt_calib_part *p);
 /* Statistics of a float32/float16/bfloat16/double array (other dtypes: an empty part). */

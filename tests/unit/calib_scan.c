@@ -48,14 +48,15 @@ Test(calib_scan, vector_scan_equals_the_serial_scan_bit_for_bit)
         if (trial == 4) /* everything non-finite */
             for (int i = 0; i < N; i++) x[i] = i % 2 ? NAN : INFINITY;
         if (trial == 5) memset(x, 0, N * sizeof *x);
-        for (size_t n = 0; n <= N; n += n < 80 ? 1 : 997) {
-            opt_calib_part a, b;
-            opt_calib_scan_f32(x, n, &a);
-            opt_calib_scan_f32_ref(x, n, &b);
-            char what[64];
-            snprintf(what, sizeof what, "trial %d, n %zu", trial, n);
-            assert_same_part(&a, &b, what);
-        }
+        for (size_t n = 0; n <= N; n += n < 80 ? 1 : 997)
+            for (int level = 1; level <= 2; level++) { /* AVX2, AVX-512 (where the CPU has them) */
+                opt_calib_part a, b;
+                opt_calib_scan_f32_level(x, n, &a, level);
+                opt_calib_scan_f32_ref(x, n, &b);
+                char what[64];
+                snprintf(what, sizeof what, "trial %d, n %zu, level %d", trial, n, level);
+                assert_same_part(&a, &b, what);
+            }
     }
     free(x);
 }
