@@ -121,17 +121,28 @@ void opt_calib_scan_f32_ref(const float *x, size_t n, opt_calib_part *p)
 #include <immintrin.h>
 #define STATS_AVX2 __attribute__((target("avx2,fma")))
 
+/* The widest scan this CPU runs: 2 AVX-512 (F, DQ, POPCNT), 1 AVX2 with FMA, 0 neither. Threads
+ * may ask at once (calib/collect.c): an atomic cache of the answer. */
+static int cpu_level(void)
+{
+    static int level = -1;
+    int l = __atomic_load_n(&level, __ATOMIC_RELAXED);
+    if (l < 0) {
+        __builtin_cpu_init();
+        bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+        l = !avx2 ? 0
+            : __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                    __builtin_cpu_supports("popcnt")
+                ? 2
+                : 1;
+        __atomic_store_n(&level, l, __ATOMIC_RELAXED);
+    }
+    return l;
+}
+
 static bool have_avx2(void)
 {
-    /* Threads may ask at once (calib/collect.c): an atomic cache of the answer. */
-    static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h == 1;
+    return cpu_level() >= 1;
 }
 
 /* Eight lanes of the reference scan. A lane's minimum is numeric (min_ps), so on a tie between
@@ -184,19 +195,6 @@ STATS_AVX2 static size_t scan_avx2(const float *x, size_t n, float *mn, float *m
 }
 #define STATS_AVX512 __attribute__((target("avx512f,avx512dq,popcnt")))
 
-static bool have_avx512(void)
-{
-    static int have = -1;
-    int h = __atomic_load_n(&have, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
-            __builtin_cpu_supports("popcnt");
-        __atomic_store_n(&have, h, __ATOMIC_RELAXED);
-    }
-    return h == 1;
-}
-
 /* The same scan on 16 lanes, two vectors per step in two pairs of accumulators (a min or max
  * waits for the one before it in its chain: one chain kept scan_avx2 near a vector per three
  * cycles), and the counts as population counts of the compare masks. */
@@ -237,7 +235,7 @@ STATS_AVX512 static size_t scan_avx512(const float *x, size_t n, float *mn, floa
 }
 #else
 static bool have_avx2(void) { return false; }
-static bool have_avx512(void) { return false; }
+static int cpu_level(void) { return 0; }
 static size_t scan_avx512(const float *x, size_t n, float *mn, float *mx, uint64_t *bad, uint64_t *zeros,
                           uint64_t *flush)
 {
@@ -265,7 +263,7 @@ void opt_calib_scan_f32_level(const float *x, size_t n, opt_calib_part *p, int l
     }
     float mn = INFINITY, mx = -INFINITY;
     uint64_t bad = 0, zeros = 0, flush = 0;
-    size_t i = level >= 2 && have_avx512() ? scan_avx512(x, n, &mn, &mx, &bad, &zeros, &flush)
+    size_t i = level >= 2 && cpu_level() >= 2 ? scan_avx512(x, n, &mn, &mx, &bad, &zeros, &flush)
                              : scan_avx2(x, n, &mn, &mx, &bad, &zeros, &flush);
     opt_calib_part tail;
     opt_calib_scan_f32_ref(x + i, n - i, &tail);
