@@ -759,10 +759,10 @@ static QADD_VEC void qadd_loop(const qadd_job *j, const uint8_t *restrict a, int
  * quotient: q = x * (1/cs), r = x - q * cs (exact, by fma), q' = q + r * (1/cs), where 1/cs is
  * the correctly rounded reciprocal. q' is x / cs rounded to nearest, the bits vdivps gives, as
  * long as nothing overflows or underflows: the caller keeps |as|, |bs| and |cs| within
- * [2^-40, 2^40] for that (the unit test qlinear_add/exact compares every (a, b) pair with the
- * division). A division costs more than the three multiply-adds. Then min/max clamp exactly as
- * qadd_one's comparisons do (v is never NaN), and adding and subtracting the magic constant
- * rounds as it does (|v| <= 512). */
+ * [2^-40, 2^40] for that (the unit test qlinear_add/vector_division_equals_division_for_every_pair
+ * compares every (a, b) pair with the division). A division costs more than the three
+ * multiply-adds. Then min/max clamp exactly as qadd_one's comparisons do (v is never NaN), and
+ * adding and subtracting the magic constant rounds as it does (|v| <= 512). */
 typedef struct qadd_vec {
     __m512i az, bz;
     __m512 as, bs, cs, rcs, cz, lo, hi, lim, nlim, magic;
