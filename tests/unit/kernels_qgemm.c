@@ -4,7 +4,8 @@
  * shape, signedness and epilogue; QLinearConv (int8 activations, uint8 weights with per-channel
  * zero points, strides (2 along the width too), dilations, pads, images smaller than a panel; both
  * unfoldings), a Gemm written as a 1x1
- * QLinearConv and QLinearMatMul equal integer references computed here; the per-tensor
+ * QLinearConv, depthwise QLinearConv and ConvInteger (the direct kernel and the GEMM path) and
+ * QLinearMatMul equal integer references computed here; the per-tensor
  * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
  */
 #include "libopt/exec/cpu/qgemm.h"
@@ -196,6 +197,136 @@ Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_
     qlconv_case(32, 37, 1, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
     qlconv_case(3, 77, 2, 80);  /* row pieces at stride 2 (ResNet's first conv): 16 bytes of 32 at a time */
     qlconv_case(3, 150, 2, 81); /* the same over runs of a whole panel */
+}
+
+/* A depthwise QLinearConv (group = C, M = mult * C) or ConvInteger (int32 out): 1-D when H == 0.
+ * Weights int8 without zero points take the direct kernel (qdwconv.c) on a VNNI CPU; uint8
+ * weights with zero points take the GEMM path. Both must equal the integer reference. */
+typedef struct dw_spec {
+    int N, C, mult, H, W, KH, KW, sh, sw, dh, dw, pt, pl, pb, pr;
+    bool s8x, qlinear, wzp;
+} dw_spec;
+
+static void dw_case(const dw_spec *sp, uint64_t seed)
+{
+    kt_rng r = {seed};
+    const bool one = sp->H == 0;
+    const int N = sp->N, C = sp->C, M = C * sp->mult, H = one ? 1 : sp->H, W = sp->W;
+    const int KH = one ? 1 : sp->KH, KW = sp->KW, sh = one ? 1 : sp->sh, dh = one ? 1 : sp->dh;
+    const int pt = one ? 0 : sp->pt, pb = one ? 0 : sp->pb;
+    const int OH = (H + pt + pb - dh * (KH - 1) - 1) / sh + 1;
+    const int OW = (W + sp->pl + sp->pr - sp->dw * (KW - 1) - 1) / sp->sw + 1;
+    const size_t nx = (size_t)(N * C * H * W), nw = (size_t)(M * KH * KW);
+    uint8_t *x = malloc(nx), *w = malloc(nw);
+    uint8_t wzp[64];
+    float wsc[64];
+    int32_t bias[64];
+    cr_assert(M <= 64);
+    for (size_t i = 0; i < nx; i++) x[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (size_t i = 0; i < nw; i++) w[i] = (uint8_t)kt_int(&r, 0, 255);
+    for (int m = 0; m < M; m++) {
+        wzp[m] = sp->wzp ? (uint8_t)kt_int(&r, 100, 150) : 0;
+        wsc[m] = 0.0009f * (float)(m % 7 + 1);
+        bias[m] = (int32_t)kt_int(&r, -20000, 20000);
+    }
+    const int xdt = sp->s8x ? OPT_DT_INT8 : OPT_DT_UINT8, wdt = sp->wzp ? OPT_DT_UINT8 : OPT_DT_INT8;
+    const uint8_t xzp = sp->s8x ? (uint8_t)(int8_t)-7 : 131, yzp = sp->s8x ? (uint8_t)(int8_t)5 : 120;
+    const float xsc = 0.02f, ysc = 0.3f;
+    const int64_t xd[4] = {N, C, one ? W : H, W}, wd[4] = {M, 1, one ? KW : KH, KW};
+    const int nd = one ? 3 : 4;
+    kt_operand qin[9] = {
+        {"x", xdt, nd, {xd[0], xd[1], xd[2], xd[3]}, x, false},
+        {"xs", OPT_DT_FLOAT, 0, {0}, &xsc, true},
+        {"xz", xdt, 0, {0}, &xzp, true},
+        {"w", wdt, nd, {wd[0], wd[1], wd[2], wd[3]}, w, true},
+        {"ws", OPT_DT_FLOAT, 1, {M}, wsc, true},
+        {"wz", wdt, 1, {M}, wzp, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ysc, true},
+        {"yz", xdt, 0, {0}, &yzp, true},
+        {"b", OPT_DT_INT32, 1, {M}, bias, true},
+    };
+    kt_operand iin[4] = {qin[0], qin[3], qin[2], qin[5]}; /* x, w, x_zero_point, w_zero_point */
+    int odt = sp->qlinear ? xdt : OPT_DT_INT32;
+    opt_model *m = sp->qlinear ? kt_model("QLinearConv", 10, qin, 9, &odt, 1)
+                               : kt_model("ConvInteger", 10, iin, 4, &odt, 1);
+    kt_attr_int(m, "group", C);
+    if (one) {
+        kt_attr_ints(m, "pads", (const int64_t[]){sp->pl, sp->pr}, 2);
+        kt_attr_ints(m, "strides", (const int64_t[]){sp->sw}, 1);
+        kt_attr_ints(m, "dilations", (const int64_t[]){sp->dw}, 1);
+    } else {
+        kt_attr_ints(m, "pads", (const int64_t[]){pt, sp->pl, pb, sp->pr}, 4);
+        kt_attr_ints(m, "strides", (const int64_t[]){sh, sp->sw}, 2);
+        kt_attr_ints(m, "dilations", (const int64_t[]){dh, sp->dw}, 2);
+    }
+    for (int threads = 1; threads <= 2; threads++) {
+        opt_array y = {0};
+        kt_run(m, threads, sp->qlinear ? qin : iin, sp->qlinear ? 9 : 4, &y, 1);
+        cr_assert_eq(opt_array_numel(&y), (uint64_t)(N * M * OH * OW));
+        for (int n = 0; n < N; n++)
+            for (int mo = 0; mo < M; mo++)
+                for (int oh = 0; oh < OH; oh++)
+                    for (int ow = 0; ow < OW; ow++) {
+                        int32_t acc = sp->qlinear ? bias[mo] : 0, c = mo / sp->mult;
+                        for (int kh = 0; kh < KH; kh++)
+                            for (int kw = 0; kw < KW; kw++) {
+                                int ih = oh * sh - pt + kh * dh, iw = ow * sp->sw - sp->pl + kw * sp->dw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= W) continue;
+                                uint8_t xb = x[((n * C + c) * H + ih) * W + iw], wb = w[(mo * KH + kh) * KW + kw];
+                                int32_t xv = sp->s8x ? (int8_t)xb - (int8_t)xzp : xb - xzp;
+                                int32_t wv = sp->wzp ? wb - wzp[mo] : (int8_t)wb;
+                                acc += xv * wv;
+                            }
+                        size_t at = (size_t)(((n * M + mo) * OH + oh) * OW + ow);
+                        int32_t got, want = acc;
+                        if (!sp->qlinear) got = ((const int32_t *)y.data)[at];
+                        else if (sp->s8x) {
+                            got = ((const int8_t *)y.data)[at];
+                            want = ort_requant(acc, xsc * wsc[mo] / ysc, (int8_t)yzp, -128, 127);
+                        } else {
+                            got = ((const uint8_t *)y.data)[at];
+                            want = ort_requant(acc, xsc * wsc[mo] / ysc, yzp, 0, 255);
+                        }
+                        cr_assert_eq(got, want, "seed %llu, %d threads: y[%d,%d,%d,%d] = %d, want %d",
+                                     (unsigned long long)seed, threads, n, mo, oh, ow, got, want);
+                    }
+        opt_array_free(&y);
+    }
+    opt_model_free(m);
+    free(x), free(w);
+}
+
+Test(qlinearconv, depthwise_convs_equal_the_integer_reference)
+{
+    /*                  N  C mult H   W KH KW sh sw dh dw pt pl pb pr  s8x   qlinear wzp */
+    const dw_spec s[] = {
+        {2, 5, 1, 6, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, true, false},  /* a row tail of 5 */
+        {1, 3, 1, 9, 20, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, true, true, false},   /* stride 2, pads after only */
+        {1, 4, 2, 7, 16, 5, 5, 1, 1, 2, 2, 4, 4, 4, 4, false, true, false},  /* 5x5 dilated, multiplier 2 */
+        {3, 2, 1, 0, 50, 0, 7, 0, 3, 0, 1, 0, 2, 0, 3, false, true, false},  /* 1-D, two tap groups, stride 3 */
+        {1, 6, 1, 5, 7, 3, 3, 1, 4, 1, 1, 1, 1, 1, 1, true, true, false},    /* stride 4: 4 rows per vector */
+        {2, 3, 1, 4, 19, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, false}, /* ConvInteger: int32 sums */
+        {2, 4, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, true, false},   /* 7x7: 2 rows per vector */
+        {1, 3, 1, 14, 14, 3, 3, 2, 2, 1, 1, 0, 0, 1, 1, true, true, false}, /* 14x14 -> 7x7, 2 rows */
+        {1, 2, 1, 6, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, false, false},  /* int32, 4 rows per vector */
+        {1, 4, 1, 5, 21, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, true, true, true},    /* weight zero points: GEMM */
+        {1, 2, 1, 4, 9, 3, 3, 1, 1, 1, 7, 1, 5, 1, 5, false, true, false},   /* dilation 7: GEMM */
+    };
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++) dw_case(&s[i], 300 + i);
+    /* Which path each kind takes: the direct kernel for the 3x3 case on VNNI (so on a VNNI CPU
+     * the cases above test it), the GEMM for C, weight zero points or a lane-crossing dilation */
+    nn_conv_geom g = {.nsp = 2, .N = 1, .C = 8, .M = 8, .group = 8, .in = {8, 8}, .out = {8, 8}, .k = {3, 3},
+                      .stride = {1, 1}, .dil = {1, 1}, .pad_b = {1, 1}, .pad_e = {1, 1}};
+    nn_qweights pw = {.rows = 8, .K = 9, .Kp = 12};
+#if defined(__x86_64__) && !defined(__clang__)
+    cr_assert(nn_qdw_ok(NN_QISA_VNNI, &g, &pw));
+#endif
+    cr_assert(!nn_qdw_ok(NN_QISA_C, &g, &pw));
+    g.dil[1] = 7;
+    cr_assert(!nn_qdw_ok(NN_QISA_VNNI, &g, &pw));
+    g.dil[1] = 1;
+    pw.any_zp = true;
+    cr_assert(!nn_qdw_ok(NN_QISA_VNNI, &g, &pw));
 }
 
 Test(qlinearconv, pointwise_panels_inside_and_across_images_equal_the_integer_reference)

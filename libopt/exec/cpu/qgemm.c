@@ -140,14 +140,6 @@ static void tile_c(bool su, int mr, int nc, const uint8_t *const *s, const uint8
 }
 
 #if QG_X86
-/* nn_qrequant on 16 sums: max/min return their second operand for a NaN, as its comparisons do. */
-static inline __attribute__((always_inline, target("avx512f"))) __m512i
-requant16(__m512i v, __m512 m, __m512 flo, __m512 fhi, __m512i zp)
-{
-    __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), m), flo), fhi);
-    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
-}
-
 /* The epilogue of a tile written straight from its accumulators, when it is simple (per-row or
  * per-tensor multiplier, row bias only, 8-bit output, the tile's columns inside one image):
  * row r goes to dst + r * ldo. */
@@ -202,7 +194,7 @@ tile_vnni_mr(const int mr, const int nv, const bool su, const uint8_t *const *s,
         uint8_t *d = fz->dst + r * fz->ldo;
 #pragma GCC unroll 3
         for (int c = 0; c < nv; c++) {
-            __m512i q8 = requant16(_mm512_add_epi32(acc[r][c], rb), m, flo, fhi, zp);
+            __m512i q8 = nn_qrequant16(_mm512_add_epi32(acc[r][c], rb), m, flo, fhi, zp);
             _mm512_mask_cvtepi32_storeu_epi8(d + 16 * c, c == nv - 1 ? last : (__mmask16)0xffff, q8);
         }
     }
@@ -366,7 +358,7 @@ static QG_AVX512 void epi_row_avx512(const nn_qepi *ep, const int32_t *t, int64_
             continue;
         }
         if (ep->cmul) m = _mm512_maskz_loadu_ps(k, ep->cmul + j + c);
-        _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + c, k, requant16(v, m, flo, fhi, zp));
+        _mm512_mask_cvtepi32_storeu_epi8((uint8_t *)dst + c, k, nn_qrequant16(v, m, flo, fhi, zp));
     }
 }
 #endif

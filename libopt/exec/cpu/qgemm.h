@@ -80,6 +80,18 @@ static inline int32_t nn_qrequant(int64_t v, float m, int32_t zp, int32_t lo, in
     return (int32_t)__builtin_nearbyintf(f) + zp;
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+/* nn_qrequant on 16 sums (m, flo, fhi, zp broadcast): max/min return their second operand for
+ * a NaN, as its comparisons do. For the AVX-512 kernels (qgemm.c, qdwconv.c). */
+static inline __attribute__((always_inline, target("avx512f"))) __m512i
+nn_qrequant16(__m512i v, __m512 m, __m512 flo, __m512 fhi, __m512i zp)
+{
+    __m512 f = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), m), flo), fhi);
+    return _mm512_add_epi32(_mm512_cvt_roundps_epi32(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+}
+#endif
+
 typedef struct nn_qepi {
     const int32_t *rbias, *cbias;
     const int32_t *rfac, *cfac; /* both or neither */
@@ -147,6 +159,9 @@ typedef struct nn_qweights {
                * chosen when C/group is a multiple of 4 and the kernel is larger than 1x1 */
     uint8_t *vt; /* 1x1 conv weights also packed as V panels (K x rows), for a Gemm written as a
                   * conv run on a few images: then the images are the rows (NULL otherwise) */
+    int32_t *dw; /* depthwise conv weights (C/group == 1) as nn_qdw's words: per row, per kernel
+                  * row, 4 taps at a time (zero past the kernel's width); NULL otherwise */
+    int64_t dw_kw; /* the kernel width dw was made for */
 } nn_qweights;
 
 /* Conv weights W [M, C/group, k...] (uint8 or int8) and zero point wz (NULL, 1 or M values).
@@ -171,5 +186,18 @@ bool nn_qmatmul_ok(const nn_qop *o);
 opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const nn_qweights *pw,
                     opt_error *err);
 opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_error *err);
+
+/* Depthwise conv (C/group == 1, any channel multiplier M/group) straight on AVX-512 VNNI
+ * (qdwconv.c) when nn_qdw_ok: isa is VNNI, 1 or 2 spatial dims, weights pw without zero points,
+ * along the width stride <= 4 and 3 * stride + (min(KW, 4) - 1) * dilation <= 15. x: the input bytes, flipped
+ * with flip as for the GEMM; padding reads as fill (the flipped zero point). Each sum plus
+ * rbias[m], then requantised with rmul[m] and zp to out_dt (uint8/int8), or stored as int32
+ * (out_dt INT32): the GEMM path's bytes. false when out of memory. */
+bool nn_qdw_ok(nn_qisa isa, const nn_conv_geom *g, const nn_qweights *pw);
+/* pw's rows as nn_qdw's weight words for a KH x KW kernel (KH 1 for 1-D): row m, kernel row kh,
+ * group q holds taps 4q..4q+3 (0 past KW) as one 32-bit word. malloc'd; NULL when out of memory. */
+int32_t *nn_qdw_words(const nn_qweights *pw, int64_t KH, int64_t KW);
+bool nn_qdw(opt_kctx *k, const nn_conv_geom *g, const nn_qweights *pw, const uint8_t *x, uint8_t flip,
+            uint8_t fill, const int32_t *rbias, const float *rmul, int32_t zp, int out_dt, void *y);
 
 #endif

@@ -53,6 +53,7 @@ void nn_qweights_free(nn_qweights *w)
     if (!w) return;
     free(w->w);
     free(w->vt);
+    free(w->dw);
     free(w->sum);
     free(w->zp);
     free(w);
@@ -110,6 +111,14 @@ nn_qweights *nn_qweights_conv(const opt_array *w, const opt_array *wz)
         q->sum[m] = s;
     }
     qw_zp(q, w, wz);
+    if (Cg == 1 && (w->ndim == 3 || w->ndim == 4)) {
+        q->dw_kw = w->dims[w->ndim - 1];
+        q->dw = nn_qdw_words(q, w->ndim == 4 ? w->dims[2] : 1, q->dw_kw);
+        if (!q->dw) {
+            nn_qweights_free(q);
+            return NULL;
+        }
+    }
     if (ks == 1 && M * K <= (16 << 20)) {
         /* V panels of W^T: panel p, group qq, column c holds row p*NR + c's bytes 4qq..4qq+3. */
         size_t pb = (size_t)q->Kp * NN_QNR;
@@ -535,16 +544,15 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
         goto done;
     }
+    const bool ws1 = o->ys && opt_array_numel(o->ws) == 1;
+    const float xs = o->ys ? fval(o->xs, 0) : 0.0f, ys = o->ys ? fval(o->ys, 0) : 1.0f;
     for (int64_t m = 0; m < M; m++) {
         uint32_t v = (uint32_t)(o->b ? ival(o->b, (uint64_t)m) : 0);
         v -= (uint32_t)xz * (uint32_t)pw->sum[m];
         v += (uint32_t)Kg * (uint32_t)xz * (uint32_t)pw->zp[m];
         rbias[m] = (int32_t)v;
         rfac[m] = (int32_t)(0u - (uint32_t)pw->zp[m]);
-        if (o->ys) {
-            float xs = fval(o->xs, 0), ys = fval(o->ys, 0);
-            rmul[m] = xs * fval(o->ws, opt_array_numel(o->ws) == 1 ? 0 : (uint64_t)m) / ys;
-        }
+        if (o->ys) rmul[m] = xs * fval(o->ws, ws1 ? 0 : (uint64_t)m) / ys;
     }
     int64_t KH = g->nsp == 2 ? g->k[0] : 1, KW = g->k[g->nsp - 1];
     int64_t H = g->nsp == 2 ? g->in[0] : 1, W = g->in[g->nsp - 1];
@@ -562,6 +570,12 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         .ktab = ktab, .flip = flip, .fill = (uint8_t)ival(o->xz, 0),
         .x_end = (const uint8_t *)o->x->data + opt_array_numel(o->x),
     };
+    if (nn_qdw_ok(nn_qisa_best(), g, pw)) {
+        if (!nn_qdw(k, g, pw, o->x->data, flip, (uint8_t)(qc.fill ^ flip), rbias, o->ys ? rmul : NULL, ival(o->yz, 0),
+                    o->y->dtype, o->y->data))
+            st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
+        goto done;
+    }
     bool vec = ks == 1 && insz == 1 && P == 1;
     if (vec && G == 1 && pw->vt && g->N < NN_QNR / 2) {
         /* A Gemm on a few images: the images are S rows (a panel of images would be mostly
