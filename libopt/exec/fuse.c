@@ -75,16 +75,6 @@ static bool bn_foldable(const fz *f, const opt_node *n)
     return true;
 }
 
-/* A scalar float initializer's value. */
-static bool scalar(const fz *f, const char *name, float *v)
-{
-    const opt_tensor *t = finit(f, name);
-    uint64_t n;
-    if (!t || !opt_tensor_numel(t, &n) || n != 1) return false;
-    opt_error e = {0};
-    return opt_tensor_to_f32(t, v, &e) == OPT_OK;
-}
-
 /* Copies n's int, float, ints and string attributes to d. */
 static opt_status copy_attrs(const opt_node *n, opt_node *d, opt_error *err)
 {
@@ -154,17 +144,7 @@ static opt_status fuse_conv(fz *f, opt_fuse_view *v, size_t ci, opt_error *err)
             act_name = "LeakyRelu";
             alpha = opt_node_attr_float(a, "alpha", 0.01f);
         } else if (one && is_op(a, "Clip")) {
-            lo = -3.402823e+38f;
-            hi = 3.402823e+38f;
-            bool ok = true;
-            if (f->opset < 11) {
-                lo = opt_node_attr_float(a, "min", lo);
-                hi = opt_node_attr_float(a, "max", hi);
-            } else {
-                if (a->n_inputs > 1 && named(a->inputs[1])) ok = ok && scalar(f, a->inputs[1], &lo);
-                if (a->n_inputs > 2 && named(a->inputs[2])) ok = ok && scalar(f, a->inputs[2], &hi);
-            }
-            if (ok) {
+            if (opt_clip_bounds(f->g, a, f->opset, &lo, &hi)) {
                 act = c;
                 act_name = "Clip";
             }

@@ -19,6 +19,7 @@ typedef struct fz {
     bool *dead;            /* per original node */
     opt_node ***repl;      /* per original node: nodes to emit in its place (NULL-terminated) */
     opt_error *err;
+    int64_t opset;         /* of the ONNX domain */
 } fz;
 
 static bool is_op(const opt_node *n, const char *op)
@@ -79,19 +80,28 @@ static bool is_q8(int dt)
     return dt == OPT_DT_UINT8 || dt == OPT_DT_INT8;
 }
 
-/* The Q at the end of an island: value -> [Relu ->] QuantizeLinear with scalar constant params. */
+/* The Q at the end of an island: value -> [Relu | Clip ->] QuantizeLinear with scalar constant
+ * params. */
 typedef struct qout {
-    long relu, q;  /* node indices (relu -1 when absent) */
+    long relu, q;  /* node indices (relu: the Relu or Clip, -1 when absent) */
     const opt_tensor *s, *z;
 } qout;
+
+/* The QuantizeLinear of o as ONNX defines it: saturate(round_half_even(v / scale) + zero point). */
+static double q_of(const qout *o, float v, double lo, double hi)
+{
+    double q = (double)__builtin_nearbyintf(v / (float)opt_tensor_get(o->s, 0)) + opt_tensor_get(o->z, 0);
+    return q < lo ? lo : q > hi ? hi : q;
+}
 
 static bool get_qout(const fz *f, const char *y, qout *o)
 {
     o->relu = -1;
     long c = sole_consumer(f, y);
     if (c < 0) return false;
-    const opt_node *cn = f->g->nodes[c];
-    if (is_op(cn, "Relu")) {
+    const opt_node *cn = f->g->nodes[c], *act = NULL;
+    if ((is_op(cn, "Relu") || is_op(cn, "Clip")) && cn->n_outputs == 1) {
+        act = cn;
         o->relu = c;
         c = sole_consumer(f, cn->outputs[0]);
         if (c < 0) return false;
@@ -104,9 +114,14 @@ static bool get_qout(const fz *f, const char *y, qout *o)
     uint64_t a, b;
     if (!numel(o->s, &a) || !numel(o->z, &b) || a != 1 || b != 1 || !is_q8(o->z->data_type)) return false;
     if (opt_node_attr_int(cn, "output_dtype", 0) != 0) return false;
-    if (o->relu >= 0) { /* Relu is exact only when saturation at the zero point does it */
-        double zp = opt_tensor_get(o->z, 0);
-        if (zp != (o->z->data_type == OPT_DT_UINT8 ? 0.0 : -128.0)) return false;
+    if (act) { /* absorbed only when the saturation of Q does what the activation does, exactly */
+        bool u8 = o->z->data_type == OPT_DT_UINT8;
+        double qlo = u8 ? 0 : -128, qhi = u8 ? 255 : 127;
+        float lo = 0.0f, hi = 3.402823e+38f;
+        if (is_op(act, "Clip") && !opt_clip_bounds(f->g, act, f->opset, &lo, &hi)) return false;
+        /* Q is monotone, so Q(Clip(v)) = Q(v) for every v when Q(lo) and Q(hi) are already Q's
+         * extremes (for Relu: the zero point is the type's minimum) */
+        if (q_of(o, lo, qlo, qhi) != qlo || q_of(o, hi, qlo, qhi) != qhi) return false;
     }
     return true;
 }
@@ -412,7 +427,7 @@ opt_status opt_qdq_fuse(const opt_model *m, opt_qdq_view **out, opt_error *err)
     bool any_dq = false;
     for (size_t i = 0; i < g->n_nodes && !any_dq; i++) any_dq = is_op(g->nodes[i], "DequantizeLinear");
     if (!any_dq) return OPT_OK;
-    fz f = {.g = g, .err = err};
+    fz f = {.g = g, .err = err, .opset = opt_model_opset(m, "")};
     f.v = calloc(1, sizeof *f.v);
     f.dead = calloc(g->n_nodes + 1, sizeof *f.dead);
     f.repl = calloc(g->n_nodes + 1, sizeof *f.repl);

@@ -6,11 +6,11 @@
  * every quantized Conv or MatMul would run in float on dequantized values. This rewrite, for the
  * planner, replaces each such island by the integer op that computes the same thing:
  *
- *   DQ(x) , DQ(w) [, DQ(b int32)] -> Conv [-> Relu] -> Q      =>  QLinearConv
- *   DQ(a) , DQ(b)                 -> MatMul [-> Relu] -> Q    =>  QLinearMatMul
- *   DQ(x) , DQ(w) [, DQ(b int32)] -> Gemm [-> Relu] -> Q      =>  Reshape -> QLinearConv (1x1)
+ *   DQ(x) , DQ(w) [, DQ(b int32)] -> Conv [-> Act] -> Q       =>  QLinearConv
+ *   DQ(a) , DQ(b)                 -> MatMul [-> Act] -> Q     =>  QLinearMatMul
+ *   DQ(x) , DQ(w) [, DQ(b int32)] -> Gemm [-> Act] -> Q       =>  Reshape -> QLinearConv (1x1)
  *                                                                  -> Reshape
- *   DQ(a) , DQ(b) -> Add [-> Relu] -> Q (per tensor)             =>  com.microsoft QLinearAdd
+ *   DQ(a) , DQ(b) -> Add [-> Act] -> Q (per tensor)              =>  com.microsoft QLinearAdd
  *                                                                  (computed as the float ops do)
  *   DQ(x) -> MaxPool|Flatten|Reshape|Transpose|Squeeze|Unsqueeze|Identity -> Q (same scale and
  *   zero point)                                                   =>  the same op on the int8 data
@@ -19,8 +19,10 @@
  * are constant initializers, activation scales are scalars, weights are constant int8/uint8
  * (per tensor, or per output channel), the bias is int32 with scale x_scale * w_scale and zero
  * point 0, every intermediate value has exactly one consumer and is not a graph output, Gemm has
- * transA = 0 and alpha = beta = 1, and a Relu is only absorbed when the output zero point is the
- * type's minimum (then the saturating requantization is the Relu, exactly). DequantizeLinear
+ * transA = 0 and alpha = beta = 1, and an activation Act (Relu, or Clip with constant bounds, as
+ * ReLU6) is only absorbed when the saturation of the Q already does what it does: Q(lo) and Q(hi)
+ * are the type's extremes (for Relu, lo = 0: the output zero point is the type's minimum). Q is
+ * monotone, so then Q(Act(v)) = Q(v) for every v, exactly. DequantizeLinear
  * nodes left without consumers are dropped.
  *
  * The result is a view: a model that shares the original's nodes, initializers and metadata

@@ -218,6 +218,28 @@ opt_tensor *opt_graph_initializer(const opt_graph *g, const char *name)
     return NULL;
 }
 
+bool opt_clip_bounds(const opt_graph *g, const opt_node *n, int64_t opset, float *lo, float *hi)
+{
+    *lo = -3.402823e+38f;
+    *hi = 3.402823e+38f;
+    if (opset < 11) {
+        *lo = opt_node_attr_float(n, "min", *lo);
+        *hi = opt_node_attr_float(n, "max", *hi);
+        return true;
+    }
+    for (size_t i = 1; i < 3 && i < n->n_inputs; i++) {
+        if (!n->inputs[i] || !n->inputs[i][0]) continue;
+        const opt_tensor *t = opt_graph_initializer(g, n->inputs[i]);
+        uint64_t k;
+        if (!t || !opt_tensor_numel(t, &k) || k != 1 || opt_tensor_is_external(t)) return false;
+        if (t->data_type != OPT_DT_FLOAT && t->data_type != OPT_DT_FLOAT16 && t->data_type != OPT_DT_BFLOAT16)
+            return false;
+        opt_error e = {0};
+        if (opt_tensor_to_f32(t, i == 1 ? lo : hi, &e) != OPT_OK) return false;
+    }
+    return true;
+}
+
 opt_node *opt_graph_node(const opt_graph *g, const char *name)
 {
     for (size_t i = 0; i < g->n_nodes; i++)

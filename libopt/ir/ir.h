@@ -453,6 +453,10 @@ bool opt_graph_is_output(const opt_graph_index *ix, const char *name);
 /* Finds by name; NULL when absent. */
 opt_tensor *opt_graph_initializer(const opt_graph *g, const char *name);
 opt_node *opt_graph_node(const opt_graph *g, const char *name);
+/* The bounds of Clip node n in a model of ONNX opset `opset`: attributes min and max before
+ * opset 11, constant scalar float inputs from 11 on; an absent bound is -/+FLT_MAX. false when a
+ * bound is not a constant scalar (then it is known only at run time). */
+bool opt_clip_bounds(const opt_graph *g, const opt_node *n, int64_t opset, float *lo, float *hi);
 opt_value_info *opt_graph_value_info(const opt_graph *g, const char *name);
 
 /* Topological order of g->nodes: *order receives a malloc'd array of n_nodes indices (caller

@@ -157,9 +157,12 @@ static opt_status report_float(opt_quant_report *r, const opt_node *n, const cha
     return OPT_OK;
 }
 
-/* Gives the output of quantized node i a QDQ pair (after a Relu that is its only consumer), so
- * the op runs on integers from end to end, as in ONNX Runtime's QDQ form: every consumer reads
- * the DQ output. */
+/* Gives the output of quantized node i a QDQ pair (after a Relu or Clip that is its only
+ * consumer), so the op runs on integers from end to end, as in ONNX Runtime's QDQ form: every
+ * consumer reads the DQ output. The activation's output is rounded once (ONNX Runtime drops the
+ * Relu or Clip and gives the op's output the activation's range; mopt's executor and ONNX
+ * Runtime's ClipQuantFusion drop it at load when the quantization's saturation does what it
+ * does). */
 static opt_status add_output_act(plan *p, const opt_graph *g, const opt_quant_opts *o, size_t i, opt_error *err)
 {
     const opt_node *n = g->nodes[i];
@@ -168,7 +171,8 @@ static opt_status add_output_act(plan *p, const opt_graph *g, const opt_quant_op
     size_t nc;
     const size_t *cs = opt_graph_consumers(p->ix, y, &nc);
     if (nc == 1 && !opt_graph_is_output(p->ix, y) && opt_node_is_onnx(g->nodes[cs[0]]) &&
-        strcmp(g->nodes[cs[0]]->op_type, "Relu") == 0 && g->nodes[cs[0]]->n_outputs == 1 &&
+        (strcmp(g->nodes[cs[0]]->op_type, "Relu") == 0 || strcmp(g->nodes[cs[0]]->op_type, "Clip") == 0) &&
+        g->nodes[cs[0]]->n_outputs == 1 &&
         !in_list(g->nodes[cs[0]]->name ? g->nodes[cs[0]]->name : "", o->exclude, o->n_exclude)) {
         yp = (long)cs[0];
         y = g->nodes[cs[0]]->outputs[0];

@@ -9,6 +9,9 @@ usage: make_models.py OUTDIR
   overflow.onnx   [N,1,28,28] -> Flatten -> MatMul by 1e3 -> ...: activations beyond 65504
   wrongshape.npy  [8,3,32,32] float32;  nan.npy: [8,1,28,28] with a NaN;  empty.npy: [0,1,28,28]
   intinput.onnx   a model whose input is int64
+  dwnet.onnx      a MobileNet-like [N,1,28,28] net (random He weights): depthwise 3x3 convs at
+                  strides 1 and 2 (28x28 to 7x7), ReLU6 as Clip(0, 6), a residual Add, pointwise
+                  convs, GlobalAveragePool, Gemm
 """
 import os
 import sys
@@ -96,6 +99,39 @@ def main(out):
     np.save(os.path.join(out, "nan.npy"), a)
     np.save(os.path.join(out, "empty.npy"), np.zeros((0, 1, 28, 28), np.float32))
     np.save(os.path.join(out, "good.npy"), rng.random((16, 1, 28, 28), np.float32))
+    dwnet(out)
+
+
+def dwnet(out):
+    rng = np.random.default_rng(7)
+    inits, nodes = [numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+                    numpy_helper.from_array(np.array(6.0, np.float32), "six")], []
+
+    def conv(x, y, cin, cout, stride=1, group=1, k=3, relu6=True):
+        w = (rng.standard_normal((cout, cin // group, k, k)) * np.sqrt(2.0 / (cin // group * k * k))).astype(np.float32)
+        b = rng.standard_normal(cout).astype(np.float32) * 0.1
+        inits.extend([numpy_helper.from_array(w, y + ".w"), numpy_helper.from_array(b, y + ".b")])
+        nodes.append(helper.make_node("Conv", [x, y + ".w", y + ".b"], [y + ".c" if relu6 else y], name=y, group=group,
+                                      strides=[stride, stride], pads=[k // 2] * 4, kernel_shape=[k, k]))
+        if relu6:
+            nodes.append(helper.make_node("Clip", [y + ".c", "zero", "six"], [y], name=y + ".relu6"))
+        return y
+
+    h = conv("input", "stem", 1, 16)                               # 28x28
+    h = conv(h, "dw1", 16, 16, 2, 16)                              # 14x14, depthwise stride 2
+    h = conv(h, "pw1", 16, 24, k=1)
+    d = conv(h, "dw2", 24, 24, 1, 24)                              # 14x14, depthwise stride 1
+    d = conv(d, "pw2", 24, 24, k=1, relu6=False)
+    nodes.append(helper.make_node("Add", [h, d], ["res"], name="res"))
+    h = conv("res", "dw3", 24, 24, 2, 24)                          # 7x7 (rows packed two per vector)
+    h = conv(h, "pw3", 24, 32, k=1)
+    nodes.append(helper.make_node("GlobalAveragePool", [h], ["gap"], name="gap"))
+    nodes.append(helper.make_node("Flatten", ["gap"], ["flat"], name="flat"))
+    inits.append(numpy_helper.from_array(rng.standard_normal((10, 32)).astype(np.float32) * 0.25, "fc.w"))
+    nodes.append(helper.make_node("Gemm", ["flat", "fc.w"], ["logits"], name="fc", transB=1))
+    g = helper.make_graph(nodes, "dwnet", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 1, 28, 28])],
+                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])], inits)
+    save(g, os.path.join(out, "dwnet.onnx"))
 
 
 if __name__ == "__main__":
