@@ -7,14 +7,16 @@
  * so MobileNetV2's int8 depthwise convs took about 20 of its 26 ms on one thread (4x the whole
  * float32 model).
  *
- * How: a channel's plane is copied once into a padded buffer, each byte xor'ed with flip as the
- * GEMM path does (x' = x + 128 for int8 activations) and the padding set to the input zero point,
- * so a padded tap adds (xz - xz) * w = 0 as the GEMM path's fill does. Then 16 outputs of a row at
- * a time: for each kernel row and each group of 4 taps, one 64-byte load, vpermd + vpshufb put
- * the 4 input bytes each output reads (x'[o*sw + t*dw], t < 4) in its 32-bit lane, and one
- * vpdpbusd adds their 4 products with the taps' weights (exact: no saturation). The sums get the
- * GEMM path's row bias (b - xz' * sum w') and its epilogue (nn_qrequant16, or raw int32 for
- * ConvInteger), so the bytes are the GEMM path's, and ONNX Runtime's.
+ * How: 16 outputs of a row at a time. For each kernel row and each group of 4 taps, one 64-byte
+ * load of the input row, vpermd + vpshufb put the 4 input bytes each output reads
+ * (x'[o*sw + t*dw], t < 4) in its 32-bit lane, and one vpdpbusd adds their 4 products with the
+ * taps' weights (exact: no saturation). Bytes are xor'ed with flip as the GEMM path does
+ * (x' = x + 128 for int8 activations), and the padding reads as the input zero point, so a padded
+ * tap adds (xz - xz) * w = 0 as the GEMM path's fill does: rows are read in place, with masked
+ * loads at their ends supplying it (a kernel row outside the plane reads a row of it). Rows of 8
+ * outputs or fewer (7x7 maps) go two or four to a vector from a padded copy of the plane. The sums
+ * get the GEMM path's row bias (b - xz' * sum w') and its epilogue (nn_qrequant16, or raw int32
+ * for ConvInteger), so the bytes are the GEMM path's, and ONNX Runtime's.
  *
  * Applies when the weights have no zero point (symmetric int8 weights, as mopt quant and ONNX
  * Runtime write them) and stride and dilation keep a group's bytes inside a 16-byte lane.
@@ -85,7 +87,7 @@ static DW_VNNI void dw_pad_plane(const dwctx *d, int64_t n, int64_t c, uint8_t *
     const uint8_t *src = d->x + (n * d->C + c) * H * W;
     const __m512i fx = _mm512_set1_epi8((char)d->flip), fv = _mm512_set1_epi8((char)d->fill);
     dw_fill(buf, d->pt * Wp, fv);
-    if (Wp <= 64) { /* a row in one masked load (fill around the W bytes) and one 64-byte store */
+    if (Wp <= 64 && W < 64) { /* a row in one masked load (fill around the W bytes) and one 64-byte store */
         const __mmask64 k = (((__mmask64)1 << W) - 1) << d->pl;
         const __m512i fill_raw = _mm512_set1_epi8((char)(d->fill ^ d->flip));
         for (int64_t h = 0; h < H; h++) {
