@@ -905,8 +905,10 @@ void opt_exec_explain(const opt_exec *e, char *buf, size_t len)
     EMIT("buffers: peak %zu bytes of activations; %zu outputs written in place so far\n",
          e->peak_bytes, e->n_inplace);
     if (e->qdq)
-        EMIT("int8 at load: %zu Conv, %zu MatMul, %zu Gemm, %zu Add QDQ islands on integer kernels, %zu ops on int8 data\n",
-             e->qdq->n_conv, e->qdq->n_matmul, e->qdq->n_gemm, e->qdq->n_add, e->qdq->n_passthrough);
+        EMIT("int8 at load: %zu Conv, %zu MatMul, %zu Gemm, %zu Add QDQ islands on integer kernels, %zu ops on int8 "
+             "data; %zu Relu/Clip absorbed (%zu as a clamp of the int8 output)\n",
+             e->qdq->n_conv, e->qdq->n_matmul, e->qdq->n_gemm, e->qdq->n_add, e->qdq->n_passthrough, e->qdq->n_act,
+             e->qdq->n_clamp);
     if (e->fused)
         EMIT("fused at load: %zu Conv chains (%zu BatchNormalization folded, %zu Add, %zu activations)\n",
              e->fused->n_own_nodes, e->fused->n_bn, e->fused->n_add, e->fused->n_act);

@@ -85,6 +85,8 @@ static bool is_q8(int dt)
 typedef struct qout {
     long relu, q;  /* node indices (relu: the Relu or Clip, -1 when absent) */
     const opt_tensor *s, *z;
+    bool clamp;    /* the activation needs the clamp [qlo, qhi] (Q's saturation does not do it) */
+    int32_t qlo, qhi;
 } qout;
 
 /* The QuantizeLinear of o as ONNX defines it: saturate(round_half_even(v / scale) + zero point). */
@@ -97,6 +99,7 @@ static double q_of(const qout *o, float v, double lo, double hi)
 static bool get_qout(const fz *f, const char *y, qout *o)
 {
     o->relu = -1;
+    o->clamp = false;
     long c = sole_consumer(f, y);
     if (c < 0) return false;
     const opt_node *cn = f->g->nodes[c], *act = NULL;
@@ -114,14 +117,21 @@ static bool get_qout(const fz *f, const char *y, qout *o)
     uint64_t a, b;
     if (!numel(o->s, &a) || !numel(o->z, &b) || a != 1 || b != 1 || !is_q8(o->z->data_type)) return false;
     if (opt_node_attr_int(cn, "output_dtype", 0) != 0) return false;
-    if (act) { /* absorbed only when the saturation of Q does what the activation does, exactly */
+    if (act) {
         bool u8 = o->z->data_type == OPT_DT_UINT8;
-        double qlo = u8 ? 0 : -128, qhi = u8 ? 255 : 127;
+        double tlo = u8 ? 0 : -128, thi = u8 ? 255 : 127;
         float lo = 0.0f, hi = 3.402823e+38f;
         if (is_op(act, "Clip") && !opt_clip_bounds(f->g, act, f->opset, &lo, &hi)) return false;
-        /* Q is monotone, so Q(Clip(v)) = Q(v) for every v when Q(lo) and Q(hi) are already Q's
-         * extremes (for Relu: the zero point is the type's minimum) */
-        if (q_of(o, lo, qlo, qhi) != qlo || q_of(o, hi, qlo, qhi) != qhi) return false;
+        float s = (float)opt_tensor_get(o->s, 0);
+        if (isnan(lo) || isnan(hi) || !(s > 0.0f)) return false;
+        /* Q is monotone, so Q(Clip(v)) = min(max(Q(v), Q(lo)), Q(hi)) for every v: the integer
+         * output clamped to [Q(lo), Q(hi)], exactly; nothing to do when those are Q's extremes
+         * (for Relu: the zero point is the type's minimum) */
+        double qlo = q_of(o, lo, tlo, thi), qhi = q_of(o, hi, tlo, thi);
+        if (qlo > qhi) return false; /* an empty Clip (min > max) stays a node */
+        o->clamp = qlo != tlo || qhi != thi;
+        o->qlo = (int32_t)qlo;
+        o->qhi = (int32_t)qhi;
     }
     return true;
 }
@@ -190,6 +200,14 @@ static char *mkname(const opt_node *n, long i, const char *what)
     return opt_strdup(buf);
 }
 
+/* The clamp of an absorbed activation, when Q's saturation does not do it, as n's attributes. */
+static opt_status set_clamp(opt_node *n, const qout *o, opt_error *err)
+{
+    if (!o->clamp) return OPT_OK;
+    OPT_TRY(opt_node_set_attr_int(n, OPT_QDQ_ATTR_QMIN, o->qlo, err));
+    return opt_node_set_attr_int(n, OPT_QDQ_ATTR_QMAX, o->qhi, err);
+}
+
 /* Checks that the bias DQ holds int32 data with scale x_scale * w_scale[c] and zero point 0. */
 static bool bias_ok(const dq *b, const dq *x, const dq *w)
 {
@@ -246,6 +264,7 @@ static opt_status try_compute(fz *f, long i)
         free(name);
         if (!nn || !own_node(f, nn, o.q)) goto nomem;
         if (conv) OPT_TRY(copy_attrs(nn, n, err));
+        OPT_TRY(set_clamp(nn, &o, err));
         if (conv) f->v->n_conv++;
         else f->v->n_matmul++;
     } else {
@@ -324,11 +343,16 @@ static opt_status try_compute(fz *f, long i)
             opt_node_free(r2);
             goto nomem;
         }
+        OPT_TRY(set_clamp(qc, &o, err));
         f->v->n_gemm++;
     }
     f->dead[i] = true;
     f->dead[o.q] = true;
-    if (o.relu >= 0) f->dead[o.relu] = true;
+    if (o.relu >= 0) {
+        f->dead[o.relu] = true;
+        f->v->n_act++;
+        f->v->n_clamp += o.clamp;
+    }
     return OPT_OK;
 nomem:
     return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -359,9 +383,14 @@ static opt_status try_add(fz *f, long i)
         opt_node_free(nn);
         return opt_error_set(f->err, OPT_ERR_NOMEM, "out of memory");
     }
+    OPT_TRY(set_clamp(nn, &o, f->err));
     f->dead[i] = true;
     f->dead[o.q] = true;
-    if (o.relu >= 0) f->dead[o.relu] = true;
+    if (o.relu >= 0) {
+        f->dead[o.relu] = true;
+        f->v->n_act++;
+        f->v->n_clamp += o.clamp;
+    }
     f->v->n_add++;
     return OPT_OK;
 }

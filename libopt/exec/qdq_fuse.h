@@ -19,11 +19,13 @@
  * are constant initializers, activation scales are scalars, weights are constant int8/uint8
  * (per tensor, or per output channel), the bias is int32 with scale x_scale * w_scale and zero
  * point 0, every intermediate value has exactly one consumer and is not a graph output, Gemm has
- * transA = 0 and alpha = beta = 1, and an activation Act (Relu, or Clip with constant bounds, as
- * ReLU6) is only absorbed when the saturation of the Q already does what it does: Q(lo) and Q(hi)
- * are the type's extremes (for Relu, lo = 0: the output zero point is the type's minimum). Q is
- * monotone, so then Q(Act(v)) = Q(v) for every v, exactly. DequantizeLinear
- * nodes left without consumers are dropped.
+ * transA = 0 and alpha = beta = 1. An activation Act (Relu, or Clip with constant bounds, as
+ * ReLU6) is absorbed as a clamp of the integer output to [Q(lo), Q(hi)]: Q is monotone, so
+ * Q(Act(v)) = min(max(Q(v), Q(lo)), Q(hi)) for every v, exactly. When Q(lo) and Q(hi) are the
+ * type's extremes (for Relu: the output zero point is the type's minimum, as with uint8) Q's
+ * saturation already does it; otherwise (symmetric int8, zero point 0; a Clip tighter than the
+ * range) the node gets OPT_QDQ_ATTR_QMIN/QMAX. DequantizeLinear nodes left without consumers are
+ * dropped.
  *
  * The result is a view: a model that shares the original's nodes, initializers and metadata
  * (nothing is deep-copied, so a 100 MB model is not duplicated) and owns only what the rewrite
@@ -41,6 +43,12 @@
 extern "C" {
 #endif
 
+/* Int attributes of a QLinearConv, QLinearMatMul or QLinearAdd the rewrite made: its output is
+ * clamped to [min, max] (within the type's range) instead of the type's range: Q(lo), Q(hi) of an
+ * absorbed Relu or Clip whose saturation Q does not already give. The CPU kernels read them. */
+#define OPT_QDQ_ATTR_QMIN "mopt.exec.qmin"
+#define OPT_QDQ_ATTR_QMAX "mopt.exec.qmax"
+
 typedef struct opt_qdq_view {
     opt_model model;      /* shallow copy of the original; model.graph = &graph */
     opt_graph graph;      /* node and initializer arrays owned; elements mostly borrowed */
@@ -50,6 +58,7 @@ typedef struct opt_qdq_view {
     size_t n_own_inits;
     size_t n_conv, n_matmul, n_gemm, n_passthrough; /* islands rewritten, by kind */
     size_t n_add;         /* Add islands (QLinearAdd) */
+    size_t n_act, n_clamp; /* Relu/Clip absorbed; of them, as a clamp (OPT_QDQ_ATTR_QMIN/QMAX) */
     bool own_opset;       /* model.opset_import is the view's (com.microsoft added, last) */
 } opt_qdq_view;
 

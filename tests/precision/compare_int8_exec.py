@@ -2,9 +2,9 @@
 """mopt's executor on QDQ models: integer kernels (the default) against the same model simulated in
 float (MOPT_NO_QDQ_FUSE=1), on Fashion-MNIST test images.
 
-usage: compare_int8_exec.py MOPT TMPDIR [--cal N] [--limit N] [--top1-tol F] MODEL...
+usage: compare_int8_exec.py MOPT TMPDIR [--cal N] [--limit N] [--top1-tol F] [--act int8] MODEL...
 
-For each MODEL: `mopt quant --int8 --data fashion-mnist:train --limit CAL`, then `mopt run` on
+For each MODEL: `mopt quant --int8 --data fashion-mnist:train --limit CAL [--act int8]`, then `mopt run` on
 the first LIMIT test images both ways, and ONNX Runtime (one thread) on the same file. Prints one
 line per model and exits 1 unless every output of the int8 run is within one quantization step
 (the scale of the last DequantizeLinear) of the simulated run, the two top-1 accuracies differ by
@@ -71,6 +71,7 @@ def main():
     ap.add_argument("--cal", type=int, default=300)
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--top1-tol", type=float, default=0.002)
+    ap.add_argument("--act", default="uint8", help="mopt quant's --act: uint8 (default) or int8")
     ap.add_argument("--ort-exact", action="store_true",
                     help="on a CPU with AVX-512 VNNI, require outputs equal to ONNX Runtime's bit for bit")
     a = ap.parse_args()
@@ -85,9 +86,9 @@ def main():
         print("this CPU has no AVX-512 VNNI: outputs compared with ONNX Runtime's to one step, not bit for bit")
     for path in a.models:
         name = os.path.splitext(os.path.basename(path))[0]
-        q = os.path.join(a.tmp, name + ".int8.onnx")
+        q = os.path.join(a.tmp, name + (".int8.onnx" if a.act == "uint8" else ".s8.onnx"))
         subprocess.run([a.mopt, "quant", "--int8", "-q", path, "--data", "fashion-mnist:train", "--limit", str(a.cal),
-                        "-o", q], check=True)
+                        "--act", a.act, "-o", q], check=True)
         fused = run(a.mopt, q, npy, os.path.join(a.tmp, name + ".int8"), True)
         sim = run(a.mopt, q, npy, os.path.join(a.tmp, name + ".sim"), False)
         ref = run_ort(q, x)

@@ -9,6 +9,7 @@
  * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
  */
 #include "libopt/exec/cpu/qgemm.h"
+#include "libopt/exec/qdq_fuse.h"
 #include "tests/unit/kernels_util.h"
 
 static uint8_t *rand_bytes(kt_rng *r, size_t n)
@@ -109,6 +110,17 @@ static int32_t ort_requant(int32_t acc, float mult, int32_t zp, int32_t lo, int3
     return (int32_t)nearbyintf(f) + zp;
 }
 
+/* An activation absorbed at load (qdq_fuse.c) as the node's output clamp [clamp[0], clamp[1]];
+ * none when clamp is NULL. The type's range [tlo, thi] otherwise: *lo, *hi for the reference. */
+static void kt_clamp(opt_model *m, const int32_t *clamp, int32_t tlo, int32_t thi, int32_t *lo, int32_t *hi)
+{
+    *lo = clamp ? clamp[0] : tlo;
+    *hi = clamp ? clamp[1] : thi;
+    if (!clamp) return;
+    kt_attr_int(m, OPT_QDQ_ATTR_QMIN, clamp[0]);
+    kt_attr_int(m, OPT_QDQ_ATTR_QMAX, clamp[1]);
+}
+
 /* Direct QLinearConv reference (2-D, group 1): int32 sums of (x - xz)(w - wz[m]) + b[m], then
  * ort_requant(sum, xs * ws[m] / ys, yz). */
 static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, int oh, int ow, int C, int H, int W,
@@ -127,7 +139,7 @@ static int32_t conv_ref_sum(const int32_t *x, const int32_t *w, int n, int m, in
 
 /* One QLinearConv case with C input channels (C % 4 == 0 takes the channels-last unfolding) and
  * stride sw along the width. */
-static void qlconv_case(int C, int W, int sw, uint64_t seed)
+static void qlconv_case(int C, int W, int sw, uint64_t seed, const int32_t *clamp)
 {
     kt_rng r = {seed};
     enum { N = 3, H = 6, M = 11, KH = 3, KW = 2 };
@@ -165,6 +177,8 @@ static void qlconv_case(int C, int W, int sw, uint64_t seed)
     kt_attr_ints(m, "pads", (const int64_t[]){pd[0], pd[1], pd[2], pd[3]}, 4);
     kt_attr_ints(m, "strides", (const int64_t[]){st[0], st[1]}, 2);
     kt_attr_ints(m, "dilations", (const int64_t[]){dl[0], dl[1]}, 2);
+    int32_t lo, hi;
+    kt_clamp(m, clamp, -128, 127, &lo, &hi);
     int32_t *xi = malloc(nx * sizeof *xi), *wi = malloc(nw * sizeof *wi);
     for (size_t i = 0; i < nx; i++) xi[i] = x[i];
     for (size_t i = 0; i < nw; i++) wi[i] = w[i];
@@ -180,7 +194,7 @@ static void qlconv_case(int C, int W, int sw, uint64_t seed)
                     for (int ow = 0; ow < OW; ow++) {
                         int32_t acc = bias[mo] + conv_ref_sum(xi, wi, n, mo, oh, ow, C, H, W, KH, KW, st, dl, pd,
                                                               xzp, wzp[mo]);
-                        int8_t want = (int8_t)ort_requant(acc, xsc * wsc[mo] / ysc, yzp, -128, 127);
+                        int8_t want = (int8_t)ort_requant(acc, xsc * wsc[mo] / ysc, yzp, lo, hi);
                         int8_t got = yv[((n * M + mo) * OH + oh) * OW + ow];
                         cr_assert_eq(got, want, "C %d, %d threads: y[%d,%d,%d,%d] = %d, want %d", C, threads, n, mo,
                                      oh, ow, got, want);
@@ -192,11 +206,11 @@ static void qlconv_case(int C, int W, int sw, uint64_t seed)
 
 Test(qlinearconv, int8_activations_and_uint8_weights_with_zero_points_equal_the_integer_reference)
 {
-    qlconv_case(5, 9, 1, 77);   /* unfolding by row pieces */
-    qlconv_case(8, 9, 1, 78);   /* channels-last unfolding */
-    qlconv_case(32, 37, 1, 79); /* channels-last with the 16x16 byte and 4x4 word transposes */
-    qlconv_case(3, 77, 2, 80);  /* row pieces at stride 2 (ResNet's first conv): 16 bytes of 32 at a time */
-    qlconv_case(3, 150, 2, 81); /* the same over runs of a whole panel */
+    qlconv_case(5, 9, 1, 77, NULL);   /* unfolding by row pieces */
+    qlconv_case(8, 9, 1, 78, NULL);   /* channels-last unfolding */
+    qlconv_case(32, 37, 1, 79, NULL); /* channels-last with the 16x16 byte and 4x4 word transposes */
+    qlconv_case(3, 77, 2, 80, NULL);  /* row pieces at stride 2 (ResNet's first conv): 16 bytes of 32 at a time */
+    qlconv_case(3, 150, 2, 81, NULL); /* the same over runs of a whole panel */
 }
 
 /* A depthwise QLinearConv (group = C, M = mult * C) or ConvInteger (int32 out): 1-D when H == 0.
@@ -207,7 +221,7 @@ typedef struct dw_spec {
     bool s8x, qlinear, wzp;
 } dw_spec;
 
-static void dw_case(const dw_spec *sp, uint64_t seed)
+static void dw_case(const dw_spec *sp, uint64_t seed, const int32_t *clamp)
 {
     kt_rng r = {seed};
     const bool one = sp->H == 0;
@@ -259,6 +273,8 @@ static void dw_case(const dw_spec *sp, uint64_t seed)
         kt_attr_ints(m, "strides", (const int64_t[]){sh, sp->sw}, 2);
         kt_attr_ints(m, "dilations", (const int64_t[]){dh, sp->dw}, 2);
     }
+    int32_t lo, hi;
+    kt_clamp(m, clamp, sp->s8x ? -128 : 0, sp->s8x ? 127 : 255, &lo, &hi);
     for (int threads = 1; threads <= 2; threads++) {
         opt_array y = {0};
         kt_run(m, threads, sp->qlinear ? qin : iin, sp->qlinear ? 9 : 4, &y, 1);
@@ -282,10 +298,10 @@ static void dw_case(const dw_spec *sp, uint64_t seed)
                         if (!sp->qlinear) got = ((const int32_t *)y.data)[at];
                         else if (sp->s8x) {
                             got = ((const int8_t *)y.data)[at];
-                            want = ort_requant(acc, xsc * wsc[mo] / ysc, (int8_t)yzp, -128, 127);
+                            want = ort_requant(acc, xsc * wsc[mo] / ysc, (int8_t)yzp, lo, hi);
                         } else {
                             got = ((const uint8_t *)y.data)[at];
-                            want = ort_requant(acc, xsc * wsc[mo] / ysc, yzp, 0, 255);
+                            want = ort_requant(acc, xsc * wsc[mo] / ysc, yzp, lo, hi);
                         }
                         cr_assert_eq(got, want, "seed %llu, %d threads: y[%d,%d,%d,%d] = %d, want %d",
                                      (unsigned long long)seed, threads, n, mo, oh, ow, got, want);
@@ -312,7 +328,7 @@ Test(qlinearconv, depthwise_convs_equal_the_integer_reference)
         {1, 4, 1, 5, 21, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, true, true, true},    /* weight zero points: GEMM */
         {1, 2, 1, 4, 9, 3, 3, 1, 1, 1, 7, 1, 5, 1, 5, false, true, false},   /* dilation 7: GEMM */
     };
-    for (size_t i = 0; i < sizeof s / sizeof *s; i++) dw_case(&s[i], 300 + i);
+    for (size_t i = 0; i < sizeof s / sizeof *s; i++) dw_case(&s[i], 300 + i, NULL);
     /* Which path each kind takes: the direct kernel for the 3x3 case on VNNI (so on a VNNI CPU
      * the cases above test it), the GEMM for C, weight zero points or a lane-crossing dilation */
     nn_conv_geom g = {.nsp = 2, .N = 1, .C = 8, .M = 8, .group = 8, .in = {8, 8}, .out = {8, 8}, .k = {3, 3},
@@ -371,7 +387,7 @@ Test(qlinearconv, pointwise_panels_inside_and_across_images_equal_the_integer_re
 
 /* A Gemm written as a 1x1 QLinearConv over B images of K channels (B < 24: the images become the
  * GEMM's rows), int8 or uint8 activations, weights with or without zero points. */
-static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed)
+static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed, const int32_t *clamp)
 {
     kt_rng r = {seed};
     enum { K = 37, M = 19 };
@@ -401,6 +417,8 @@ static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed)
     };
     int odt = OPT_DT_UINT8;
     opt_model *m = kt_model("QLinearConv", 10, in, 9, &odt, 1);
+    int32_t lo, hi;
+    kt_clamp(m, clamp, 0, 255, &lo, &hi);
     opt_array y = {0};
     kt_run(m, 2, in, 9, &y, 1);
     const uint8_t *yv = y.data;
@@ -412,7 +430,7 @@ static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed)
                 int32_t wv = wzp_on ? w[mo * K + k] - wzp[mo] : (int8_t)w[mo * K + k];
                 acc += xv * wv;
             }
-            uint8_t want = (uint8_t)ort_requant(acc, xsc * wsc[mo] / ysc, yzp, 0, 255);
+            uint8_t want = (uint8_t)ort_requant(acc, xsc * wsc[mo] / ysc, yzp, lo, hi);
             cr_assert_eq(yv[b * M + mo], want, "B %d: y[%d,%d] = %d, want %d", B, b, mo, yv[b * M + mo], want);
         }
     opt_array_free(&y);
@@ -422,13 +440,13 @@ static void gemm_as_conv_case(int B, bool s8x, bool wzp_on, uint64_t seed)
 
 Test(qlinearconv, a_gemm_as_1x1_conv_equals_the_integer_reference_for_any_batch)
 {
-    gemm_as_conv_case(61, false, false, 91); /* images as panel columns */
-    gemm_as_conv_case(3, false, false, 92);  /* images as rows */
-    gemm_as_conv_case(1, true, true, 93);    /* int8 x, uint8 w with zero points: row sums */
-    gemm_as_conv_case(30, true, true, 94);
+    gemm_as_conv_case(61, false, false, 91, NULL); /* images as panel columns */
+    gemm_as_conv_case(3, false, false, 92, NULL);  /* images as rows */
+    gemm_as_conv_case(1, true, true, 93, NULL);    /* int8 x, uint8 w with zero points: row sums */
+    gemm_as_conv_case(30, true, true, 94, NULL);
 }
 
-Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_integer_reference)
+static void qlmm_case(const int32_t *clamp)
 {
     kt_rng r = {5};
     enum { D0 = 2, M = 7, K = 13, N = 57 };
@@ -453,6 +471,8 @@ Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_int
     };
     int odt = OPT_DT_UINT8;
     opt_model *m = kt_model("QLinearMatMul", 10, in, 8, &odt, 1);
+    int32_t lo, hi;
+    kt_clamp(m, clamp, 0, 255, &lo, &hi);
     opt_array y = {0};
     kt_run(m, 2, in, 8, &y, 1);
     cr_assert_eq(opt_array_numel(&y), (uint64_t)(D0 * M * N));
@@ -461,11 +481,16 @@ Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_int
         for (int n = 0; n < N; n++) {
             int32_t acc = 0;
             for (int k = 0; k < K; k++) acc += (a[i * K + k] - az) * (b[k * N + n] - bz[n]);
-            uint8_t want = (uint8_t)ort_requant(acc, as * bs[n] / ys, yz, 0, 255);
+            uint8_t want = (uint8_t)ort_requant(acc, as * bs[n] / ys, yz, lo, hi);
             cr_assert_eq(yv[i * N + n], want, "y[%d,%d] = %d, want %d", i, n, yv[i * N + n], want);
         }
     opt_array_free(&y);
     opt_model_free(m);
+}
+
+Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_integer_reference)
+{
+    qlmm_case(NULL);
 }
 
 Test(quantize_linear, per_tensor_loop_equals_the_onnx_formula)
@@ -531,7 +556,7 @@ typedef struct qadd_spec {
 
 /* One QLinearAdd of A [R, C] and B ([C], broadcast along rows, or [R, C]) against the formula in
  * float32 (a division by the output scale, as QuantizeLinear does), element by element. */
-static void qadd_check(const qadd_spec *q)
+static void qadd_check(const qadd_spec *q, const int32_t *clamp)
 {
     const int R = q->R, C = q->C;
     float as = q->as, bs = q->bs, cs = q->cs;
@@ -558,11 +583,13 @@ static void qadd_check(const qadd_spec *q)
     m->opset_import[1].has_version = true;
     m->opset_import[1].version = 1;
     m->n_opset_import = 2;
+    int32_t ilo, ihi;
+    kt_clamp(m, clamp, q->s8y ? -128 : 0, q->s8y ? 127 : 255, &ilo, &ihi);
     opt_array y = {0};
     kt_run(m, 2, in, 8, &y, 1);
     cr_assert_eq(opt_array_numel(&y), (uint64_t)R * (uint64_t)C);
     int azi = q->s8a ? (int8_t)az : az, bzi = q->s8b ? (int8_t)bz : bz, czi = q->s8y ? (int8_t)cz : cz;
-    float lo = q->s8y ? -128.0f : 0.0f, hi = q->s8y ? 127.0f : 255.0f;
+    float lo = (float)ilo, hi = (float)ihi;
     for (int i = 0; i < R * C; i++) {
         uint8_t ab = q->a[i], bb = q->bfull ? q->b[i] : q->b[i % C];
         int ai = q->s8a ? (int8_t)ab : ab, bi = q->s8b ? (int8_t)bb : bb;
@@ -586,7 +613,7 @@ static void qadd_check(const qadd_spec *q)
 
 /* Rows of 45 and R * C = 1665 elements: 16-lane loops with a tail, contiguous runs of both
  * lengths (64-element steps on the full B). */
-static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
+static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed, const int32_t *clamp)
 {
     enum { R = 37, C = 45 };
     static uint8_t a[R * C], b[R * C];
@@ -594,7 +621,7 @@ static void qadd_case(bool s8a, bool s8b, bool s8y, bool bfull, unsigned seed)
     for (int i = 0; i < R * C; i++) a[i] = (uint8_t)kt_int(&r, 0, 255), b[i] = (uint8_t)kt_int(&r, 0, 255);
     qadd_spec q = {s8a, s8b, s8y, bfull, R, C, a, b, 0.05f, 0.11f, 0.07f,
                    s8a ? (uint8_t)(int8_t)-7 : 120, s8b ? (uint8_t)(int8_t)-4 : 131, s8y ? (uint8_t)(int8_t)-3 : 3};
-    qadd_check(&q);
+    qadd_check(&q, clamp);
 }
 
 /* Every (a, b) pair, 65,536 elements, under 300 random sets of scales and zero points: the
@@ -615,14 +642,40 @@ Test(qlinear_add, vector_division_equals_division_for_every_pair)
         float cs = (wide ? ldexpf(1.0f, (int)kt_int(&r, -40, 39)) : base * 2) * (float)(1.0 + kt_int(&r, 0, 1 << 20) / (double)(1 << 20));
         qadd_spec q = {t & 1, (t >> 1) & 1, (t >> 2) & 1, true, 256, 256, a, b, as, bs, cs,
                        (uint8_t)kt_int(&r, 0, 255), (uint8_t)kt_int(&r, 0, 255), (uint8_t)kt_int(&r, 0, 255)};
-        qadd_check(&q);
+        qadd_check(&q, NULL);
     }
 }
 
 Test(qlinear_add, equals_dequantize_add_quantize_in_float_with_broadcasting)
 {
-    qadd_case(false, true, false, false, 11);
-    qadd_case(true, false, true, true, 12);
-    qadd_case(false, false, false, true, 13);
-    qadd_case(true, true, false, false, 14);
+    qadd_case(false, true, false, false, 11, NULL);
+    qadd_case(true, false, true, true, 12, NULL);
+    qadd_case(false, false, false, true, 13, NULL);
+    qadd_case(true, true, false, false, 14, NULL);
+}
+
+/* A Relu or Clip absorbed into the integer op at load (qdq_fuse.c: symmetric int8 activations,
+ * or a Clip tighter than the quantized range) clamps the output to [Q(lo), Q(hi)]: every kernel
+ * path applies it (the depthwise kernel on long and short rows, the GEMM's fused-tile and row
+ * epilogues, few-image Gemm rows, QLinearMatMul, QLinearAdd's scalar and vector loops). */
+Test(qlinear, an_absorbed_activation_clamps_every_kernel_path)
+{
+    const int32_t s8[2] = {-10, 40}, s8zero[2] = {0, 127}, u8[2] = {125, 200};
+    /*                  N  C mult H   W KH KW sh sw dh dw pt pl pb pr  s8x   qlinear wzp */
+    const dw_spec dw[] = {
+        {2, 5, 1, 6, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, false, true, false}, /* long rows */
+        {2, 4, 1, 7, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, true, true, false},   /* 2 rows per vector */
+        {1, 4, 1, 5, 21, 3, 3, 1, 2, 1, 1, 1, 1, 1, 1, false, true, true},  /* weight zero points: GEMM */
+    };
+    const int32_t dwc[2] = {-2, 60};
+    dw_case(&dw[0], 400, u8);
+    dw_case(&dw[1], 401, dwc);
+    dw_case(&dw[2], 402, u8);
+    qlconv_case(5, 9, 1, 403, s8);   /* row pieces */
+    qlconv_case(8, 9, 1, 404, s8zero); /* channels-last */
+    gemm_as_conv_case(61, false, false, 405, u8); /* images as panel columns */
+    gemm_as_conv_case(3, true, true, 406, u8);    /* images as rows */
+    qlmm_case(u8);
+    qadd_case(false, true, false, false, 407, u8);
+    qadd_case(true, false, true, true, 408, s8);
 }

@@ -66,7 +66,7 @@ typedef struct dwctx {
     uint8_t flip, fill;
     const int32_t *rbias;
     const float *rmul;
-    int32_t zp;
+    int32_t zp, lo, hi; /* lo, hi: the clamp of 8-bit outputs */
     int out_dt;
     void *y;
     int failed; /* set (atomically) by a chunk that ran out of memory */
@@ -235,10 +235,9 @@ static DW_VNNI void dw_channel(const dwctx *d, const uint8_t *buf, int64_t n, in
     const int32_t *wv = d->wv + m * d->nw;
     const __m512i vp = _mm512_loadu_si512(d->pidx), vs = _mm512_loadu_si512(d->sidx);
     const __m512i rb = _mm512_set1_epi32(d->rbias[m]);
-    const bool i32 = d->out_dt == OPT_DT_INT32, u8 = d->out_dt == OPT_DT_UINT8;
+    const bool i32 = d->out_dt == OPT_DT_INT32;
     const __m512 mul = _mm512_set1_ps(d->rmul ? d->rmul[m] : 0.0f);
-    const __m512 flo = _mm512_set1_ps((float)((u8 ? 0 : -128) - d->zp));
-    const __m512 fhi = _mm512_set1_ps((float)((u8 ? 255 : 127) - d->zp));
+    const __m512 flo = _mm512_set1_ps((float)(d->lo - d->zp)), fhi = _mm512_set1_ps((float)(d->hi - d->zp));
     const __m512i zp = _mm512_set1_epi32(d->zp);
     const int64_t OW = p.OW, es = i32 ? 4 : 1;
     char *y = (char *)d->y + (size_t)((n * d->C * d->Mg + m) * p.OH * OW * es);
@@ -337,14 +336,16 @@ int32_t *nn_qdw_words(const nn_qweights *pw, int64_t KH, int64_t KW)
 }
 
 bool nn_qdw(opt_kctx *k, const nn_conv_geom *g, const nn_qweights *pw, const uint8_t *x, uint8_t flip,
-            uint8_t fill, const int32_t *rbias, const float *rmul, int32_t zp, int out_dt, void *y)
+            uint8_t fill, const int32_t *rbias, const float *rmul, int32_t zp, int out_dt, int32_t lo,
+            int32_t hi, void *y)
 {
 #if DW_X86
     nn_plane2d p = nn_plane2d_of(g);
     int two = g->nsp == 2;
     dwctx d = {.p = p, .N = g->N, .C = g->C, .Mg = g->M / g->C, .pt = two ? g->pad_b[0] : 0,
                .pb = two ? g->pad_e[0] : 0, .pl = g->pad_b[g->nsp - 1], .kg = tap_groups(p.KW), .x = x,
-               .flip = flip, .fill = fill, .rbias = rbias, .rmul = rmul, .zp = zp, .out_dt = out_dt, .y = y};
+               .flip = flip, .fill = fill, .rbias = rbias, .rmul = rmul, .zp = zp, .lo = lo, .hi = hi, .out_dt = out_dt,
+               .y = y};
     d.nw = p.KH * d.kg;
     d.x_end = x + g->N * g->C * p.H * p.W;
     d.Hp = p.H + d.pt + d.pb;
@@ -372,7 +373,7 @@ bool nn_qdw(opt_kctx *k, const nn_conv_geom *g, const nn_qweights *pw, const uin
     return !d.failed;
 #else
     (void)k, (void)g, (void)pw, (void)x, (void)flip, (void)fill, (void)rbias, (void)rmul, (void)zp, (void)out_dt,
-        (void)y;
+        (void)lo, (void)hi, (void)y;
     return false;
 #endif
 }

@@ -320,8 +320,9 @@ static inline int32_t epi_sum(const nn_qepi *ep, int32_t t, int64_t i, int64_t j
 static inline int32_t epi_requant(const nn_qepi *ep, int32_t v, int64_t i, int64_t j)
 {
     float m = ep->rmul ? ep->rmul[i] : ep->cmul ? ep->cmul[j] : ep->mul;
-    bool u8 = ep->out_dt == OPT_DT_UINT8;
-    return nn_qrequant(v, m, ep->zp, u8 ? 0 : -128, u8 ? 255 : 127);
+    int32_t lo, hi;
+    nn_qrange(ep->out_dt, ep->clamp, ep->lo, ep->hi, &lo, &hi);
+    return nn_qrequant(v, m, ep->zp, lo, hi);
 }
 
 static void epi_row_c(const nn_qepi *ep, const int32_t *t, int64_t i, int64_t j, int64_t n, const int32_t *cfac_local,
@@ -343,8 +344,8 @@ static QG_AVX512 void epi_row_avx512(const nn_qepi *ep, const int32_t *t, int64_
 {
     const int32_t *cf = cfac_local ? cfac_local : ep->cfac ? ep->cfac + j : NULL;
     __m512i rb = _mm512_set1_epi32(ep->rbias ? ep->rbias[i] : 0), rf = _mm512_set1_epi32(ep->rfac ? ep->rfac[i] : 0);
-    bool u8 = ep->out_dt == OPT_DT_UINT8;
-    int32_t lo = u8 ? 0 : -128, hi = u8 ? 255 : 127;
+    int32_t lo, hi;
+    nn_qrange(ep->out_dt, ep->clamp, ep->lo, ep->hi, &lo, &hi);
     const __m512 flo = _mm512_set1_ps((float)(lo - ep->zp)), fhi = _mm512_set1_ps((float)(hi - ep->zp));
     const __m512i zp = _mm512_set1_epi32(ep->zp);
     __m512 m = _mm512_set1_ps(ep->rmul ? ep->rmul[i] : ep->mul);
@@ -438,8 +439,8 @@ static void qg_chunk(void *ctx, size_t begin, size_t end)
         bool fuse = jb->isa == NN_QISA_VNNI && ep->out_dt != OPT_DT_INT32 && !ep->cbias && !ep->rfac && !ep->cmul &&
                     j0 / a->P == (j0 + nc - 1) / a->P;
         qg_vnni_fn fn = fuse ? tile_vnni_pick(a->s_unsigned, (int)nc) : NULL;
-        bool u8 = ep->out_dt == OPT_DT_UINT8;
-        qg_fuse fz = {.mul = ep->mul, .zp = ep->zp, .lo = u8 ? 0 : -128, .hi = u8 ? 255 : 127, .ldo = a->ldo};
+        qg_fuse fz = {.mul = ep->mul, .zp = ep->zp, .ldo = a->ldo};
+        nn_qrange(ep->out_dt, ep->clamp, ep->lo, ep->hi, &fz.lo, &fz.hi);
 #endif
         for (int64_t rb = rb0; rb < rb1; rb++) {
             int64_t i0 = rb * NN_QMR;

@@ -67,7 +67,7 @@ void nn_qpack(const uint8_t *b, int64_t ldb, int64_t K, int64_t N, uint8_t flip,
  *   v += rbias[i] + cbias[j] + rfac[i] * cfac[j]      (each term when its array is set; int32,
  *                                                      wrapping like the hardware)
  *   out_dt INT32: store v.
- *   otherwise:    store nn_qrequant(v, mul_ij, zp, type's min, type's max) as uint8/int8, where
+ *   otherwise:    store nn_qrequant(v, mul_ij, zp, lo, hi) as uint8/int8, [lo, hi] from nn_qrange, where
  *                 mul_ij is rmul[i], cmul[j] or mul (float). */
 /* Requantisation as ONNX Runtime's MLAS does it (MlasRequantizeOutput): the product v x m in
  * float32, clamped to [lo - zp, hi - zp] (a NaN product to lo - zp), rounded half to even, plus
@@ -99,7 +99,17 @@ typedef struct nn_qepi {
     float mul;
     int32_t zp;
     int out_dt;                 /* OPT_DT_UINT8, OPT_DT_INT8 or OPT_DT_INT32 */
+    bool clamp;                 /* outputs clamped to [lo, hi] instead of out_dt's range: an */
+    int32_t lo, hi;             /* absorbed Relu or Clip (nn_qop's yclamp) */
 } nn_qepi;
+
+/* The range an 8-bit output is clamped to: [lo, hi] when clamp is set, else the type's. */
+static inline void nn_qrange(int out_dt, bool clamp, int32_t lo, int32_t hi, int32_t *qlo, int32_t *qhi)
+{
+    bool u8 = out_dt == OPT_DT_UINT8;
+    *qlo = clamp ? lo : u8 ? 0 : -128;
+    *qhi = clamp ? hi : u8 ? 255 : 127;
+}
 
 /* The epilogue on n sums t[0..n) of row i, columns j..j+n, into dst (n consecutive elements of
  * out_dt). cfac_local, when not NULL, replaces ep->cfac and is indexed from 0 (t's columns). */
@@ -176,6 +186,8 @@ void nn_qweights_free(nn_qweights *w);
 typedef struct nn_qop {
     const opt_array *x, *xs, *xz, *w, *ws, *wz, *ys, *yz, *b;
     opt_array *y;  /* output, already shaped and allocated */
+    bool yclamp;   /* y clamped to [ylo, yhi] (within its type's range) instead of the type's */
+    int32_t ylo, yhi; /* range: a Relu or Clip absorbed at load (qdq_fuse.c) */
 } nn_qop;
 
 /* Whether nn_qconv / nn_qmatmul handle these operands (8-bit x and w, scalar x zero point and
@@ -191,13 +203,14 @@ opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_e
  * (qdwconv.c) when nn_qdw_ok: isa is VNNI, 1 or 2 spatial dims, weights pw without zero points,
  * along the width stride <= 4 and 3 * stride + (min(KW, 4) - 1) * dilation <= 15. x: the input bytes, flipped
  * with flip as for the GEMM; padding reads as fill (the flipped zero point). Each sum plus
- * rbias[m], then requantised with rmul[m] and zp to out_dt (uint8/int8), or stored as int32
- * (out_dt INT32): the GEMM path's bytes. false when out of memory. */
+ * rbias[m], then requantised with rmul[m] and zp to out_dt (uint8/int8) clamped to [lo, hi], or
+ * stored as int32 (out_dt INT32): the GEMM path's bytes. false when out of memory. */
 bool nn_qdw_ok(nn_qisa isa, const nn_conv_geom *g, const nn_qweights *pw);
 /* pw's rows as nn_qdw's weight words for a KH x KW kernel (KH 1 for 1-D): row m, kernel row kh,
  * group q holds taps 4q..4q+3 (0 past KW) as one 32-bit word. malloc'd; NULL when out of memory. */
 int32_t *nn_qdw_words(const nn_qweights *pw, int64_t KH, int64_t KW);
 bool nn_qdw(opt_kctx *k, const nn_conv_geom *g, const nn_qweights *pw, const uint8_t *x, uint8_t flip,
-            uint8_t fill, const int32_t *rbias, const float *rmul, int32_t zp, int out_dt, void *y);
+            uint8_t fill, const int32_t *rbias, const float *rmul, int32_t zp, int out_dt, int32_t lo,
+            int32_t hi, void *y);
 
 #endif

@@ -513,7 +513,7 @@ static opt_status qconv_rows(opt_kctx *k, const nn_qop *o, const nn_qweights *pw
             if (rsum) rsum[i] = s;
         }
     nn_qepi ep = {.cbias = rbias, .rfac = rsum, .cfac = rsum ? negzp : NULL, .cmul = o->ys ? rmul : NULL,
-                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype, .clamp = o->yclamp, .lo = o->ylo, .hi = o->yhi};
     nn_qgemm_args a = {.M = N, .N = M, .K = K, .s_unsigned = true, .s = copy ? xs : x, .lds = copy ? Kp : K,
                        .vpacked = pw->vt, .ep = &ep, .out = o->y->data, .ldo = M, .P = M, .img_stride = 0};
     bool ok = nn_qgemm(k, nn_qisa_best(), &a);
@@ -571,8 +571,10 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
         .x_end = (const uint8_t *)o->x->data + opt_array_numel(o->x),
     };
     if (nn_qdw_ok(nn_qisa_best(), g, pw)) {
+        int32_t lo, hi;
+        nn_qrange(o->y->dtype, o->yclamp, o->ylo, o->yhi, &lo, &hi);
         if (!nn_qdw(k, g, pw, o->x->data, flip, (uint8_t)(qc.fill ^ flip), rbias, o->ys ? rmul : NULL, ival(o->yz, 0),
-                    o->y->dtype, o->y->data))
+                    o->y->dtype, lo, hi, o->y->data))
             st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
         goto done;
     }
@@ -605,7 +607,8 @@ opt_status nn_qconv(opt_kctx *k, const nn_conv_geom *g, const nn_qop *o, const n
             nn_parallel(k, (size_t)g->N, qhwc_transpose, &tr);
         }
         nn_qepi ep = {.rbias = rbias + gi * Mg, .rfac = pw->any_zp ? rfac + gi * Mg : NULL,
-                      .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+                      .rmul = o->ys ? rmul + gi * Mg : NULL, .zp = ival(o->yz, 0), .out_dt = o->y->dtype,
+                      .clamp = o->yclamp, .lo = o->ylo, .hi = o->yhi};
         nn_qgemm_args a = {
             .M = Mg, .N = g->N * P, .K = Kg, .s_unsigned = false, .s = pw->w + gi * Mg * pw->Kp, .lds = pw->Kp,
             .pack_v = pw->hwc ? qhwc_pack : vec ? qcol_pack_vec : pointwise ? qcol_pack_1x1 : qcol_pack,
@@ -689,7 +692,7 @@ opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_e
         if (o->ys) cmul[n] = fval(o->xs, 0) * fval(o->ws, opt_array_numel(o->ws) == 1 ? 0 : (uint64_t)n) / fval(o->ys, 0);
     }
     nn_qepi ep = {.cbias = cbias, .rfac = rsum, .cfac = rsum ? cfac : NULL, .cmul = o->ys ? cmul : NULL,
-                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype};
+                  .zp = ival(o->yz, 0), .out_dt = o->y->dtype, .clamp = o->yclamp, .lo = o->ylo, .hi = o->yhi};
     nn_qgemm_args ga = {.M = rows, .N = N, .K = K, .s_unsigned = true, .s = copy ? as : a, .lds = copy ? Kp : K,
                         .vpacked = pw->w, .ep = &ep, .out = o->y->data, .ldo = N, .P = N, .img_stride = 0};
     if (!nn_qgemm(k, nn_qisa_best(), &ga)) st = opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");

@@ -14,6 +14,7 @@
 #include "libopt/exec/cpu/bcast.h"
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/qgemm.h"
+#include "libopt/exec/qdq_fuse.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -73,6 +74,22 @@ static bool q_range(int dt, double *lo, double *hi)
     case OPT_DT_INT32: *lo = -2147483648.0, *hi = 2147483647.0; return true;
     default: return false;
     }
+}
+
+/* The output range of a QLinear op on 8-bit type dt: the type's, narrowed to the clamp of an
+ * activation that opt_qdq_fuse absorbed into the node (OPT_QDQ_ATTR_QMIN/QMAX). *on: narrowed. */
+static void out_range(const opt_node *n, int dt, bool *on, int32_t *lo, int32_t *hi)
+{
+    double tlo = 0, thi = 0;
+    q_range(dt, &tlo, &thi);
+    *lo = (int32_t)tlo;
+    *hi = (int32_t)thi;
+    *on = false;
+    if (!opt_node_attr(n, OPT_QDQ_ATTR_QMIN) || !opt_node_attr(n, OPT_QDQ_ATTR_QMAX)) return;
+    int64_t a = opt_node_attr_int(n, OPT_QDQ_ATTR_QMIN, 0), b = opt_node_attr_int(n, OPT_QDQ_ATTR_QMAX, 0);
+    if (a > *lo) *lo = a > *hi ? *hi : (int32_t)a;
+    if (b < *hi) *hi = b < *lo ? *lo : (int32_t)b;
+    *on = true;
 }
 
 /* Element i of an integer array (uint8/int8/uint16/int16/int32) as int32. */
@@ -477,6 +494,7 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
         nn_qop o = {.x = k->in[0], .xs = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL, .w = k->in[3],
                     .ws = k->in[4], .wz = opt_kctx_has(k, 5) ? k->in[5] : NULL, .ys = k->in[6], .yz = yzp,
                     .y = &k->out[0]};
+        out_range(k->node, odt, &o.yclamp, &o.ylo, &o.yhi);
         if (!qlinear_generic() && nn_qmatmul_ok(&o)) return nn_qmatmul(k, &o, k->state, err);
     }
     int32_t *acc = malloc(total * sizeof *acc);
@@ -487,15 +505,15 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
                         : OPT_OK;
     if (st == OPT_OK) {
         float ys = (float)opt_array_get(k->in[6], 0);
-        int32_t z = yzp ? iget(yzp, 0) : 0;
-        double lo = 0, hi = 0;
-        q_range(k->out[0].dtype, &lo, &hi);
+        int32_t z = yzp ? iget(yzp, 0) : 0, lo, hi;
+        bool on;
+        out_range(k->node, k->out[0].dtype, &on, &lo, &hi);
         for (uint64_t e = 0; e < total; e++) {
             int64_t i = ((int64_t)e / s.N) % s.M, j = (int64_t)e % s.N;
             float as = (float)opt_array_get(k->in[1], nas == 1 ? 0 : (uint64_t)i);
             float bs = (float)opt_array_get(k->in[4], nbs == 1 ? 0 : (uint64_t)j);
             float m = as * bs / ys;
-            iset(&k->out[0], e, nn_qrequant(acc[e], m, z, (int32_t)lo, (int32_t)hi));
+            iset(&k->out[0], e, nn_qrequant(acc[e], m, z, lo, hi));
         }
     }
     free(acc);
@@ -670,6 +688,7 @@ static opt_status qlconv_run(opt_kctx *k, opt_error *err)
     nn_qop o = {.x = k->in[0], .xs = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL, .w = k->in[3],
                 .ws = k->in[4], .wz = opt_kctx_has(k, 5) ? k->in[5] : NULL, .ys = k->in[6], .yz = yzp,
                 .b = B, .y = &k->out[0]};
+    out_range(k->node, k->out[0].dtype, &o.yclamp, &o.ylo, &o.yhi);
     const qconv_state *qs = k->state;
     if (!qlinear_generic() && nn_qconv_ok(&g, &o)) return nn_qconv(k, &g, &o, qs ? qs->pw : NULL, err);
     int32_t *acc = malloc(total * sizeof *acc);
@@ -678,14 +697,12 @@ static opt_status qlconv_run(opt_kctx *k, opt_error *err)
     if (st == OPT_OK) {
         float xs = (float)opt_array_get(k->in[1], 0), ys = (float)opt_array_get(k->in[6], 0);
         int32_t z = yzp ? iget(yzp, 0) : 0;
-        double lo = 0, hi = 0;
-        q_range(k->out[0].dtype, &lo, &hi);
         int64_t outsz = nn_geom_out_size(&g);
         for (uint64_t e = 0; e < total; e++) {
             int64_t m = ((int64_t)e / outsz) % g.M;
             float m_ = xs * (float)opt_array_get(k->in[4], nws == 1 ? 0 : (uint64_t)m) / ys;
             int64_t a = (int64_t)acc[e] + (B ? iget(B, (uint64_t)m) : 0);
-            iset(&k->out[0], e, nn_qrequant(a, m_, z, (int32_t)lo, (int32_t)hi));
+            iset(&k->out[0], e, nn_qrequant(a, m_, z, o.ylo, o.yhi));
         }
     }
     free(acc);
@@ -868,11 +885,13 @@ static opt_status qadd_run(opt_kctx *k, opt_error *err)
     opt_bcast bc;
     OPT_TRY(opt_bcast_init(&bc, k, ab, 2, err));
     OPT_TRY(opt_kctx_output(k, 0, ydt, bc.out_ndim, bc.out_dims, err));
-    bool ys8 = ydt == OPT_DT_INT8;
+    bool ys8 = ydt == OPT_DT_INT8, on;
+    int32_t lo, hi;
+    out_range(k->node, ydt, &on, &lo, &hi);
     qadd_job j = {.a = A->data, .b = B->data, .y = k->out[0].data, .as8 = A->dtype == OPT_DT_INT8,
                   .bs8 = B->dtype == OPT_DT_INT8, .ys8 = ys8, .as = (float)opt_array_get(k->in[1], 0),
                   .bs = (float)opt_array_get(k->in[4], 0), .cs = (float)opt_array_get(k->in[6], 0),
-                  .cz = cz ? (float)iget(cz, 0) : 0.0f, .lo = ys8 ? -128.0f : 0.0f, .hi = ys8 ? 127.0f : 255.0f,
+                  .cz = cz ? (float)iget(cz, 0) : 0.0f, .lo = (float)lo, .hi = (float)hi,
                   .az = opt_kctx_has(k, 2) ? iget(k->in[2], 0) : 0, .bz = opt_kctx_has(k, 5) ? iget(k->in[5], 0) : 0,
                   .bc = &bc};
 #if QADD_512
