@@ -49,28 +49,49 @@ static bool wanted(const opt_strmap *only, bool filter, const char *name, const 
     return !filter || opt_strmap_get(only, name, NULL);
 }
 
-/* What the collection needs to know about the model input. */
+/* Model inputs a calibration feeds at most. */
+#define MAX_INPUTS 16
+
+/* What the collection needs to know about a model input. */
 typedef struct input_info {
     const char *name;
+    opt_dataset *ds;       /* the feed's part for it */
     int ndim;
     int64_t dims[OPT_MAX_DIMS];
-    size_t n_out;
 } input_info;
 
-/* Checks that e has one float input that ds fits, and rewinds ds. */
-static opt_status check_input(opt_exec *e, opt_dataset *ds, input_info *in, opt_error *err)
+/* Binds every input of e to its part of f (by name; an unnamed part feeds the only input),
+ * checks that the part fits it (float32 inputs take float32 batches, integer inputs the stored
+ * integers) and rewinds the part. */
+static opt_status check_inputs(opt_exec *e, const opt_feed *f, input_info *in, size_t *n_in, opt_error *err)
 {
-    if (opt_exec_n_inputs(e) != 1)
-        return opt_error_set(err, OPT_ERR_UNSUPPORTED, "calibration needs a model with one input (this one has %zu)",
-                             opt_exec_n_inputs(e));
-    in->name = opt_exec_input_name(e, 0);
-    int dt = opt_exec_input_shape(e, 0, &in->ndim, in->dims);
-    if (dt != 0 && dt != OPT_DT_FLOAT)
-        return opt_error_set(err, OPT_ERR_DATA, "model input '%s' is %s; calibration data are float32", in->name,
-                             opt_dtype_short(dt));
-    in->n_out = opt_exec_n_outputs(e);
-    OPT_TRY(opt_dataset_fit(ds, in->name, dt, in->ndim, in->dims, err));
-    return opt_dataset_rewind(ds, err);
+    size_t n = opt_exec_n_inputs(e);
+    char names[512] = "";
+    for (size_t i = 0, k = 0; i < n && k < sizeof names; i++)
+        k += (size_t)snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", opt_exec_input_name(e, i));
+    if (n == 0) return opt_error_set(err, OPT_ERR_UNSUPPORTED, "the model has no input to feed the data to");
+    if (n > MAX_INPUTS)
+        return opt_error_set(err, OPT_ERR_UNSUPPORTED, "calibration feeds at most %d inputs, the model has %zu",
+                             MAX_INPUTS, n);
+    if (f->n == 1 && !f->input[0] && n > 1)
+        return opt_error_set(err, OPT_ERR_DATA, "%s: the model has %zu inputs (%s): give one data spec NAME=SPEC for each",
+                             f->name, n, names);
+    for (size_t i = 0; i < n; i++) {
+        input_info *x = &in[i];
+        x->name = opt_exec_input_name(e, i);
+        x->ds = NULL;
+        for (size_t j = 0; j < f->n && !x->ds; j++)
+            if (!f->input[j] || strcmp(f->input[j], x->name) == 0) x->ds = f->ds[j];
+        if (!x->ds)
+            return opt_error_set(err, OPT_ERR_DATA, "no data for input '%s' (the model's inputs: %s; one data spec each, in order or as NAME=SPEC)",
+                                 x->name, names);
+        int dt = opt_exec_input_shape(e, i, &x->ndim, x->dims);
+        OPT_TRY(opt_dataset_set_dtype(x->ds, x->name, dt, err));
+        OPT_TRY(opt_dataset_fit(x->ds, x->name, dt, x->ndim, x->dims, err));
+        OPT_TRY(opt_dataset_rewind(x->ds, err));
+    }
+    *n_in = n;
+    return OPT_OK;
 }
 
 /* A batch number after every real one. */
@@ -109,9 +130,9 @@ typedef struct worker {
     bool started;
     opt_exec *e;
     opt_array *outs;
-    void *buf;             /* this thread's copy of its batch */
-    size_t cap;
-    opt_array view;        /* the batch, fitted to the input */
+    void *buf[MAX_INPUTS]; /* this thread's copy of its batch, per input */
+    size_t cap[MAX_INPUTS];
+    opt_array view[MAX_INPUTS]; /* the batch, fitted to each input */
     size_t b, samples;     /* its number and samples */
     size_t pieces;         /* pieces it runs in */
     size_t run_samples;    /* samples of the running piece */
@@ -124,12 +145,13 @@ typedef struct worker {
 
 struct par {
     const opt_model *m;
-    opt_dataset *ds;
+    const opt_feed *f;
     opt_calib_stats *st;
     const opt_strmap *only;
     bool filter;
     const opt_collect_opts *o;
-    input_info in;
+    input_info in[MAX_INPUTS];
+    size_t n_in, n_out;
     size_t bs;
     int nw;
     worker *w;
@@ -303,24 +325,36 @@ static bool take(worker *w)
     bool ok = false;
     pthread_mutex_lock(&p->mu);
     if (!p->eof && !atomic_load(&p->abort)) {
-        opt_array batch;
         size_t got = 0;
         opt_error e = {0};
-        opt_status s = opt_dataset_next_batch(p->ds, p->bs, &batch, NULL, &got, &e);
-        if (s == OPT_OK && got > 0)
-            s = opt_batch_fit(&batch, opt_dataset_name(p->ds), p->in.name, p->in.ndim, p->in.dims, &w->view, &e);
-        if (s == OPT_OK && got > 0 && w->view.nbytes > w->cap) {
-            void *d = realloc(w->buf, w->view.nbytes);
-            if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
-            else w->buf = d, w->cap = w->view.nbytes;
+        opt_status s = OPT_OK;
+        /* Every part holds the same number of samples (opt_feed_open), so each gives `got`. */
+        for (size_t k = 0; k < p->n_in && s == OPT_OK; k++) {
+            const input_info *in = &p->in[k];
+            opt_array batch;
+            size_t g = 0;
+            s = opt_dataset_next_batch(in->ds, p->bs, &batch, NULL, &g, &e);
+            if (s == OPT_OK && k > 0 && g != got)
+                s = opt_error_set(&e, OPT_ERR_DATA, "%s: ran out of samples before the other inputs' data",
+                                  opt_dataset_name(in->ds));
+            got = g;
+            if (s == OPT_OK && got > 0)
+                s = opt_batch_fit(&batch, opt_dataset_name(in->ds), in->name, in->ndim, in->dims, &w->view[k], &e);
+            if (s == OPT_OK && got > 0 && w->view[k].nbytes > w->cap[k]) {
+                void *d = realloc(w->buf[k], w->view[k].nbytes);
+                if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
+                else w->buf[k] = d, w->cap[k] = w->view[k].nbytes;
+            }
+            if (s == OPT_OK && got > 0) {
+                memcpy(w->buf[k], w->view[k].data, w->view[k].nbytes);
+                w->view[k].data = w->buf[k];
+            }
         }
         if (s != OPT_OK) {
             fail_locked(p, p->next_b, s, &e);
         } else if (got == 0) {
             p->eof = true;
         } else {
-            memcpy(w->buf, w->view.data, w->view.nbytes);
-            w->view.data = w->buf;
             w->b = p->next_b++;
             w->samples = got;
             p->done_n += got;
@@ -336,22 +370,25 @@ static bool take(worker *w)
 static void run_batch(worker *w)
 {
     par *p = w->p;
-    size_t per = w->view.nbytes / w->samples; /* bytes per sample */
     size_t step = w->b > 0 && p->chunk ? p->chunk : w->samples;
     w->pieces = (w->samples + step - 1) / step;
     w->seq = 0;
     for (size_t off = 0; off < w->samples; off += step) {
-        opt_array v = w->view;
+        opt_array v[MAX_INPUTS];
         size_t n = w->samples - off < step ? w->samples - off : step;
-        v.dims[0] = (int64_t)n;
-        v.data = (char *)w->view.data + off * per;
-        v.nbytes = n * per;
         w->n_obs = 0;
         w->run_samples = n;
-        observe_rec(w, p->in.name, &v);
+        for (size_t k = 0; k < p->n_in; k++) {
+            size_t per = w->view[k].nbytes / w->samples; /* bytes per sample */
+            v[k] = w->view[k];
+            v[k].dims[0] = (int64_t)n;
+            v[k].data = (char *)w->view[k].data + off * per;
+            v[k].nbytes = n * per;
+            observe_rec(w, p->in[k].name, &v[k]);
+        }
         opt_error e = {0};
-        opt_status s = opt_exec_run(w->e, &v, 1, w->outs, p->in.n_out, &e);
-        for (size_t i = 0; i < p->in.n_out; i++) opt_array_free(&w->outs[i]);
+        opt_status s = opt_exec_run(w->e, v, p->n_in, w->outs, p->n_out, &e);
+        for (size_t i = 0; i < p->n_out; i++) opt_array_free(&w->outs[i]);
         if (s != OPT_OK && w->pieces > 1) w->bad = true; /* the whole batch may run: try it */
         else if (s != OPT_OK) fail(p, w->b, s, &e);
         if (s != OPT_OK || w->bad) break;
@@ -373,7 +410,7 @@ static opt_status plan_worker(par *p, worker *w, opt_error *err)
 
 static opt_status alloc_outs(const par *p, worker *w, opt_error *err)
 {
-    w->outs = calloc(p->in.n_out ? p->in.n_out : 1, sizeof *w->outs);
+    w->outs = calloc(p->n_out ? p->n_out : 1, sizeof *w->outs);
     return w->outs ? OPT_OK : opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
 }
 
@@ -503,12 +540,16 @@ static opt_status collect_pass(par *p, bool chunking, bool *restart, opt_error *
     }
     for (int i = 0; i < p->nw; i++) p->w[i].p = p;
     worker *w0 = &p->w[0];
-    if ((s = plan_worker(p, w0, err)) != OPT_OK || (s = check_input(w0->e, p->ds, &p->in, err)) != OPT_OK ||
-        (s = alloc_outs(p, w0, err)) != OPT_OK)
+    if ((s = plan_worker(p, w0, err)) != OPT_OK || (s = check_inputs(w0->e, p->f, p->in, &p->n_in, err)) != OPT_OK)
         goto done;
-    if (p->in.ndim == 0 || p->in.dims[0] > 0) chunking = false; /* no batch dim, or a fixed one */
-    if (p->in.ndim > 0 && p->in.dims[0] > 0) p->bs = (size_t)p->in.dims[0];
-    p->total = opt_dataset_count(p->ds);
+    p->n_out = opt_exec_n_outputs(w0->e);
+    if ((s = alloc_outs(p, w0, err)) != OPT_OK) goto done;
+    for (size_t k = 0; k < p->n_in; k++) {
+        const input_info *in = &p->in[k];
+        if (in->ndim == 0 || in->dims[0] > 0) chunking = false; /* no batch dim, or a fixed one */
+        if (in->ndim > 0 && in->dims[0] > 0) p->bs = (size_t)in->dims[0];
+    }
+    p->total = opt_dataset_count(p->in[0].ds);
     if (p->total > 0) { /* no more threads than batches */
         size_t batches = (p->total + p->bs - 1) / p->bs;
         if ((size_t)p->nw > batches) p->nw = (int)batches;
@@ -546,7 +587,7 @@ done:
         worker *w = &p->w[i];
         for (size_t k = 0; k < w->n_recs; k++) free(w->recs[k].xh);
         free(w->recs);
-        free(w->buf);
+        for (size_t k = 0; k < MAX_INPUTS; k++) free(w->buf[k]);
         free(w->outs);
         opt_exec_free(w->e);
     }
@@ -559,6 +600,14 @@ done:
 
 opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o,
                              opt_calib_stats *st, opt_error *err)
+{
+    char *input = NULL;
+    opt_feed f = {.n = 1, .input = &input, .ds = &ds, .name = (char *)opt_dataset_name(ds)};
+    return opt_calib_collect_feed(m, &f, o, st, err);
+}
+
+opt_status opt_calib_collect_feed(const opt_model *m, const opt_feed *f, const opt_collect_opts *o,
+                                  opt_calib_stats *st, opt_error *err)
 {
     static const opt_collect_opts defaults = {0};
     if (!o) o = &defaults;
@@ -577,7 +626,7 @@ opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_coll
     int nw = o->threads > 0 ? o->threads : cpu_count();
     opt_status s = OPT_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
-        par p = {.m = m, .ds = ds, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs, .nw = nw};
+        par p = {.m = m, .f = f, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs, .nw = nw};
         bool restart = false;
         s = collect_pass(&p, attempt == 0, &restart, err);
         if (s != OPT_OK || !restart) break;

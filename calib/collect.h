@@ -36,10 +36,16 @@ typedef struct opt_collect_opts {
     void *progress_ctx;
 } opt_collect_opts;
 
-/* Runs model m (one float input) over ds from its start and adds the statistics of the graph
- * input and of every float value the nodes produce to st (histograms per st). Fails with a
- * one-line message on samples that do not fit the input, a non-float input, NaN/Inf in the data
- * (from the dataset), or a kernel error. */
+/* Runs model m over the feed f from its start and adds the statistics of the float graph
+ * inputs and of every float value the nodes produce to st (histograms per st). Each input of m
+ * takes the part of f that names it (an unnamed part feeds a model of one input); float32
+ * inputs take float32 batches, integer and bool inputs the stored integers
+ * (opt_dataset_set_dtype). Fails with a one-line message on an input with no data, samples
+ * that do not fit their input, an input of another type (float16), NaN/Inf in the data (from
+ * the dataset), or a kernel error. */
+opt_status opt_calib_collect_feed(const opt_model *m, const opt_feed *f, const opt_collect_opts *o,
+                                  opt_calib_stats *st, opt_error *err);
+/* The same for a model of one input, fed by ds. */
 opt_status opt_calib_collect(const opt_model *m, opt_dataset *ds, const opt_collect_opts *o,
                              opt_calib_stats *st, opt_error *err);
 

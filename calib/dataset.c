@@ -38,6 +38,8 @@ struct opt_dataset {
     int ch_axis;              /* channel axis of the delivered sample, -1 none */
     size_t count, pos;
     float scale;
+    int out_dtype;            /* dtype of the batches: float32, or an integer type (set_dtype) */
+    char *input;              /* the model input an integer dataset feeds (messages) */
     void *raw;  size_t raw_cap;
     float *tmp; size_t tmp_cap;
     float *buf; size_t buf_cap;
@@ -135,6 +137,7 @@ void opt_dataset_free(opt_dataset *ds)
     free(ds->tmp);
     free(ds->buf);
     free(ds->lraw);
+    free(ds->input);
     free(ds);
 }
 
@@ -297,6 +300,13 @@ static opt_status plan_layout(opt_dataset *ds, bool idx_src, opt_error *err)
     return OPT_OK;
 }
 
+static bool int_dtype(int d)
+{
+    return d == OPT_DT_BOOL || d == OPT_DT_UINT8 || d == OPT_DT_INT8 || d == OPT_DT_UINT16 ||
+           d == OPT_DT_INT16 || d == OPT_DT_UINT32 || d == OPT_DT_INT32 || d == OPT_DT_UINT64 ||
+           d == OPT_DT_INT64;
+}
+
 static bool float_dtype(int d)
 {
     return d == OPT_DT_FLOAT || d == OPT_DT_DOUBLE || d == OPT_DT_FLOAT16 || d == OPT_DT_BFLOAT16;
@@ -384,11 +394,30 @@ opt_status opt_dataset_open(const char *spec, const opt_dataset_opts *opts, opt_
         }
     }
     ds->scale = ds->o.scale != 0 ? ds->o.scale : ds->src_dtype == OPT_DT_UINT8 ? 1.0f / 255.0f : 1.0f;
+    ds->out_dtype = OPT_DT_FLOAT;
     *out = ds;
     return OPT_OK;
 fail:
     opt_dataset_free(ds);
     return s;
+}
+
+opt_status opt_dataset_set_dtype(opt_dataset *ds, const char *input_name, int dtype, opt_error *err)
+{
+    if (dtype == 0 || dtype == OPT_DT_FLOAT) {
+        ds->out_dtype = OPT_DT_FLOAT;
+        return OPT_OK;
+    }
+    if (!int_dtype(dtype))
+        return opt_error_set(err, OPT_ERR_UNSUPPORTED, "%s: input '%s' is %s; datasets feed float32 and integer inputs",
+                             ds->name, input_name, opt_dtype_short(dtype));
+    if (ds->transpose)
+        return opt_error_set(err, OPT_ERR_USAGE, "%s: input '%s' is %s; --layout %s transposes float inputs only",
+                             ds->name, input_name, opt_dtype_short(dtype), opt_layout_name(ds->o.layout));
+    free(ds->input);
+    if (!(ds->input = strdup(input_name))) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    ds->out_dtype = dtype;
+    return OPT_OK;
 }
 
 static bool grow(void **p, size_t *cap, size_t need)
@@ -443,6 +472,79 @@ static void to_float(const opt_dataset *ds, const void *raw, size_t b, float *ds
             dst[i * per + j] = (float)raw_get(ds->src_dtype, base + (i * rv + j) * es);
 }
 
+/* Value at p of a raw little-endian dtype as an exact int64; false when it is not an integer
+ * (a float with a fraction, NaN, Inf) or lies outside int64. */
+static bool raw_get_i64(int dtype, const uint8_t *p, int64_t *out)
+{
+    switch (dtype) {
+    case OPT_DT_BOOL: *out = p[0] != 0; return true;
+    case OPT_DT_INT64: memcpy(out, p, 8); return true;
+    case OPT_DT_UINT64: {
+        uint64_t t;
+        memcpy(&t, p, 8);
+        *out = (int64_t)t;
+        return t <= (uint64_t)INT64_MAX;
+    }
+    default: {
+        double v = raw_get(dtype, p);
+        if (!(v >= -0x1p63 && v < 0x1p63) || v != floor(v)) return false;
+        *out = (int64_t)v;
+        return true;
+    }
+    }
+}
+
+/* The range of an integer dtype (bool: 0..1). */
+static void int_range(int dtype, int64_t *lo, int64_t *hi)
+{
+    switch (dtype) {
+    case OPT_DT_BOOL: *lo = 0, *hi = 1; break;
+    case OPT_DT_UINT8: *lo = 0, *hi = UINT8_MAX; break;
+    case OPT_DT_INT8: *lo = INT8_MIN, *hi = INT8_MAX; break;
+    case OPT_DT_UINT16: *lo = 0, *hi = UINT16_MAX; break;
+    case OPT_DT_INT16: *lo = INT16_MIN, *hi = INT16_MAX; break;
+    case OPT_DT_UINT32: *lo = 0, *hi = UINT32_MAX; break;
+    case OPT_DT_INT32: *lo = INT32_MIN, *hi = INT32_MAX; break;
+    case OPT_DT_UINT64: *lo = 0, *hi = INT64_MAX; break;
+    default: *lo = INT64_MIN, *hi = INT64_MAX; break;
+    }
+}
+
+/* Raw records -> ds->out_dtype, exactly: every value must be an integer in the type's range. */
+static opt_status to_int(const opt_dataset *ds, const void *raw, size_t b, void *dst, opt_error *err)
+{
+    size_t rv = ds->rec_vals, per = ds->per;
+    size_t es = (size_t)opt_dtype_bits(ds->src_dtype) / 8, os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
+    int64_t lo, hi;
+    int_range(ds->out_dtype, &lo, &hi);
+    const uint8_t *base = raw;
+    uint8_t *out = dst;
+    for (size_t i = 0; i < b; i++)
+        for (size_t j = 0; j < per; j++) {
+            const uint8_t *p = base + (i * rv + j) * es;
+            int64_t v;
+            bool whole = raw_get_i64(ds->src_dtype, p, &v);
+            if (!whole || v < lo || v > hi) {
+                char num[32];
+                if (whole) snprintf(num, sizeof num, "%lld", (long long)v);
+                else snprintf(num, sizeof num, "%.9g", raw_get(ds->src_dtype, p));
+                return opt_error_set(err, OPT_ERR_DATA, "%s: sample %zu, value %zu is %s, not %s (input '%s' is %s)",
+                                     ds->xpath, ds->pos + i, j, num,
+                                     whole || floor(raw_get(ds->src_dtype, p)) == raw_get(ds->src_dtype, p)
+                                         ? "in the type's range" : "a whole number",
+                                     ds->input ? ds->input : "?", opt_dtype_short(ds->out_dtype));
+            }
+            uint8_t *q = out + (i * per + j) * os;
+            switch (os) {
+            case 1: { uint8_t t = (uint8_t)v; memcpy(q, &t, 1); break; }
+            case 2: { uint16_t t = (uint16_t)v; memcpy(q, &t, 2); break; }
+            case 4: { uint32_t t = (uint32_t)v; memcpy(q, &t, 4); break; }
+            default: memcpy(q, &v, 8); break;
+            }
+        }
+    return OPT_OK;
+}
+
 /* Reads label k of the raw label records as an integer; false when not an integer in int32. */
 static bool label_at(int dtype, const void *raw, size_t k, size_t stride, int32_t *out)
 {
@@ -479,20 +581,26 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
     memset(inputs, 0, sizeof *inputs);
     if (max == 0) return opt_error_set(err, OPT_ERR_USAGE, "batch size must be at least 1");
     size_t b = ds->count - ds->pos < max ? ds->count - ds->pos : max;
-    inputs->dtype = OPT_DT_FLOAT;
+    inputs->dtype = ds->out_dtype;
     inputs->ndim = ds->ndim + 1;
     inputs->dims[0] = (int64_t)b;
     for (int i = 0; i < ds->ndim; i++) inputs->dims[i + 1] = ds->dims[i];
     if (b == 0) return OPT_OK;
     size_t es = (size_t)opt_dtype_bits(ds->src_dtype) / 8, per = ds->per;
+    size_t os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
     if (!grow(&ds->raw, &ds->raw_cap, b * ds->rec_vals * es) ||
-        !grow((void **)&ds->buf, &ds->buf_cap, b * per * sizeof(float)) ||
+        !grow((void **)&ds->buf, &ds->buf_cap, b * per * os) ||
         (ds->transpose && !grow((void **)&ds->tmp, &ds->tmp_cap, b * per * sizeof(float))))
         return opt_error_set(err, OPT_ERR_NOMEM, "%s: out of memory for a batch of %zu", ds->name, b);
     float *dst = ds->buf;
-    /* float32 records that need no column dropped or transposed are read in place */
-    bool direct = ds->src_dtype == OPT_DT_FLOAT && ds->rec_vals == per && !ds->transpose;
+    /* records of the delivered dtype that need no column dropped or transposed are read in place */
+    bool direct = ds->src_dtype == ds->out_dtype && ds->rec_vals == per && !ds->transpose;
     OPT_TRY(opt_tstream_read(ds->x, b, direct ? (void *)dst : ds->raw, err));
+    if (ds->out_dtype != OPT_DT_FLOAT) {
+        /* integer inputs: the values as stored, no scaling (set_dtype refused the rest) */
+        if (!direct) OPT_TRY(to_int(ds, ds->raw, b, dst, err));
+        goto labels;
+    }
     if (!direct) to_float(ds, ds->raw, b, ds->transpose ? ds->tmp : dst);
     if (ds->transpose) {
         size_t H = (size_t)ds->th, W = (size_t)ds->tw, C = (size_t)ds->tc;
@@ -541,6 +649,7 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
             d[j] = v;
         }
     }
+labels:
     if (labels) {
         if (ds->label_last) {
             for (size_t i = 0; i < b; i++)
@@ -568,7 +677,7 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
         OPT_TRY(opt_tstream_read(ds->y, b, ds->lraw, err));
     }
     inputs->data = dst;
-    inputs->nbytes = b * per * sizeof(float);
+    inputs->nbytes = b * per * os;
     ds->pos += b;
     *got = b;
     return OPT_OK;
@@ -636,7 +745,7 @@ static opt_status fit_error(const char *what, const int64_t *sd, int sr, size_t 
 opt_status opt_dataset_fit(const opt_dataset *ds, const char *input_name, int dtype, int ndim,
                            const int64_t *dims, opt_error *err)
 {
-    if (dtype != 0 && !float_dtype(dtype))
+    if (dtype != 0 && !float_dtype(dtype) && dtype != ds->out_dtype)
         return opt_error_set(err, OPT_ERR_UNSUPPORTED, "%s: input '%s' is %s; datasets feed float inputs",
                              ds->name, input_name, opt_dtype_short(dtype));
     if (ndim < 0) return OPT_OK;
@@ -671,5 +780,111 @@ opt_status opt_batch_fit(const opt_array *batch, const char *what, const char *i
     view->ndim = ndim;
     view->dims[0] = B;
     for (int i = 1; i < ndim; i++) view->dims[i] = out[i - 1];
+    return OPT_OK;
+}
+
+/* ---- several inputs ------------------------------------------------------------------------- */
+
+void opt_feed_free(opt_feed *f)
+{
+    if (!f) return;
+    for (size_t i = 0; i < f->n; i++) {
+        opt_dataset_free(f->ds[i]);
+        free(f->input[i]);
+    }
+    free(f->ds);
+    free(f->input);
+    free(f->name);
+    memset(f, 0, sizeof *f);
+}
+
+/* The input spec names ("NAME=..."), or NULL when it is a plain spec. */
+static const char *spec_input(const char *spec, const char *const *inputs, size_t n_inputs)
+{
+    const char *best = NULL;
+    size_t best_len = 0;
+    for (size_t i = 0; i < n_inputs; i++) {
+        size_t l = strlen(inputs[i]);
+        if (l > best_len && strncmp(spec, inputs[i], l) == 0 && spec[l] == '=') best = inputs[i], best_len = l;
+    }
+    return best;
+}
+
+static void list_inputs(const char *const *inputs, size_t n, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    for (size_t i = 0; i < n && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, "%s%s", i ? ", " : "", inputs[i]);
+}
+
+opt_status opt_feed_open(const char *const *specs, size_t n_specs, const char *const *inputs,
+                         size_t n_inputs, const opt_dataset_opts *opts, opt_feed *f, opt_error *err)
+{
+    memset(f, 0, sizeof *f);
+    if (n_specs == 0) return opt_error_set(err, OPT_ERR_USAGE, "no data given");
+    f->ds = calloc(n_specs, sizeof *f->ds);
+    f->input = calloc(n_specs, sizeof *f->input);
+    const char **bound = calloc(n_specs, sizeof *bound);
+    if (!f->ds || !f->input || !bound) {
+        free(bound);
+        opt_feed_free(f);
+        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    }
+    char names[512];
+    list_inputs(inputs, n_inputs, names, sizeof names);
+    opt_status s = OPT_OK;
+    /* NAME=SPEC first, then plain specs take the inputs left, in graph order (as `mopt run -i`). */
+    for (size_t i = 0; i < n_specs && s == OPT_OK; i++) {
+        bound[i] = spec_input(specs[i], inputs, n_inputs);
+        for (size_t j = 0; bound[i] && j < i; j++)
+            if (bound[j] && strcmp(bound[j], bound[i]) == 0)
+                s = opt_error_set(err, OPT_ERR_USAGE, "data '%s': input '%s' is fed twice", specs[i], bound[i]);
+    }
+    size_t next = 0;
+    for (size_t i = 0; i < n_specs && s == OPT_OK; i++) {
+        if (bound[i]) continue;
+        for (; next < n_inputs; next++) {
+            bool taken = false;
+            for (size_t j = 0; j < n_specs; j++) taken |= bound[j] && strcmp(bound[j], inputs[next]) == 0;
+            if (!taken) break;
+        }
+        if (next < n_inputs) bound[i] = inputs[next++];
+        else if (n_specs > 1 || n_inputs > 0)
+            s = opt_error_set(err, OPT_ERR_USAGE, "data '%s': every input of the model (%s) has its data already",
+                              specs[i], n_inputs ? names : "none");
+    }
+    for (size_t i = 0; i < n_specs && s == OPT_OK; i++) {
+        if (bound[i] && !(f->input[i] = strdup(bound[i]))) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            break;
+        }
+        const char *spec = specs[i];
+        if (bound[i] && strncmp(spec, bound[i], strlen(bound[i])) == 0 && spec[strlen(bound[i])] == '=')
+            spec += strlen(bound[i]) + 1;
+        s = opt_dataset_open(spec, opts, &f->ds[i], err);
+        if (s != OPT_OK) break;
+        f->n++;
+        if (i > 0 && opt_dataset_count(f->ds[i]) != opt_dataset_count(f->ds[0]))
+            s = opt_error_set(err, OPT_ERR_DATA, "%s: %zu samples for input '%s', but %s has %zu for '%s'",
+                              opt_dataset_name(f->ds[i]), opt_dataset_count(f->ds[i]), f->input[i],
+                              opt_dataset_name(f->ds[0]), opt_dataset_count(f->ds[0]), f->input[0]);
+    }
+    free(bound);
+    size_t name_len = 1;
+    for (size_t i = 0; i < f->n; i++)
+        name_len += (f->input[i] ? strlen(f->input[i]) + 1 : 0) + strlen(opt_dataset_name(f->ds[i])) + 2;
+    if (s == OPT_OK && !(f->name = malloc(name_len))) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    if (s != OPT_OK) {
+        opt_feed_free(f);
+        return s;
+    }
+    if (f->n == 1) {
+        strcpy(f->name, opt_dataset_name(f->ds[0]));
+        return OPT_OK;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < f->n; i++)
+        k += (size_t)sprintf(f->name + k, "%s%s=%s", i ? ", " : "", f->input[i], opt_dataset_name(f->ds[i]));
     return OPT_OK;
 }

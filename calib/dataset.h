@@ -112,6 +112,35 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
 /* Starts the stream again from the first sample. */
 opt_status opt_dataset_rewind(opt_dataset *ds, opt_error *err);
 
+/* Delivers batches in `dtype` (OPT_DT_FLOAT, the default, or an integer type or bool) for the
+ * model input input_name (named in messages). Integer batches hold the stored values exactly:
+ * no scale or --normalize (those apply to float inputs only); a value that is not a whole
+ * number in the type's range is an error at the batch that holds it, naming the sample. A
+ * layout that transposes samples, or a float type other than float32, is refused. */
+opt_status opt_dataset_set_dtype(opt_dataset *ds, const char *input_name, int dtype, opt_error *err);
+
+/* ---- several inputs: one dataset per model input ----------------------------------------- */
+
+/* The data of a model with several inputs: part i feeds the input named input[i] (NULL: the
+ * model's only input, whatever its name). Parts are read in lockstep, sample k of every part making sample k of
+ * the feed. */
+typedef struct opt_feed {
+    size_t n;
+    char **input;
+    opt_dataset **ds;
+    char *name;        /* for messages: the dataset's name, or "input_ids=ids.npy, mask=m.npy" */
+} opt_feed;
+
+/* Opens one part per spec. A spec "NAME=SPEC" whose NAME is one of the n_inputs names in
+ * `inputs` (the model's graph inputs, in graph order) feeds that input; the other specs feed
+ * the inputs left, in order, as `mopt run -i` binds unnamed files (with no names given, a
+ * single spec feeds the model's only input). Fails, naming the spec, on an input fed twice,
+ * more specs than inputs, or parts with different sample counts (after opts->limit). Inputs
+ * left without data are for the consumer to report (it knows the model). */
+opt_status opt_feed_open(const char *const *specs, size_t n_specs, const char *const *inputs,
+                         size_t n_inputs, const opt_dataset_opts *opts, opt_feed *f, opt_error *err);
+void opt_feed_free(opt_feed *f);
+
 /* ---- fitting batches to a model input ---------------------------------------------------- */
 
 /* Checks that samples of ds can feed a model input declared with `ndim` dims `dims` (the batch

@@ -34,6 +34,7 @@ static const char help[] =
     "  --exclude-node N   keep these nodes float32\n"
     "  --data SPEC        run the model on these data first: nodes whose activations exceed\n"
     "                     the half range (65504 for fp16) or underflow stay float32\n"
+    "                     (NAME=SPEC once per input for a model of several)\n"
     "  --underflow F      with --data: the share of non-zero values that may flush to zero\n"
     "                     in fp16 before a node stays float32 (default 0.01)\n"
     "  --eval SPEC        labelled data: report top-1 of the float32 and converted models\n"
@@ -121,7 +122,8 @@ int cmd_amp(int argc, char **argv)
     atool a = {0};
     bool has_drop = false;
     double max_drop = 0, underflow = 0.01;
-    const char *data = NULL, *eval = NULL;
+    const char *eval = NULL;
+    prec_specs data = {0};
     a.ao.to = OPT_DT_FLOAT16;
     static const struct option longopts[] = {
         {"to", required_argument, NULL, 't'},
@@ -161,7 +163,9 @@ int cmd_amp(int argc, char **argv)
         case 'x':
             if (!prec_list_add(optarg, &a.exclude, &a.n_exclude)) return EXIT_FAIL;
             break;
-        case 'd': data = optarg; break;
+        case 'd':
+            if ((r = prec_spec_add(&t, &data, optarg))) return r;
+            break;
         case 'e': eval = optarg; break;
         case 'u':
             if (!prec_parse_double(optarg, &underflow) || underflow < 0 || underflow > 1)
@@ -176,7 +180,7 @@ int cmd_amp(int argc, char **argv)
         }
     }
     if ((r = tool_positional(&t, argc, argv, 1))) return r;
-    if (has_drop && (!data || !eval)) return tool_usage(&t, "--max-drop needs --data CAL and --eval EVAL");
+    if (has_drop && (!data.n || !eval)) return tool_usage(&t, "--max-drop needs --data CAL and --eval EVAL");
     a.ao.allow = (const char *const *)a.allow;
     a.ao.n_allow = a.n_allow;
     a.ao.deny = (const char *const *)a.deny;
@@ -187,7 +191,8 @@ int cmd_amp(int argc, char **argv)
     double lim = a.ao.to == OPT_DT_FLOAT16 ? 65504.0 : 3.3895313892515355e38;
 
     opt_model *m = NULL, *out = NULL;
-    opt_dataset *cal = NULL, *ev = NULL;
+    opt_feed cal = {0};
+    opt_dataset *ev = NULL, *cal1 = NULL;
     opt_calib_stats st;
     opt_calib_stats_init(&st, false);
     opt_amp_report rep = {0};
@@ -197,10 +202,11 @@ int cmd_amp(int argc, char **argv)
     if ((r = tool_load(&t, NULL, &m))) goto done;
     if (opt_onnx_serialize(m, &bytes, &a.len, &e) != OPT_OK) goto fail;
     a.bytes = bytes;
-    if (data) {
-        if ((r = prec_open(&t, data, &d, false, &cal))) goto done;
+    if (data.n) {
+        if ((r = prec_open_feed(&t, m, &data, &d, &cal))) goto done;
+        if (has_drop && (r = prec_feed_single(&t, &cal, "--max-drop", &cal1))) goto done;
         opt_collect_opts co = {.batch = d.batch, .threads = d.threads, .progress = prec_progress, .progress_ctx = &t};
-        if (opt_calib_collect(m, cal, &co, &st, &e) != OPT_OK) goto fail;
+        if (opt_calib_collect_feed(m, &cal, &co, &st, &e) != OPT_OK) goto fail;
         for (size_t i = 0; i < st.n; i++) {
             const opt_calib_acc *acc = &st.acc[i];
             char why[256];
@@ -232,7 +238,7 @@ int cmd_amp(int argc, char **argv)
     if (has_drop) {
         opt_fallback_opts fo = {.max_drop = max_drop, .threads = d.threads, .log = log_line, .log_ctx = &t};
         if (t.quiet) fo.log = NULL;
-        if (opt_fallback_run(m, (const char *const *)rep.converted_nodes, rep.n_converted, build, &a, cal, ev, &fo, &fr,
+        if (opt_fallback_run(m, (const char *const *)rep.converted_nodes, rep.n_converted, build, &a, cal1, ev, &fo, &fr,
                              &e) != OPT_OK)
             goto fail;
         opt_model_free(out);
@@ -334,7 +340,7 @@ done:
     prec_list_free(a.exclude, a.n_exclude);
     prec_list_free(a.keep, a.n_keep);
     prec_list_free(a.reasons, a.n_keep);
-    opt_dataset_free(cal);
+    opt_feed_free(&cal);
     opt_dataset_free(ev);
     opt_model_free(out);
     opt_model_free(m);

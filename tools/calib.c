@@ -21,7 +21,8 @@ static const char help[] =
     "zero_point (docs/formats/calibration-table.md). `mopt quant --table` reads it.\n"
     "\n"
     "  --data SPEC        calibration data: fashion-mnist:test|train, idx:F[,L], npy:F[,L],\n"
-    "                     csv:F[,L], or a path (see mopt-calib(1))\n"
+    "                     csv:F[,L], or a path (see mopt-calib(1)); for a model of several\n"
+    "                     inputs, once per input as NAME=SPEC (integer inputs take integers)\n"
     "  --method M         minmax (default), percentile, entropy (KL, as TensorRT's entropy\n"
     "                     calibrator) or mse\n"
     "  --percentile P     for --method percentile (default 99.999)\n"
@@ -64,7 +65,8 @@ int cmd_calib(int argc, char **argv)
 {
     tool_opts t = {.cmd = "calib", .argc = argc, .argv = argv};
     prec_data_opts d = {0};
-    const char *data = NULL, *format = "csv", *cache = NULL;
+    const char *format = "csv", *cache = NULL;
+    prec_specs data = {0};
     opt_range_opts ro = {.method = OPT_CALIB_MINMAX, .qdtype = OPT_DT_UINT8};
     static const struct option longopts[] = {
         {"data", required_argument, NULL, 'd'},
@@ -84,7 +86,9 @@ int cmd_calib(int argc, char **argv)
         if ((r = prec_data_opt(&t, &d, c, optarg)) < 0) return -r;
         if (r) continue;
         switch (c) {
-        case 'd': data = optarg; break;
+        case 'd':
+            if ((r = prec_spec_add(&t, &data, optarg))) return r;
+            break;
         case 'm':
             if (!opt_calib_method_parse(optarg, &ro.method))
                 return tool_usage(&t, "--method wants minmax, percentile, entropy or mse, not '%s'", optarg);
@@ -107,7 +111,7 @@ int cmd_calib(int argc, char **argv)
         }
     }
     if ((r = tool_positional(&t, argc, argv, 1))) return r;
-    if (!data) return tool_usage(&t, "--data SPEC is required");
+    if (!data.n) return tool_usage(&t, "--data SPEC is required");
     if (ro.percentile && ro.method != OPT_CALIB_PERCENTILE) return tool_usage(&t, "--percentile goes with --method percentile");
     bool trt = strcmp(format, "trt") == 0;
     char *cache_path = NULL;
@@ -123,16 +127,16 @@ int cmd_calib(int argc, char **argv)
     }
 
     opt_model *m = NULL;
-    opt_dataset *ds = NULL;
+    opt_feed feed = {0};
     opt_calib_stats st;
     opt_calib_table tab = {0};
     opt_calib_stats_init(&st, opt_calib_method_needs_hist(ro.method));
     opt_error e = {0};
     if ((r = tool_load(&t, NULL, &m))) goto done;
-    if ((r = prec_open(&t, data, &d, false, &ds))) goto done;
+    if ((r = prec_open_feed(&t, m, &data, &d, &feed))) goto done;
     opt_collect_opts co = {.batch = d.batch, .threads = d.threads, .progress = prec_progress, .progress_ctx = &t};
     double t0 = now_s();
-    if (opt_calib_collect(m, ds, &co, &st, &e) != OPT_OK) {
+    if (opt_calib_collect_feed(m, &feed, &co, &st, &e) != OPT_OK) {
         r = tool_fail(&t, tool_in_name(&t), &e);
         goto done;
     }
@@ -154,7 +158,7 @@ int cmd_calib(int argc, char **argv)
                             ro.method == OPT_CALIB_ENTROPY ? "EntropyCalibration2" : "LegacyCalibration"};
         if ((r = prec_write_text(&t, cache, write_trt, &tc))) goto done;
     }
-    size_t samples = opt_dataset_count(ds);
+    size_t samples = opt_dataset_count(feed.ds[0]);
     tool_note(&t, "%zu samples, %zu tensors, method %s: statistics %.3f s (%.0f samples/s), ranges %.3f s",
               samples, tab.n, opt_calib_method_name(ro.method), t1 - t0, samples / (t1 - t0 > 0 ? t1 - t0 : 1e-9),
               t2 - t1);
@@ -172,7 +176,7 @@ done:
     free(cache_path);
     opt_calib_table_free(&tab);
     opt_calib_stats_free(&st);
-    opt_dataset_free(ds);
+    opt_feed_free(&feed);
     opt_model_free(m);
     return r;
 }

@@ -73,6 +73,43 @@ int prec_open(const tool_opts *t, const char *spec, const prec_data_opts *d, boo
     return 0;
 }
 
+int prec_spec_add(const tool_opts *t, prec_specs *s, const char *arg)
+{
+    if (s->n == PREC_MAX_DATA) return tool_usage(t, "--data given more than %d times", PREC_MAX_DATA);
+    s->v[s->n++] = arg;
+    return 0;
+}
+
+int prec_open_feed(const tool_opts *t, const opt_model *m, const prec_specs *specs,
+                   const prec_data_opts *d, opt_feed *f)
+{
+    const opt_graph *g = m->graph;
+    const char **inputs = malloc((g->n_inputs ? g->n_inputs : 1) * sizeof *inputs);
+    opt_error e = {0};
+    if (!inputs) {
+        opt_error_set(&e, OPT_ERR_NOMEM, "out of memory");
+        return tool_fail(t, NULL, &e);
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < g->n_inputs; i++)
+        if (!opt_graph_initializer(g, g->inputs[i]->name)) inputs[k++] = g->inputs[i]->name;
+    opt_status s = opt_feed_open(specs->v, specs->n, inputs, k, &d->ds, f, &e);
+    free(inputs);
+    if (s != OPT_OK) {
+        if (e.status == OPT_ERR_USAGE) e.status = OPT_ERR_DATA;
+        return tool_fail(t, NULL, &e);
+    }
+    return 0;
+}
+
+int prec_feed_single(const tool_opts *t, const opt_feed *f, const char *what, opt_dataset **ds)
+{
+    *ds = NULL;
+    if (f->n != 1) return tool_usage(t, "%s takes a model of one input (--data names %zu)", what, f->n);
+    *ds = f->ds[0];
+    return 0;
+}
+
 bool prec_list_add(const char *arg, char ***list, size_t *n)
 {
     const char *p = arg;

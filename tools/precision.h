@@ -38,6 +38,26 @@ int prec_data_opt(const tool_opts *t, prec_data_opts *d, int c, const char *arg)
  * code on failure, else 0. */
 int prec_open(const tool_opts *t, const char *spec, const prec_data_opts *d, bool eval, opt_dataset **ds);
 
+/* --data arguments: one, or one NAME=SPEC per model input (borrowed from argv). */
+#define PREC_MAX_DATA 16
+typedef struct prec_specs {
+    const char *v[PREC_MAX_DATA];
+    size_t n;
+} prec_specs;
+/* Appends one --data argument; prints a usage error and returns its exit code past
+ * PREC_MAX_DATA, else 0. */
+int prec_spec_add(const tool_opts *t, prec_specs *s, const char *arg);
+
+/* Opens the --data arguments of model m as a feed (calib/dataset.h: "NAME=SPEC" for each input
+ * of a model of several, a plain SPEC for a model of one); prints and returns the exit code on
+ * failure, else 0. */
+int prec_open_feed(const tool_opts *t, const opt_model *m, const prec_specs *specs,
+                   const prec_data_opts *d, opt_feed *f);
+
+/* The feed's only dataset, for what takes one (--max-drop); prints a usage error naming `what`
+ * and returns its exit code when f has several parts, else 0. */
+int prec_feed_single(const tool_opts *t, const opt_feed *f, const char *what, opt_dataset **ds);
+
 /* Appends the comma-separated items of arg to *list (strings owned by the list). */
 bool prec_list_add(const char *arg, char ***list, size_t *n);
 void prec_list_free(char **list, size_t n);

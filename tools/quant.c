@@ -26,7 +26,8 @@ static const char help[] =
     "\n"
     "  --int8             quantize to INT8 (the only mode)\n"
     "  --table FILE       ranges from a calibration table (mopt calib)\n"
-    "  --data SPEC        calibrate on these data (see mopt-calib(1) for SPEC)\n"
+    "  --data SPEC        calibrate on these data (see mopt-calib(1) for SPEC; NAME=SPEC once\n"
+    "                     per input for a model of several)\n"
     "  --method M         with --data: minmax (default), percentile, entropy or mse\n"
     "  --percentile P     for --method percentile (default 99.999)\n"
     "  --act T            activations uint8 (asymmetric, default) or int8 (symmetric)\n"
@@ -119,7 +120,8 @@ int cmd_quant(int argc, char **argv)
     bool int8 = false, has_drop = false, no_fold = false;
     size_t n_folded = 0;
     double max_drop = 0;
-    const char *table = NULL, *data = NULL, *eval = NULL;
+    const char *table = NULL, *eval = NULL;
+    prec_specs data = {0};
     opt_range_opts ro = {.method = OPT_CALIB_MINMAX, .qdtype = OPT_DT_UINT8};
     static const struct option longopts[] = {
         {"int8", no_argument, NULL, 'I'},
@@ -147,7 +149,9 @@ int cmd_quant(int argc, char **argv)
         switch (c) {
         case 'I': int8 = true; break;
         case 'T': table = optarg; break;
-        case 'd': data = optarg; break;
+        case 'd':
+            if ((r = prec_spec_add(&t, &data, optarg))) return r;
+            break;
         case 'e': eval = optarg; break;
         case 'm':
             if (!opt_calib_method_parse(optarg, &ro.method))
@@ -178,9 +182,9 @@ int cmd_quant(int argc, char **argv)
     }
     if ((r = tool_positional(&t, argc, argv, 1))) return r;
     if (!int8) return tool_usage(&t, "say --int8 (the only mode)");
-    if (table && data && !has_drop) return tool_usage(&t, "give --table or --data, not both");
-    if (!table && !data && !q.qo.weights_only) return tool_usage(&t, "--table FILE or --data SPEC is required");
-    if (has_drop && (!data || !eval)) return tool_usage(&t, "--max-drop needs --data CAL and --eval EVAL");
+    if (table && data.n && !has_drop) return tool_usage(&t, "give --table or --data, not both");
+    if (!table && !data.n && !q.qo.weights_only) return tool_usage(&t, "--table FILE or --data SPEC is required");
+    if (has_drop && (!data.n || !eval)) return tool_usage(&t, "--max-drop needs --data CAL and --eval EVAL");
     if (table && (ro.method != OPT_CALIB_MINMAX || ro.percentile)) return tool_usage(&t, "--method goes with --data");
     q.qo.act_dtype = ro.qdtype;
     q.qo.range = lookup;
@@ -189,7 +193,8 @@ int cmd_quant(int argc, char **argv)
     q.qo.n_exclude = q.n_exclude;
 
     opt_model *m = NULL, *out = NULL;
-    opt_dataset *cal = NULL, *ev = NULL;
+    opt_feed cal = {0};
+    opt_dataset *ev = NULL, *cal1 = NULL;
     opt_calib_stats st;
     opt_calib_stats_init(&st, opt_calib_method_needs_hist(ro.method));
     opt_quant_report rep = {0};
@@ -222,13 +227,14 @@ int cmd_quant(int argc, char **argv)
     if (!no_fold && opt_quant_fold_bn(m, &n_folded, &e) != OPT_OK) goto fail;
     if (opt_onnx_serialize(m, &bytes, &q.len, &e) != OPT_OK) goto fail;
     q.bytes = bytes;
-    if (data && (r = prec_open(&t, data, &d, false, &cal))) goto done;
-    if (!table && data) {
+    if (data.n && (r = prec_open_feed(&t, m, &data, &d, &cal))) goto done;
+    if (has_drop && (r = prec_feed_single(&t, &cal, "--max-drop", &cal1))) goto done;
+    if (!table && data.n) {
         if (!q.qo.weights_only) {
             if (opt_quant_needed(m, &q.qo, &needed, &n_needed, &e) != OPT_OK) goto fail;
             opt_collect_opts co = {.batch = d.batch, .threads = d.threads, .only = needed, .n_only = n_needed,
                                    .progress = prec_progress, .progress_ctx = &t};
-            if (opt_calib_collect(m, cal, &co, &st, &e) != OPT_OK) goto fail;
+            if (opt_calib_collect_feed(m, &cal, &co, &st, &e) != OPT_OK) goto fail;
             ro.threads = d.threads;
             if (opt_calib_table_from_stats(&st, &ro, &q.tab, &e) != OPT_OK) goto fail;
         }
@@ -252,7 +258,7 @@ int cmd_quant(int argc, char **argv)
     if (has_drop) {
         opt_fallback_opts fo = {.max_drop = max_drop, .threads = d.threads, .log = log_line, .log_ctx = &t};
         if (t.quiet) fo.log = NULL;
-        if (opt_fallback_run(m, (const char *const *)rep.quantized_nodes, rep.n_quantized, build, &q, cal, ev, &fo, &fr,
+        if (opt_fallback_run(m, (const char *const *)rep.quantized_nodes, rep.n_quantized, build, &q, cal1, ev, &fo, &fr,
                              &e) != OPT_OK)
             goto fail;
         opt_model_free(out);
@@ -349,7 +355,7 @@ done:
     opt_calib_table_free(&q.tab);
     opt_strmap_free(&q.ranges);
     prec_list_free(q.exclude, q.n_exclude);
-    opt_dataset_free(cal);
+    opt_feed_free(&cal);
     opt_dataset_free(ev);
     opt_model_free(out);
     opt_model_free(m);

@@ -56,6 +56,9 @@ check "without --data the same model converts" 0 'converted 4/4' -- "$MOPT" amp 
 
 check "gate met" 0 'top-1: float32 [0-9.]+%, float16 [0-9.]+%' -- \
     "$MOPT" amp --keep-io "$L5" --data fashion-mnist:train --limit $(small 256 64) --eval fashion-mnist:test --eval-limit $(small 2000 200) --max-drop 0.5 -o "$T/gate.onnx"
+check "--data for a model of two int64 inputs (tinybert)" 0 'converted 66/78 nodes to float16' -- \
+    "$MOPT" amp --keep-io "$G/tinybert.onnx" --data "input_ids=npy:$G/ids.npy" --data "attention_mask=npy:$G/mask.npy" -o "$T/tb.onnx"
+assert "tinybert fp16: checker, ONNX Runtime, cast rules" "$PY" "$ROOT/tests/precision/check_model.py" --casts "$T/tb.onnx"
 check "bad data" 1 'do not fit input' -- "$MOPT" amp "$L5" --data "npy:$G/wrongshape.npy" -o "$T/bad.onnx"
 assert "bad data: nothing written" [ ! -e "$T/bad.onnx" ]
 check "--to fp8" 2 'fp16 or bf16' -- "$MOPT" amp --to fp8 "$L5"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tests/cli/test_calib.sh — `mopt calib`: the CSV table (header, one row per float tensor, ranges
 # that contain 0 and, for the clipping methods, lie inside min/max), TensorRT's cache, streaming
-# (peak memory does not grow with the sample count), and bad data refused with exit 1 and a
-# one-line message, nothing written.
+# (peak memory does not grow with the sample count), a model of several integer inputs (one
+# --data each; minmax ranges equal ONNX Runtime's calibrator's), and bad data refused with exit
+# 1 and a one-line message, nothing written.
 source "$(dirname "$0")/lib.sh"
 PY=${PY:-$ROOT/.venv/bin/python}
 L5=$ROOT/datasets/lenet5.onnx
@@ -124,8 +125,31 @@ bad() {
 bad "wrong sample shape" 'samples \[3,32,32\] \(3072 values\) do not fit input .input.' "$L5" --data "npy:$T/g/wrongshape.npy"
 bad "NaN in the data" 'sample 5, .*NaN' "$L5" --data "npy:$T/g/nan.npy"
 bad "empty dataset" 'empty' "$L5" --data "npy:$T/g/empty.npy"
-bad "int64 model input" "model input 'ids' is int64" "$T/g/intinput.onnx" --data "npy:$T/g/good.npy"
+bad "fractions for an int64 input" "good.npy: sample 0, value 0 is .*, not a whole number \(input 'ids' is int64\)" \
+    "$T/g/intinput.onnx" --data "npy:$T/g/good.npy"
 bad "missing data file" 'no-such' "$L5" --data npy:"$T/no-such.npy"
+# A model of several inputs, some of them integers: a BERT encoder (tinybert: input_ids and
+# attention_mask, int64 [N,S]) takes one --data per input, as NAME=SPEC or in graph order.
+B=$T/g/tinybert.onnx
+NB=$("$PY" -c "import onnx,sys; m=onnx.load(sys.argv[1]); print(sum(len(n.output) for n in m.graph.node if n.op_type not in ('Shape','Slice','Constant')))" "$B")
+check "two int64 inputs, NAME=SPEC" 0 "64 samples, $NB tensors" --     "$MOPT" calib "$B" --data "input_ids=npy:$T/g/ids.npy" --data "attention_mask=npy:$T/g/mask.npy" --batch 16 -o "$T/tb.csv"
+if [ "${MOPT_TEST_SMALL:-0}" != 1 ]; then
+    check "the same ranges as ONNX Runtime's MinMax calibrator" 0 '' -- "$PY" "$ROOT/tests/precision/calib_vs_ort.py"         "$B" "$T/tb.csv" --batch 16 "input_ids=$T/g/ids.npy" "attention_mask=$T/g/mask.npy"
+    assert "  (every tensor compared)" grep -q "^$NB tensors in ORT's table, $NB in mopt's, 0 differ" "$T/out"
+fi
+"$MOPT" calib "$B" --data "npy:$T/g/ids.npy" --data "npy:$T/g/mask.npy" --batch 16 -q -o "$T/tb-order.csv"
+assert "plain specs bind in graph order: the same table" cmp -s "$T/tb.csv" "$T/tb-order.csv"
+"$MOPT" calib "$B" --data "attention_mask=npy:$T/g/mask32.npy" --data "npy:$T/g/idsf.npy" --batch 16 --threads 1 -q -o "$T/tb-conv.csv"
+assert "int32 and whole float32 data feed int64 inputs exactly: the same table" cmp -s "$T/tb.csv" "$T/tb-conv.csv"
+bad "an input without data" "no data for input 'attention_mask' \(the model's inputs: input_ids, attention_mask" \
+    "$B" --data "input_ids=npy:$T/g/ids.npy"
+bad "an input fed twice" "input 'input_ids' is fed twice" "$B" --data "input_ids=npy:$T/g/ids.npy" --data "input_ids=npy:$T/g/mask.npy"
+bad "more data than inputs" "every input of the model \(input_ids, attention_mask\) has its data already" \
+    "$B" --data "npy:$T/g/ids.npy" --data "npy:$T/g/mask.npy" --data "npy:$T/g/mask.npy"
+bad "inputs with different sample counts" "mask.npy: 64 samples for input 'attention_mask', but .*ids60.npy has 60 for 'input_ids'" \
+    "$B" --data "input_ids=npy:$T/g/ids60.npy" --data "attention_mask=npy:$T/g/mask.npy"
+bad "a fraction for an int64 input" "idshalf.npy: sample 3, value 2 is 0.5, not a whole number \(input 'input_ids' is int64\)" \
+    "$B" --data "input_ids=npy:$T/g/idshalf.npy" --data "attention_mask=npy:$T/g/mask.npy"
 check "no --data" 2 'required' -- "$MOPT" calib "$L5"
 check "unknown method" 2 'method' -- "$MOPT" calib "$L5" --data fashion-mnist:test --method kl
 check "calib -o /dev/null writes through the device" 0 '' -- \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/cli/test_quant.sh — `mopt quant --int8`: QDQ models from a table or from data that pass
 # onnx.checker and run in ONNX Runtime and on mopt's executor without losing accuracy; the
-# options (--per-tensor, --act int8, --weights-only, --exclude); the accuracy-aware fallback
+# options (--per-tensor, --act int8, --weights-only, --exclude); a BERT encoder calibrated on its
+# two int64 inputs (one --data each); the accuracy-aware fallback
 # (--max-drop, exit 3 when it cannot hold); bad tables and data refused (exit 1, nothing written).
 source "$(dirname "$0")/lib.sh"
 PY=${PY:-$ROOT/.venv/bin/python}
@@ -77,6 +78,30 @@ check "gate cannot be met: exit 3" 3 'exceeds --max-drop 0.00 .*nothing written'
     "$MOPT" quant --int8 "$L5" --data fashion-mnist:train --limit 64 --method percentile --percentile 90 \
     --eval fashion-mnist:test --eval-limit $(small 1000 300) --max-drop 0 -o "$T/g3.onnx"
 assert "exit 3: nothing written" [ ! -e "$T/g3.onnx" ]
+
+# A model of several integer inputs (a BERT encoder, tinybert): calibrated on one --data per
+# input, every MatMul quantized; ONNX Runtime and mopt's executor agree on the file, and int8
+# stays close to float32 on the calibration sequences.
+B=$T/g/tinybert.onnx
+check "BERT encoder from two int64 inputs" 0 'quantized 16/16 nodes to int8 \(12 weights' -- \
+    "$MOPT" quant --int8 "$B" --data "input_ids=npy:$T/g/ids.npy" --data "attention_mask=npy:$T/g/mask.npy" -o "$T/bq.onnx"
+assert "tinybert int8: checker and ONNX Runtime" "$PY" "$ROOT/tests/precision/check_model.py" "$T/bq.onnx"
+"$PY" -c "import numpy as np,sys; d=sys.argv[1]; np.save(d+'/i16.npy', np.load(d+'/ids.npy')[:16]); np.save(d+'/m16.npy', np.load(d+'/mask.npy')[:16])" "$T/g"
+"$MOPT" run "$T/bq.onnx" -i "input_ids=$T/g/i16.npy" -i "attention_mask=$T/g/m16.npy" --format npy -o "$T/bq-out" -q
+assert "tinybert int8: mopt's executor equals ONNX Runtime's within 1e-4, int8 within 2% of float32" "$PY" -c "
+import numpy as np, onnxruntime as ort, sys
+d, q, f, o = sys.argv[1:]
+feed = {'input_ids': np.load(d + '/i16.npy'), 'attention_mask': np.load(d + '/m16.npy')}
+so = ort.SessionOptions(); so.intra_op_num_threads = 1
+yq = ort.InferenceSession(q, so).run(None, feed)[0]
+yf = ort.InferenceSession(f, so).run(None, feed)[0]
+ym = np.load(o + '/output_0.npy')
+e1, e2 = np.abs(ym - yq).max(), np.abs(yq - yf).max() / np.abs(yf).max()
+print('mopt vs ORT', e1, 'int8 vs float32', e2)
+assert e1 <= 1e-4 and 0 < e2 <= 0.02" "$T/g" "$T/bq.onnx" "$B" "$T/bq-out"
+check "--max-drop takes one input" 2 '--max-drop takes a model of one input \(--data names 2\)' -- \
+    "$MOPT" quant --int8 "$B" --data "npy:$T/g/ids.npy" --data "npy:$T/g/mask.npy" --eval fashion-mnist:test --max-drop 1 -o "$T/bad.onnx"
+assert "--max-drop with two inputs: nothing written" [ ! -e "$T/bad.onnx" ]
 
 # Bad tables and data.
 bad() {

@@ -12,6 +12,11 @@ usage: make_models.py OUTDIR
   dwnet.onnx      a MobileNet-like [N,1,28,28] net (random He weights): depthwise 3x3 convs at
                   strides 1 and 2 (28x28 to 7x7), ReLU6 as Clip(0, 6), a residual Add, pointwise
                   convs, GlobalAveragePool, Gemm
+  tinybert.onnx   datasets/make_zoo.py's BERT encoder at 2 layers, hidden 64, 4 heads, FFN 128,
+                  vocabulary 200, 32 positions: inputs input_ids and attention_mask, int64 [N,S]
+  ids.npy, mask.npy  64 sequences of 16 tokens for it (int64; padded ends masked), mask32.npy
+                  the mask as int32, idsf.npy the ids as float32, idshalf.npy with a 0.5 in
+                  sample 3, ids60.npy the first 60 sequences
 """
 import os
 import sys
@@ -100,6 +105,31 @@ def main(out):
     np.save(os.path.join(out, "empty.npy"), np.zeros((0, 1, 28, 28), np.float32))
     np.save(os.path.join(out, "good.npy"), rng.random((16, 1, 28, 28), np.float32))
     dwnet(out)
+    tinybert(out)
+
+
+def tinybert(out):
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "datasets"))
+    import make_zoo
+    m, _ = make_zoo.make_bert_encoder(seed=3, layers=2, hidden=64, heads=4, ffn=128, vocab=200, max_pos=32)
+    onnx.checker.check_model(m, full_check=True)
+    onnx.save(m, os.path.join(out, "tinybert.onnx"))
+    rng = np.random.default_rng(11)
+    ids = rng.integers(1, 200, (64, 16)).astype(np.int64)
+    mask = np.ones((64, 16), np.int64)
+    for i in range(64):
+        n = rng.integers(4, 17)
+        mask[i, n:] = 0
+        ids[i, n:] = 0
+    put = lambda name, a: np.save(os.path.join(out, name), a)  # noqa: E731
+    put("ids.npy", ids)
+    put("mask.npy", mask)
+    put("mask32.npy", mask.astype(np.int32))
+    put("idsf.npy", ids.astype(np.float32))
+    half = ids.astype(np.float32)
+    half[3, 2] = 0.5
+    put("idshalf.npy", half)
+    put("ids60.npy", ids[:60])
 
 
 def dwnet(out):

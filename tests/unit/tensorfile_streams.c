@@ -4,7 +4,8 @@
  * with 1,000 labels per class; every file format streams the same records as a whole-file read;
  * rewind and --limit behave; layouts transpose and normalisation is per channel; samples are
  * fitted to declared model inputs or refused with the shapes in the message; truncated, empty,
- * mislabelled and NaN-holding datasets are refused naming the file.
+ * mislabelled and NaN-holding datasets are refused naming the file; integer inputs get the
+ * stored integers exactly; a feed binds NAME=SPEC, then plain specs in input order.
  */
 #include "calib/dataset.h"
 #include "formats/tensorfile.h"
@@ -341,4 +342,115 @@ Test(dataset, samples_fit_declared_inputs_by_value_count)
     cr_assert_eq(opt_batch_fit(&x, "batch", "x", 2, fixed, &view, &e), OPT_ERR_DATA);
     cr_assert(strstr(e.msg, "fixed batch size of 1; the batch has 4 samples"), "%s", e.msg);
     opt_dataset_free(ds);
+}
+
+Test(dataset, integer_inputs_get_the_stored_integers_exactly)
+{
+    /* int64 values past float32's and double's exact range, int32 and whole float32 sources,
+     * labels in a last CSV column. */
+    int64_t big[2 * 3] = {0, 1, -1, (int64_t)1 << 60, INT64_MAX, INT64_MIN + 1};
+    int32_t small[2 * 3] = {5, -6, 7, 2147483647, 0, -2147483647 - 1};
+    float whole[2 * 3] = {1, 2, 3, 4, 5, 6.5f};
+    int64_t d[] = {2, 3};
+    write_array("big.npy", OPT_DT_INT64, 2, d, big);
+    write_array("small.npy", OPT_DT_INT32, 2, d, small);
+    write_array("whole.npy", OPT_DT_FLOAT, 2, d, whole);
+    write_text("rows.csv", "1,2,3,9\n4,5,6,8\n");
+    opt_dataset *ds;
+    opt_error e;
+    opt_array x;
+    size_t got;
+    int32_t lab[2];
+    char spec[600];
+    int64_t decl[] = {-1, 3};
+    /* int64 -> int64: in place, bit for bit (a float path would round 2^60 + 1 and INT64_MAX). */
+    snprintf(spec, sizeof spec, "npy:%s", path("big.npy"));
+    cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_fit(ds, "ids", OPT_DT_INT64, 2, decl, &e), OPT_ERR_UNSUPPORTED, "float batches by default");
+    cr_assert_eq(opt_dataset_set_dtype(ds, "ids", OPT_DT_INT64, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_fit(ds, "ids", OPT_DT_INT64, 2, decl, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 8, &x, NULL, &got, &e), OPT_OK, "%s", e.msg);
+    cr_assert(got == 2 && x.dtype == OPT_DT_INT64 && x.ndim == 2 && x.dims[1] == 3 && x.nbytes == sizeof big);
+    cr_assert(memcmp(x.data, big, sizeof big) == 0);
+    /* ... and into int32: out of range, named. */
+    cr_assert_eq(opt_dataset_rewind(ds, &e), OPT_OK);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "ids", OPT_DT_INT32, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 8, &x, NULL, &got, &e), OPT_ERR_DATA);
+    cr_assert(strstr(e.msg, "big.npy: sample 1, value 0 is 1152921504606846976, not in the type's range (input 'ids' is int32)"),
+              "%s", e.msg);
+    opt_dataset_free(ds);
+    /* int32 -> int64, and -> bool (5 is not 0 or 1). */
+    snprintf(spec, sizeof spec, "npy:%s", path("small.npy"));
+    cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "ids", OPT_DT_INT64, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 8, &x, NULL, &got, &e), OPT_OK, "%s", e.msg);
+    for (int i = 0; i < 6; i++) cr_assert_eq(((const int64_t *)x.data)[i], small[i], "value %d", i);
+    cr_assert_eq(opt_dataset_rewind(ds, &e), OPT_OK);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "mask", OPT_DT_BOOL, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 8, &x, NULL, &got, &e), OPT_ERR_DATA);
+    cr_assert(strstr(e.msg, "sample 0, value 0 is 5, not in the type's range (input 'mask' is bool)"), "%s", e.msg);
+    opt_dataset_free(ds);
+    /* float32 holding whole numbers converts; a fraction is refused at its sample. uint8-style
+     * scaling never applies to integer batches. */
+    snprintf(spec, sizeof spec, "npy:%s", path("whole.npy"));
+    cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "ids", OPT_DT_INT64, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 1, &x, NULL, &got, &e), OPT_OK, "%s", e.msg);
+    cr_assert(((const int64_t *)x.data)[2] == 3);
+    cr_assert_eq(opt_dataset_next_batch(ds, 1, &x, NULL, &got, &e), OPT_ERR_DATA);
+    cr_assert(strstr(e.msg, "whole.npy: sample 1, value 2 is 6.5, not a whole number (input 'ids' is int64)"), "%s", e.msg);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "x", OPT_DT_FLOAT16, &e), OPT_ERR_UNSUPPORTED);
+    opt_dataset_free(ds);
+    /* CSV with the label in the last column: the column is dropped, labels still come. */
+    snprintf(spec, sizeof spec, "csv:%s,last", path("rows.csv"));
+    cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_set_dtype(ds, "ids", OPT_DT_INT32, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_dataset_next_batch(ds, 8, &x, lab, &got, &e), OPT_OK, "%s", e.msg);
+    const int32_t want[] = {1, 2, 3, 4, 5, 6};
+    cr_assert(got == 2 && x.nbytes == sizeof want && memcmp(x.data, want, sizeof want) == 0);
+    cr_assert(lab[0] == 9 && lab[1] == 8);
+    opt_dataset_free(ds);
+}
+
+Test(dataset, a_feed_binds_named_specs_then_plain_ones_in_input_order)
+{
+    int64_t v[4 * 2] = {0};
+    int64_t d4[] = {4, 2}, d3[] = {3, 2};
+    write_array("a.npy", OPT_DT_INT64, 2, d4, v);
+    write_array("b.npy", OPT_DT_INT64, 2, d4, v);
+    write_array("c3.npy", OPT_DT_INT64, 2, d3, v);
+    const char *inputs[] = {"ids", "mask", "type"};
+    char s0[300], s1[300], s2[300];
+    const char *specs[] = {s0, s1, s2};
+    opt_feed f;
+    opt_error e;
+    /* mask named, the two plain ones take ids and type, in that order */
+    snprintf(s0, sizeof s0, "npy:%s", path("a.npy"));
+    snprintf(s1, sizeof s1, "mask=npy:%s", path("b.npy"));
+    snprintf(s2, sizeof s2, "%s", path("b.npy"));
+    cr_assert_eq(opt_feed_open(specs, 3, inputs, 3, NULL, &f, &e), OPT_OK, "%s", e.msg);
+    cr_assert(f.n == 3 && strcmp(f.input[0], "ids") == 0 && strcmp(f.input[1], "mask") == 0 &&
+              strcmp(f.input[2], "type") == 0);
+    cr_assert(strstr(f.name, "ids=") == f.name && strstr(f.name, ", mask=") && strstr(f.name, ", type="), "%s", f.name);
+    opt_feed_free(&f);
+    /* a name that is no input is a plain spec (here a file called "nope=..." that is missing) */
+    snprintf(s0, sizeof s0, "nope=npy:%s", path("a.npy"));
+    cr_assert_eq(opt_feed_open(specs, 1, inputs, 3, NULL, &f, &e), OPT_ERR_IO);
+    cr_assert(strstr(e.msg, "nope=npy:") && strstr(e.msg, "cannot open"), "%s", e.msg);
+    /* fed twice; more specs than inputs; sample counts differ */
+    snprintf(s0, sizeof s0, "ids=npy:%s", path("a.npy"));
+    snprintf(s1, sizeof s1, "ids=npy:%s", path("b.npy"));
+    cr_assert_eq(opt_feed_open(specs, 2, inputs, 3, NULL, &f, &e), OPT_ERR_USAGE);
+    cr_assert(strstr(e.msg, "input 'ids' is fed twice"), "%s", e.msg);
+    snprintf(s1, sizeof s1, "npy:%s", path("b.npy"));
+    cr_assert_eq(opt_feed_open(specs, 2, inputs, 1, NULL, &f, &e), OPT_ERR_USAGE);
+    cr_assert(strstr(e.msg, "every input of the model (ids) has its data already"), "%s", e.msg);
+    snprintf(s1, sizeof s1, "npy:%s", path("c3.npy"));
+    cr_assert_eq(opt_feed_open(specs, 2, inputs, 3, NULL, &f, &e), OPT_ERR_DATA);
+    cr_assert(strstr(e.msg, "c3.npy: 3 samples for input 'mask', but "), "%s", e.msg);
+    cr_assert_eq(f.n, 0, "nothing left open");
+    /* --limit evens them out */
+    opt_dataset_opts o = {.limit = 3};
+    cr_assert_eq(opt_feed_open(specs, 2, inputs, 3, &o, &f, &e), OPT_OK, "%s", e.msg);
+    opt_feed_free(&f);
 }
