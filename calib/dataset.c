@@ -855,16 +855,16 @@ opt_status opt_feed_open(const char *const *specs, size_t n_specs, const char *c
                               specs[i], n_inputs ? names : "none");
     }
     for (size_t i = 0; i < n_specs && s == OPT_OK; i++) {
-        if (bound[i] && !(f->input[i] = strdup(bound[i]))) {
-            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-            break;
-        }
         const char *spec = specs[i];
         if (bound[i] && strncmp(spec, bound[i], strlen(bound[i])) == 0 && spec[strlen(bound[i])] == '=')
             spec += strlen(bound[i]) + 1;
         s = opt_dataset_open(spec, opts, &f->ds[i], err);
         if (s != OPT_OK) break;
         f->n++;
+        if (bound[i] && !(f->input[i] = strdup(bound[i]))) {
+            s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+            break;
+        }
         if (i > 0 && opt_dataset_count(f->ds[i]) != opt_dataset_count(f->ds[0]))
             s = opt_error_set(err, OPT_ERR_DATA, "%s: %zu samples for input '%s', but %s has %zu for '%s'",
                               opt_dataset_name(f->ds[i]), opt_dataset_count(f->ds[i]), f->input[i],
