@@ -5,7 +5,8 @@
  * zero points, strides (2 along the width too), dilations, pads, images smaller than a panel; both
  * unfoldings), a Gemm written as a 1x1
  * QLinearConv, depthwise QLinearConv and ConvInteger (the direct kernel and the GEMM path) and
- * QLinearMatMul equal integer references computed here; the per-tensor
+ * QLinearMatMul (B constant, or batched and broadcast with both operands activations) equal
+ * integer references computed here; the per-tensor
  * QuantizeLinear/DequantizeLinear loops equal the ONNX formulas.
  */
 #include "libopt/exec/cpu/qgemm.h"
@@ -491,6 +492,59 @@ static void qlmm_case(const int32_t *clamp)
 Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_integer_reference)
 {
     qlmm_case(NULL);
+}
+
+/* Both operands activations, B batched and broadcast (attention's Q x K^T): each batch's
+ * matrices go through the integer GEMM with B packed at run time. A [2,3,M,K] int8, B [1,3,K,N]
+ * uint8 (broadcast along the first dim), per-tensor zero points. */
+static void qlmm_batched_case(const int32_t *clamp)
+{
+    kt_rng r = {17};
+    enum { D0 = 2, D1 = 3, M = 9, K = 21, N = 35 };
+    static int8_t a[D0 * D1 * M * K];
+    static uint8_t b[D1 * K * N];
+    for (size_t i = 0; i < sizeof a; i++) a[i] = (int8_t)kt_int(&r, -128, 127);
+    for (size_t i = 0; i < sizeof b; i++) b[i] = (uint8_t)kt_int(&r, 0, 255);
+    int8_t az = -3;
+    uint8_t bz = 121, yz = 100;
+    float as = 0.02f, bs = 0.004f, ys = 0.25f;
+    kt_operand in[8] = {
+        {"a", OPT_DT_INT8, 4, {D0, D1, M, K}, a, false},
+        {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
+        {"az", OPT_DT_INT8, 0, {0}, &az, true},
+        {"b", OPT_DT_UINT8, 4, {1, D1, K, N}, b, false},
+        {"bs", OPT_DT_FLOAT, 0, {0}, &bs, true},
+        {"bz", OPT_DT_UINT8, 0, {0}, &bz, true},
+        {"ys", OPT_DT_FLOAT, 0, {0}, &ys, true},
+        {"yz", OPT_DT_UINT8, 0, {0}, &yz, true},
+    };
+    int odt = OPT_DT_UINT8;
+    opt_model *m = kt_model("QLinearMatMul", 10, in, 8, &odt, 1);
+    int32_t lo, hi;
+    kt_clamp(m, clamp, 0, 255, &lo, &hi);
+    opt_array y = {0};
+    kt_run(m, 2, in, 8, &y, 1);
+    cr_assert(y.ndim == 4 && y.dims[0] == D0 && y.dims[1] == D1 && y.dims[2] == M && y.dims[3] == N);
+    const uint8_t *yv = y.data;
+    for (int t = 0; t < D0 * D1; t++)
+        for (int i = 0; i < M; i++)
+            for (int n = 0; n < N; n++) {
+                int32_t acc = 0;
+                for (int k = 0; k < K; k++)
+                    acc += (a[(t * M + i) * K + k] - az) * (b[((t % D1) * K + k) * N + n] - bz);
+                uint8_t want = (uint8_t)ort_requant(acc, as * bs / ys, yz, lo, hi);
+                cr_assert_eq(yv[(t * M + i) * N + n], want, "batch %d: y[%d,%d] = %d, want %d", t, i, n,
+                             yv[(t * M + i) * N + n], want);
+            }
+    opt_array_free(&y);
+    opt_model_free(m);
+}
+
+Test(qlinearmatmul, batched_activation_operands_equal_the_integer_reference)
+{
+    qlmm_batched_case(NULL);
+    const int32_t clamp[2] = {90, 200};
+    qlmm_batched_case(clamp);
 }
 
 Test(quantize_linear, per_tensor_loop_equals_the_onnx_formula)

@@ -456,6 +456,42 @@ static void qmm_release(void *state)
     nn_qweights_free(state);
 }
 
+/* A matmul whose B varies along batch dims (attention's Q x K^T and scores x V: both operands
+ * activations) on the integer GEMM, one batch's matrices at a time, B packed per batch (K x N
+ * bytes, little next to the GEMM). False, with nothing done, when the batch's matrices do not
+ * suit the GEMM (nn_qmatmul_ok); *st receives the result otherwise. */
+static bool qmm_batched(opt_kctx *k, const nn_qop *o, const mm_shape *s, opt_status *st, opt_error *err)
+{
+    if (s->nb == 0) return false;
+    opt_array a = *o->x, b = *o->w, y = *o->y;
+    a.ndim = b.ndim = y.ndim = 2;
+    a.dims[0] = s->M, a.dims[1] = s->K;
+    b.dims[0] = s->K, b.dims[1] = s->N;
+    y.dims[0] = s->M, y.dims[1] = s->N;
+    a.nbytes = (size_t)(s->M * s->K), b.nbytes = (size_t)(s->K * s->N);
+    size_t ye = (size_t)opt_dtype_bits(y.dtype) / 8;
+    y.nbytes = (size_t)(s->M * s->N) * ye;
+    nn_qop ot = *o;
+    ot.x = &a, ot.w = &b, ot.y = &y;
+    if (!nn_qmatmul_ok(&ot)) return false;
+    int64_t nbatch = 1, idx[OPT_MAX_DIMS] = {0};
+    for (int i = 0; i < s->nb; i++) nbatch *= s->batch[i];
+    *st = OPT_OK;
+    for (int64_t t = 0; t < nbatch && *st == OPT_OK; t++) {
+        int64_t ao = 0, bo = 0;
+        for (int i = 0; i < s->nb; i++) ao += idx[i] * s->astride[i], bo += idx[i] * s->bstride[i];
+        a.data = (uint8_t *)o->x->data + ao;
+        b.data = (uint8_t *)o->w->data + bo;
+        y.data = (uint8_t *)o->y->data + (size_t)(t * s->M * s->N) * ye;
+        *st = nn_qmatmul(k, &ot, NULL, err);
+        for (int i = s->nb - 1; i >= 0; i--) {
+            if (++idx[i] < s->batch[i]) break;
+            idx[i] = 0;
+        }
+    }
+    return true;
+}
+
 static opt_status mmint_run(opt_kctx *k, opt_error *err)
 {
     mm_shape s;
@@ -467,7 +503,9 @@ static opt_status mmint_run(opt_kctx *k, opt_error *err)
     }
     nn_qop o = {.x = k->in[0], .w = k->in[1], .xz = opt_kctx_has(k, 2) ? k->in[2] : NULL,
                 .wz = opt_kctx_has(k, 3) ? k->in[3] : NULL, .y = &k->out[0]};
+    opt_status st;
     if (!qlinear_generic() && nn_qmatmul_ok(&o)) return nn_qmatmul(k, &o, k->state, err);
+    if (!qlinear_generic() && !k->state && qmm_batched(k, &o, &s, &st, err)) return st;
     return int_matmul(k, k->in[0], opt_kctx_has(k, 2) ? k->in[2] : NULL, k->in[1],
                       opt_kctx_has(k, 3) ? k->in[3] : NULL, &s, k->out[0].data, err);
 }
@@ -495,7 +533,9 @@ static opt_status qlmm_run(opt_kctx *k, opt_error *err)
                     .ws = k->in[4], .wz = opt_kctx_has(k, 5) ? k->in[5] : NULL, .ys = k->in[6], .yz = yzp,
                     .y = &k->out[0]};
         out_range(k->node, odt, &o.yclamp, &o.ylo, &o.yhi);
+        opt_status st;
         if (!qlinear_generic() && nn_qmatmul_ok(&o)) return nn_qmatmul(k, &o, k->state, err);
+        if (!qlinear_generic() && !k->state && qmm_batched(k, &o, &s, &st, err)) return st;
     }
     int32_t *acc = malloc(total * sizeof *acc);
     if (!acc) return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
