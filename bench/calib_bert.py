@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Calibration and int8 latency of a model of several integer inputs: mopt against ONNX Runtime.
 
-usage: calib_bert.py [--mopt BIN] [--model bert_encoder.onnx] [--n 16] [--seq 128] [--batch 4]
+usage: calib_bert.py [--mopt BIN] [--model bert_encoder.onnx] [--n 16] [--seq 128] [--vocab 30522] [--batch 4]
                      [--rounds 3] [--methods minmax,entropy] [--latency] OUTDIR
 
 The model is datasets/make_zoo.py's BERT-base encoder (inputs input_ids and attention_mask,
@@ -31,11 +31,13 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from precision import timed  # noqa: E402  (wall, RSS and CPU of a command, as the calibration table)
 
 
-def make_data(out, n, seq):
+def make_data(out, n, seq, vocab):
     rng = np.random.default_rng(0)
-    ids = rng.integers(1000, 30522, (n, seq)).astype(np.int64)
+    ids = rng.integers(min(1000, vocab // 2), vocab, (n, seq)).astype(np.int64)
     mask = np.ones((n, seq), np.int64)
     for i in range(n):
         k = int(rng.integers(seq // 2, seq + 1))
@@ -71,23 +73,6 @@ def ort_child(model, out, method, batch):
     ranges = {k: [float(np.min(v.range_value[0])), float(np.max(v.range_value[1]))] for k, v in d.data.items()}
     json.dump(ranges, open(os.path.join(out, f"ort-{method}.json"), "w"))
     print(wall, cpu)
-
-
-def timed(cmd):
-    t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-f", "%M %U %S", *cmd], capture_output=True, text=True)
-    if r.returncode:
-        sys.exit(f"failed: {' '.join(cmd)}\n{r.stderr[-2000:]}")
-    wall = time.perf_counter() - t0
-    m, u, s = r.stderr.strip().splitlines()[-1].split()
-    cpu = float(u) + float(s)
-    out = r.stdout.strip().splitlines()
-    if out:
-        try:
-            wall, cpu = (float(v) for v in out[-1].split())
-        except ValueError:
-            pass
-    return wall, int(m) / 1024, cpu
 
 
 def compare(out, method):
@@ -134,6 +119,7 @@ def main():
     ap.add_argument("--model", default=os.path.join(ROOT, "build", "models", "bert_encoder.onnx"))
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--seq", type=int, default=128)
+    ap.add_argument("--vocab", type=int, default=30522, help="token ids are drawn below this")
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--methods", default="minmax,entropy")
@@ -141,7 +127,7 @@ def main():
     ap.add_argument("out")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
-    ids, mask = make_data(a.out, a.n, a.seq)
+    ids, mask = make_data(a.out, a.n, a.seq, a.vocab)
     res = {}
     for _ in range(a.rounds):
         for m in a.methods.split(","):
