@@ -305,6 +305,56 @@ Test(layer_normalization, mean_and_inv_std_outputs_describe_each_row)
     free(x);
 }
 
+Test(layer_normalization, scale_and_bias_broadcast_along_any_normalized_axis)
+{
+    /* X [2,3,4] normalized over its last two axes; Scale [4] repeats along the 3, B [3,1] along
+     * the 4 (a B read periodically, b[i % 3], would be wrong); a Scale [2,4] does not fit. */
+    kt_rng r = {23};
+    float *x = kt_randf(&r, 24), sc[4] = {1, -2, 0.5f, 3}, bi[3] = {10, 20, 30};
+    kt_operand in[3] = {
+        {"x", OPT_DT_FLOAT, 3, {2, 3, 4}, x, false},
+        {"s", OPT_DT_FLOAT, 1, {4}, sc, true},
+        {"b", OPT_DT_FLOAT, 2, {3, 1}, bi, true},
+    };
+    int odt = OPT_DT_FLOAT;
+    opt_model *m = kt_model("LayerNormalization", 17, in, 3, &odt, 1);
+    kt_attr_int(m, "axis", 1);
+    opt_array y = {0};
+    kt_run(m, 1, in, 3, &y, 1);
+    for (int rr = 0; rr < 2; rr++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < 12; i++) mean += x[rr * 12 + i] / 12.0;
+        for (int i = 0; i < 12; i++) var += (x[rr * 12 + i] - mean) * (x[rr * 12 + i] - mean) / 12.0;
+        for (int i = 0; i < 12; i++)
+            cr_assert_float_eq(((float *)y.data)[rr * 12 + i],
+                               (x[rr * 12 + i] - mean) / sqrt(var + 1e-5) * sc[i % 4] + bi[i / 4],
+                               1e-4, "row %d value %d", rr, i);
+    }
+    opt_array_free(&y);
+    opt_model_free(m);
+
+    float sc2[8] = {0};
+    in[1] = (kt_operand){"s", OPT_DT_FLOAT, 2, {2, 4}, sc2, true};
+    m = kt_model("LayerNormalization", 17, in, 3, &odt, 1);
+    kt_attr_int(m, "axis", 1);
+    opt_error err = {0};
+    opt_exec *e = NULL;
+    opt_exec_opts o = {.threads = 1};
+    opt_status st = opt_exec_new(m, &o, &e, &err);
+    if (st == OPT_OK) {
+        opt_array xa = {.dtype = OPT_DT_FLOAT, .ndim = 3, .dims = {2, 3, 4}, .data = x,
+                        .nbytes = 24 * sizeof(float)};
+        opt_array out = {0};
+        st = opt_exec_run(e, &xa, 1, &out, 1, &err);
+        opt_array_free(&out);
+    }
+    cr_assert_neq(st, OPT_OK, "a Scale of shape [2,4] is refused");
+    cr_assert(strstr(err.msg, "broadcast"), "%s", err.msg);
+    opt_exec_free(e);
+    opt_model_free(m);
+    free(x);
+}
+
 Test(resize, nearest_asymmetric_upsampling_by_two_repeats_pixels_and_linear_keeps_corners)
 {
     float x[6] = {1, 2, 3, 4, 5, 6};

@@ -179,29 +179,105 @@ done:
 typedef struct ln_job {
     const float *x, *w, *b;
     float *y, *mean, *inv;
-    int64_t cols, wn, bn;
+    int64_t cols;
     float eps;
 } ln_job;
+
+/* a's dims without the leading 1s beyond the nd normalized dims; their count in *an. */
+static const int64_t *ln_dims(const opt_array *a, int nd, int *an)
+{
+    int skip = 0;
+    while (a->ndim - skip > nd && a->dims[skip] == 1) skip++;
+    *an = a->ndim - skip;
+    return a->dims + skip;
+}
+
+/* Whether a (Scale or B) broadcasts one way (numpy rules) to the nd dims nd_dims. */
+static bool ln_fits(const opt_array *a, const int64_t *nd_dims, int nd)
+{
+    int an;
+    const int64_t *ad = ln_dims(a, nd, &an);
+    if (an > nd) return false;
+    for (int i = 0; i < an; i++)
+        if (ad[i] != 1 && ad[i] != nd_dims[nd - an + i]) return false;
+    return true;
+}
+
+/* p (the values of a, a Scale or B that ln_fits) broadcast to the normalized shape X[axis:]
+ * (nd dims, cols values) in full, or p itself when it already has cols values in that shape. */
+static const float *ln_expand(const opt_array *a, const float *p, const int64_t *nd_dims, int nd,
+                              int64_t cols, float **tmp)
+{
+    *tmp = NULL;
+    int an;
+    const int64_t *ad = ln_dims(a, nd, &an);
+    if ((int64_t)opt_array_numel(a) == cols) return p; /* every dim of a is X's (or 1 in both) */
+    float *e = malloc((size_t)cols * sizeof *e);
+    if (!e) return NULL;
+    int64_t str[OPT_MAX_DIMS], s = 1; /* a's strides along the normalized dims (0 broadcasts) */
+    for (int i = nd - 1; i >= 0; i--) {
+        int ai = i - (nd - an);
+        str[i] = ai >= 0 && ad[ai] != 1 ? s : 0;
+        if (ai >= 0) s *= ad[ai];
+    }
+    for (int64_t o = 0; o < cols; o++) {
+        int64_t r = o, off = 0;
+        for (int i = nd - 1; i >= 0; i--) {
+            off += r % nd_dims[i] * str[i];
+            r /= nd_dims[i];
+        }
+        e[o] = p[off];
+    }
+    *tmp = e;
+    return e;
+}
+
+/* Sums in double over 8 lanes, so that the loop vectorises and a row of a few thousand values
+ * still sums to float32's precision. */
+static inline double ln_sum(const float *x, int64_t n)
+{
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) acc[l] += (double)x[i + l];
+    double s = 0;
+    for (; i < n; i++) s += (double)x[i];
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
+
+static inline double ln_sumsq(const float *x, int64_t n, float mean)
+{
+    double acc[8] = {0};
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int l = 0; l < 8; l++) {
+            double d = (double)(x[i + l] - mean);
+            acc[l] += d * d;
+        }
+    double s = 0;
+    for (; i < n; i++) {
+        double d = (double)(x[i] - mean);
+        s += d * d;
+    }
+    for (int l = 0; l < 8; l++) s += acc[l];
+    return s;
+}
 
 static NN_VEC void ln_rows(void *ctx, size_t begin, size_t end)
 {
     const ln_job *j = ctx;
+    int64_t cols = j->cols;
     for (size_t r = begin; r < end; r++) {
-        const float *x = j->x + (int64_t)r * j->cols;
-        float *y = j->y + (int64_t)r * j->cols;
-        double s = 0;
-        for (int64_t i = 0; i < j->cols; i++) s += x[i];
-        float mean = (float)(s / (double)j->cols);
-        double sq = 0;
-        for (int64_t i = 0; i < j->cols; i++) {
-            float d = x[i] - mean;
-            sq += (double)d * d;
-        }
-        float inv = (float)(1.0 / sqrt(sq / (double)j->cols + j->eps));
-        for (int64_t i = 0; i < j->cols; i++) {
-            float v = (x[i] - mean) * inv * j->w[i % j->wn];
-            y[i] = j->b ? v + j->b[i % j->bn] : v;
-        }
+        const float *x = j->x + (int64_t)r * cols;
+        float *y = j->y + (int64_t)r * cols;
+        float mean = (float)(ln_sum(x, cols) / (double)cols);
+        float inv = (float)(1.0 / sqrt(ln_sumsq(x, cols, mean) / (double)cols + j->eps));
+        const float *w = j->w, *bb = j->b;
+        if (bb)
+            for (int64_t i = 0; i < cols; i++) y[i] = (x[i] - mean) * inv * w[i] + bb[i];
+        else
+            for (int64_t i = 0; i < cols; i++) y[i] = (x[i] - mean) * inv * w[i];
         if (j->mean) j->mean[r] = mean;
         if (j->inv) j->inv[r] = inv;
     }
@@ -229,9 +305,8 @@ static opt_status ln_run(opt_kctx *k, opt_error *err)
         if (i < axis) rows *= X->dims[i];
         else cols *= X->dims[i];
     }
-    int64_t wn = (int64_t)opt_array_numel(k->in[1]);
-    int64_t bn = opt_kctx_has(k, 2) ? (int64_t)opt_array_numel(k->in[2]) : 1;
-    if (wn < 1 || cols % wn || bn < 1 || cols % bn)
+    if (!ln_fits(k->in[1], X->dims + axis, X->ndim - (int)axis) ||
+        (opt_kctx_has(k, 2) && !ln_fits(k->in[2], X->dims + axis, X->ndim - (int)axis)))
         return opt_kerr(k, err, OPT_ERR_INVALID, "Scale/B do not broadcast to the normalized shape");
     OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, X->dims, err));
     int64_t rdims[OPT_MAX_DIMS];
@@ -244,23 +319,28 @@ static opt_status ln_run(opt_kctx *k, opt_error *err)
                                     err));
             has_out[i] = true;
         }
-    float *t[6] = {0};
+    float *t[8] = {0};
     const float *x = nn_f32_in(X, &t[0]), *w = nn_f32_in(k->in[1], &t[1]);
     const float *b = opt_kctx_has(k, 2) ? nn_f32_in(k->in[2], &t[2]) : NULL;
+    int nd = X->ndim - (int)axis;
+    if (w) w = ln_expand(k->in[1], w, X->dims + axis, nd, cols, &t[6]);
+    if (b) b = ln_expand(k->in[2], b, X->dims + axis, nd, cols, &t[7]);
     float *y = nn_f32_out(&k->out[0], &t[3]);
     float *mean = has_out[1] ? nn_f32_out(&k->out[1], &t[4]) : NULL;
     float *inv = has_out[2] ? nn_f32_out(&k->out[2], &t[5]) : NULL;
     if (!x || !w || (opt_kctx_has(k, 2) && !b) || !y || (has_out[1] && !mean) ||
         (has_out[2] && !inv)) {
-        for (int i = 0; i < 6; i++) free(t[i]);
+        for (int i = 0; i < 8; i++) free(t[i]);
         return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     }
-    ln_job j = {x, w, b, y, mean, inv, cols, wn, bn, opt_node_attr_float(k->node, "epsilon", 1e-5f)};
+    ln_job j = {x, w, b, y, mean, inv, cols, opt_node_attr_float(k->node, "epsilon", 1e-5f)};
     nn_parallel(rows * cols >= 16384 ? k : NULL, (size_t)rows, ln_rows, &j);
     nn_f32_out_done(&k->out[0], t[3]);
     if (has_out[1]) nn_f32_out_done(&k->out[1], t[4]);
     if (has_out[2]) nn_f32_out_done(&k->out[2], t[5]);
     for (int i = 0; i < 3; i++) free(t[i]);
+    free(t[6]);
+    free(t[7]);
     return OPT_OK;
 }
 

@@ -224,7 +224,9 @@ static void transpose_part(void *ctx, size_t b, size_t e)
         if (len > e - o) len = e - o;
         const char *src = j->x + (size_t)off * es;
         char *dst = j->y + o * es;
-        switch (es) {
+        if (s == 1) memcpy(dst, src, len * es);
+        else switch (es) {
+        case 1: for (size_t i = 0; i < len; i++) ((uint8_t *)dst)[i] = ((const uint8_t *)src)[(int64_t)i * s]; break;
         case 4: for (size_t i = 0; i < len; i++) ((uint32_t *)dst)[i] = ((const uint32_t *)src)[(int64_t)i * s]; break;
         case 8: for (size_t i = 0; i < len; i++) ((uint64_t *)dst)[i] = ((const uint64_t *)src)[(int64_t)i * s]; break;
         case 2: for (size_t i = 0; i < len; i++) ((uint16_t *)dst)[i] = ((const uint16_t *)src)[(int64_t)i * s]; break;
