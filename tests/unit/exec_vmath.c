@@ -1,6 +1,7 @@
 /*
- * tests/unit/exec_vmath.c — the vectorisable exp and erf (libopt/exec/cpu/vmath.h) against their
- * reference twins, libm's expf and erff, over the whole float range that matters, and the
+ * tests/unit/exec_vmath.c — the vectorisable exp, erf, tanh and sigmoid (libopt/exec/cpu/vmath.h)
+ * against their reference twins (libm's expf, erff, tanhf; sigmoid in double) over the whole
+ * float range that matters, and the
  * special values (inf, NaN, overflow, subnormal results).
  */
 #include "libopt/exec/cpu/vmath.h"
@@ -54,4 +55,40 @@ Test(vmath, erf_matches_libm_and_is_odd)
     cr_assert_eq(nn_erff(-INFINITY), -1.0f);
     cr_assert_eq(nn_erff(0.0f), 0.0f);
     cr_assert(isnan(nn_erff(NAN)));
+}
+
+Test(vmath, tanh_matches_libm_and_is_odd)
+{
+    double worst = 0;
+    float at = 0;
+    for (float x = -12.0f; x <= 12.0f; x += 0.0000917f) {
+        double e = rel_err(nn_tanhf(x), tanhf(x));
+        if (e > worst) worst = e, at = x;
+        cr_assert_eq(nn_tanhf(-x), -nn_tanhf(x), "odd at %g", x);
+    }
+    for (float x = 1e-30f; x < 1e-3f; x *= 1.37f) {
+        double e = rel_err(nn_tanhf(x), tanhf(x));
+        if (e > worst) worst = e, at = x;
+    }
+    cr_assert_leq(worst, KT_VMATH_REL, "worst relative error %g at x = %.9g", worst, at);
+    cr_assert_eq(nn_tanhf(INFINITY), 1.0f);
+    cr_assert_eq(nn_tanhf(-INFINITY), -1.0f);
+    cr_assert_eq(nn_tanhf(0.0f), 0.0f);
+    cr_assert(isnan(nn_tanhf(NAN)));
+}
+
+Test(vmath, sigmoid_matches_libm_on_both_sides)
+{
+    double worst = 0;
+    float at = 0;
+    for (float x = -100.0f; x <= 100.0f; x += 0.000613f) {
+        float want = (float)(1.0 / (1.0 + exp(-(double)x)));
+        double e = rel_err(nn_sigmoidf(x), want);
+        if (e > worst) worst = e, at = x;
+    }
+    cr_assert_leq(worst, KT_VMATH_REL, "worst relative error %g at x = %.9g", worst, at);
+    cr_assert_eq(nn_sigmoidf(INFINITY), 1.0f);
+    cr_assert_eq(nn_sigmoidf(-INFINITY), 0.0f);
+    cr_assert_eq(nn_sigmoidf(0.0f), 0.5f);
+    cr_assert(isnan(nn_sigmoidf(NAN)));
 }

@@ -1,10 +1,10 @@
 /*
- * libopt/exec/cpu/vmath.h — exp and erf for float32 written so that gcc vectorises the loops that
- * call them (libm's expf/erff are opaque calls, one value at a time).
+ * libopt/exec/cpu/vmath.h — exp, erf and tanh for float32 written so that gcc vectorises the loops
+ * that call them (libm's expf/erff/tanhf are opaque calls, one value at a time).
  *
  * No branches, no float-to-int conversions (NaN stays NaN without undefined behaviour), no
  * tables: each is a handful of multiply-adds, so a loop over an array compiles to AVX-512 or
- * AVX2 under NN_VEC. The reference twins are libm's expf and erff; tests/unit/exec_vmath.c
+ * AVX2 under NN_VEC. The reference twins are libm's expf, erff and tanhf; tests/unit/exec_vmath.c
  * checks the whole float range against them within KT_VMATH_REL.
  *
  * Internal to libopt/exec/cpu; not installed.
@@ -88,6 +88,34 @@ static inline float nn_erff(float x)
     float big = 1.0f - erfc;
     big = x < 0 ? -big : big;
     return a < 0.75f ? small : (x != x ? x : big);
+}
+
+/* tanh(x) within a few ulp: cephes' odd polynomial for |x| < 0.625, 1 - 2 / (e^2|x| + 1) above
+ * (|x| clamped at 10, where tanh is 1 in float32); odd; NaN for NaN. */
+static inline float nn_tanhf(float x)
+{
+    float a = x < 0 ? -x : x;
+    float z = x * x;
+    float p = -5.70498872745e-3f;
+    p = p * z + 2.06390887954e-2f;
+    p = p * z - 5.37397155531e-2f;
+    p = p * z + 1.33314422036e-1f;
+    p = p * z - 3.33332819422e-1f;
+    float small = p * z * x + x;
+    float ac = a > 10.0f ? 10.0f : a;
+    float big = 1.0f - 2.0f / (nn_expf(2.0f * ac) + 1.0f);
+    big = x < 0 ? -big : big;
+    return a < 0.625f ? small : (x != x ? x : big);
+}
+
+/* 1 / (1 + e^-x) with one exponential: e^-|x| never overflows, and for x < 0 the result is
+ * e^x / (1 + e^x) = e^-|x| / (1 + e^-|x|). NaN for NaN. */
+static inline float nn_sigmoidf(float x)
+{
+    float a = x < 0 ? -x : x;
+    float e = nn_expf(-a);
+    float r = 1.0f / (1.0f + e);
+    return x < 0 ? e * r : (x != x ? x : r);
 }
 
 #endif
