@@ -2,7 +2,8 @@
  * calib/collect.c — statistics of a model's activations over a dataset (see collect.h).
  *
  * Threads take whole batches: with W threads, W executors of one thread each run the batches
- * as they come. A thread reads its next batch itself, under a lock, into a buffer of its own,
+ * as they come. (A model with big weights runs one executor of W threads instead, see
+ * BIG_WEIGHTS; the observer then still sees one node's outputs at a time, in graph order.) A thread reads its next batch itself, under a lock, into a buffer of its own,
  * and nothing waits for anything else until the end, when thread 0 merges what each thread
  * gathered. (This file used to split every batch between the threads, which then met twice a
  * batch; on lenet300, whose batches of 100 take a tenth of a millisecond, the meetings and the
@@ -99,6 +100,10 @@ static opt_status check_inputs(opt_exec *e, const opt_feed *f, input_info *in, s
 /* Ranges below this have no lattice of their own (stats.h: the extended histograms are exact
  * for ranges in [2^-100, 2^129)). */
 #define MIN_RANGE 0x1p-100
+/* Models with this many bytes of weights (default of opt_collect_opts.shared_above) run on one
+ * executor with all the threads inside it: an executor per thread would hold a packed copy of
+ * the weights each (BERT-base: 435 MB, of 1.99 GB peak at 2 threads; 1.21 GB shared). */
+#define BIG_WEIGHTS (64u << 20)
 /* Pieces whose largest activation takes about half of a core's L2 cache. */
 #define CHUNK_BYTES (512 * 1024)
 
@@ -153,7 +158,8 @@ struct par {
     input_info in[MAX_INPUTS];
     size_t n_in, n_out;
     size_t bs;
-    int nw;
+    int nw;                /* workers, each an executor running whole batches */
+    int intra;             /* threads inside each executor (1, or all of them for one worker) */
     worker *w;
     ref *refs;             /* thread 0's tensors after batch 0 */
     size_t n_refs;
@@ -401,10 +407,11 @@ static void run_batch(worker *w)
     }
 }
 
-/* w's executor: one thread, every produced value handed to observe_rec. */
+/* w's executor: p->intra threads, every produced value handed to observe_rec (by the thread
+ * that runs the graph, one node after another). */
 static opt_status plan_worker(par *p, worker *w, opt_error *err)
 {
-    opt_exec_opts eo = {.threads = 1, .observe = observe_cb, .observe_ctx = w};
+    opt_exec_opts eo = {.threads = p->intra, .observe = observe_cb, .observe_ctx = w};
     return opt_exec_new(p->m, &eo, &w->e, err);
 }
 
@@ -526,6 +533,20 @@ static int cpu_count(void)
     return n < 1 ? 1 : n > 64 ? 64 : (int)n;
 }
 
+/* Bytes of m's initializers (what each executor packs a copy of). */
+static uint64_t weight_bytes(const opt_model *m)
+{
+    uint64_t total = 0;
+    const opt_graph *g = m->graph;
+    for (size_t i = 0; g && i < g->n_initializers; i++) {
+        const opt_tensor *t = g->initializers[i];
+        uint64_t n;
+        int bits = t->has_data_type ? opt_dtype_bits(t->data_type) : 0;
+        if (opt_tensor_numel(t, &n) && bits > 0) total += n * (uint64_t)bits / 8;
+    }
+    return total;
+}
+
 /* One pass over the data. Sets *restart (st then holds nothing) when a piece misbehaved. */
 static opt_status collect_pass(par *p, bool chunking, bool *restart, opt_error *err)
 {
@@ -623,10 +644,12 @@ opt_status opt_calib_collect_feed(const opt_model *m, const opt_feed *f, const o
             }
     }
     size_t bs = o->batch ? o->batch : 64;
-    int nw = o->threads > 0 ? o->threads : cpu_count();
+    int nw = o->threads > 0 ? o->threads : cpu_count(), intra = 1;
+    if (nw > 1 && weight_bytes(m) >= (o->shared_above ? o->shared_above : BIG_WEIGHTS)) intra = nw, nw = 1;
     opt_status s = OPT_OK;
     for (int attempt = 0; attempt < 2; attempt++) {
-        par p = {.m = m, .f = f, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs, .nw = nw};
+        par p = {.m = m, .f = f, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs,
+                 .nw = nw, .intra = intra};
         bool restart = false;
         s = collect_pass(&p, attempt == 0, &restart, err);
         if (s != OPT_OK || !restart) break;

@@ -29,7 +29,10 @@ typedef struct opt_collect_opts {
     size_t batch;                 /* samples per batch (0: 64) */
     int threads;                  /* threads (0: all cores); each runs whole batches on an
                                      executor of its own (collect.c says why the result does
-                                     not depend on the count) */
+                                     not depend on the count), except for big models: */
+    uint64_t shared_above;        /* a model with at least this many bytes of initializers
+                                     runs one executor with all the threads inside it, instead
+                                     of a packed copy of its weights per thread (0: 64 MiB) */
     const char *const *only;      /* when non-NULL, collect only these tensors */
     size_t n_only;
     opt_collect_progress_fn progress;

@@ -5,7 +5,8 @@
  * minimum and maximum are those of a serial scan of all its values, and the histogram is the
  * one of binning all its values directly with the final range, which is the smallest h0 * 2^k
  * (h0: the tensor's largest magnitude in the first batch) that covers them. One, two and three
- * threads give that same result; so does a batch that runs in pieces (batches of 200).
+ * threads give that same result, on an executor each or on one executor with the threads inside
+ * (as big models run); so does a batch that runs in pieces (batches of 200).
  */
 #include "calib/collect.h"
 #include "formats/onnx.h"
@@ -91,16 +92,22 @@ static void reference(const opt_model *m, store *s)
     opt_dataset_free(ds);
 }
 
-static void collect(const opt_model *m, int threads, size_t batch, opt_calib_stats *st)
+static void collect_shared(const opt_model *m, int threads, size_t batch, uint64_t shared_above,
+                           opt_calib_stats *st)
 {
     opt_error e = {0};
     opt_dataset_opts dso = {.limit = 437};
     opt_dataset *ds;
     cr_assert_eq(opt_dataset_open("fashion-mnist:test", &dso, &ds, &e), OPT_OK, "%s", e.msg);
     opt_calib_stats_init(st, true);
-    opt_collect_opts co = {.batch = batch, .threads = threads};
+    opt_collect_opts co = {.batch = batch, .threads = threads, .shared_above = shared_above};
     cr_assert_eq(opt_calib_collect(m, ds, &co, st, &e), OPT_OK, "%s", e.msg);
     opt_dataset_free(ds);
+}
+
+static void collect(const opt_model *m, int threads, size_t batch, opt_calib_stats *st)
+{
+    collect_shared(m, threads, batch, 0, st);
 }
 
 static void same_stats(const opt_calib_stats *a, const opt_calib_stats *b, const char *what)
@@ -165,6 +172,15 @@ Test(calib_collect, statistics_equal_direct_binning_of_all_values_whatever_the_t
     collect(m, 2, 200, &big[1]);
     same_stats(&big[0], &big[1], "batches of 200, 2 threads against 1");
     for (size_t i = 0; i < big[0].n; i++) cr_assert_eq(big[0].acc[i].count, st[0].acc[i].count);
+    /* As a big model runs: one executor with the threads inside (lenet300's 1 MB of weights
+     * over a threshold of 1 byte), whole batches and pieces. */
+    opt_calib_stats sh;
+    collect_shared(m, 3, 50, 1, &sh);
+    same_stats(&st[0], &sh, "one executor of 3 threads against 1 thread");
+    opt_calib_stats_free(&sh);
+    collect_shared(m, 2, 200, 1, &sh);
+    same_stats(&big[0], &sh, "batches of 200, one executor of 2 threads against 1 thread");
+    opt_calib_stats_free(&sh);
     for (int t = 0; t < 3; t++) opt_calib_stats_free(&st[t]);
     opt_calib_stats_free(&big[0]);
     opt_calib_stats_free(&big[1]);
