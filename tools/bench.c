@@ -127,7 +127,7 @@ static int make_input(const tool_opts *t, const bench_opts *o, const opt_graph *
         if (v < 0 && d == 0) v = o->batch;
         if (v < 0) {
             v = 128;
-            tool_note(t, "mopt bench: input '%s' dim %d ('%s') = 128 (set it with --dim NAME=V)", name, d,
+            tool_note(t, "input '%s' dim %d ('%s') = 128 (set it with --dim NAME=V)", name, d,
                       pn ? pn : "?");
         }
         a->dims[d] = v;

@@ -99,6 +99,12 @@ ym = np.load(o + '/output_0.npy')
 e1, e2 = np.abs(ym - yq).max(), np.abs(yq - yf).max() / np.abs(yf).max()
 print('mopt vs ORT', e1, 'int8 vs float32', e2)
 assert e1 <= 1e-4 and 0 < e2 <= 0.02" "$T/g" "$T/bq.onnx" "$B" "$T/bq-out"
+# mopt bench on it: a symbolic dim it defaults says so once per input (its prefix once), then
+# the node that cannot take 128 tokens is named; --dim S=32 runs.
+check "bench: defaulted dim noted, then the refusing node named" 1 "^mopt bench: input 'input_ids' dim 1 \\('S'\\) = 128 \\(set it with --dim NAME=V\\)\$" -- \
+    "$MOPT" bench "$B" --iters 1 --warmup 0
+assert "bench: the prefix once, the node named" bash -c "! grep -q 'mopt bench: mopt bench' '$T/err' && grep -q \"node 'embeddings.add_position'\" '$T/err'"
+check "bench: --dim S=32 runs the encoder" 0 "" -- "$MOPT" bench "$B" --iters 1 --warmup 0 --dim S=32 -q
 check "--max-drop takes one input" 2 '--max-drop takes a model of one input \(--data names 2\)' -- \
     "$MOPT" quant --int8 "$B" --data "npy:$T/g/ids.npy" --data "npy:$T/g/mask.npy" --eval fashion-mnist:test --max-drop 1 -o "$T/bad.onnx"
 assert "--max-drop with two inputs: nothing written" [ ! -e "$T/bad.onnx" ]
