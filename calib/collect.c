@@ -2,8 +2,9 @@
  * calib/collect.c — statistics of a model's activations over a dataset (see collect.h).
  *
  * Threads take whole batches: with W threads, W executors of one thread each run the batches
- * as they come. (A model with big weights runs one executor of W threads instead, see
- * BIG_WEIGHTS; the observer then still sees one node's outputs at a time, in graph order.) A thread reads its next batch itself, under a lock, into a buffer of its own,
+ * as they come (a model with big weights runs one executor of W threads instead, see
+ * BIG_WEIGHTS; the observer then still sees one node's outputs at a time, in graph order). A
+ * thread reads its next batch itself, under a lock, into a buffer of its own,
  * and nothing waits for anything else until the end, when thread 0 merges what each thread
  * gathered. (This file used to split every batch between the threads, which then met twice a
  * batch; on lenet300, whose batches of 100 take a tenth of a millisecond, the meetings and the

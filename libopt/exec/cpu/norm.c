@@ -8,6 +8,7 @@
  * 13 they normalise along the one dim `axis` (default -1). BatchNormalization with constant
  * statistics folds them into one scale and shift per channel at load.
  */
+#include "libopt/exec/cpu/bcast.h"
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/vmath.h"
 
@@ -183,51 +184,40 @@ typedef struct ln_job {
     float eps;
 } ln_job;
 
-/* a's dims without the leading 1s beyond the nd normalized dims; their count in *an. */
-static const int64_t *ln_dims(const opt_array *a, int nd, int *an)
+/* Scale or B (a) against the normalized shape X[axis:] (nshape, cols values), through the
+ * shared broadcasting (bcast.h): *b is set when a broadcasts one way to it (leading 1s allowed). */
+static opt_status ln_bcast(opt_kctx *k, const opt_array *a, const opt_array *nshape, int64_t cols,
+                           opt_bcast *b, opt_error *err)
 {
-    int skip = 0;
-    while (a->ndim - skip > nd && a->dims[skip] == 1) skip++;
-    *an = a->ndim - skip;
-    return a->dims + skip;
+    const opt_array *in[2] = {nshape, a};
+    OPT_TRY(opt_bcast_init(b, k, in, 2, err));
+    if (b->numel != (uint64_t)cols) /* a has a dim where the normalized shape has none, or 1 */
+        return opt_kerr(k, err, OPT_ERR_INVALID, "Scale/B do not broadcast to the normalized shape");
+    return OPT_OK;
 }
 
-/* Whether a (Scale or B) broadcasts one way (numpy rules) to the nd dims nd_dims. */
-static bool ln_fits(const opt_array *a, const int64_t *nd_dims, int nd)
+typedef struct ln_fill {
+    const float *src;
+    float *dst;
+} ln_fill;
+
+static void ln_fill_run(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
 {
-    int an;
-    const int64_t *ad = ln_dims(a, nd, &an);
-    if (an > nd) return false;
-    for (int i = 0; i < an; i++)
-        if (ad[i] != 1 && ad[i] != nd_dims[nd - an + i]) return false;
-    return true;
+    const ln_fill *f = ctx;
+    for (uint64_t i = 0; i < len; i++) f->dst[out + i] = f->src[in[1] + (int64_t)i * st[1]];
 }
 
-/* p (the values of a, a Scale or B that ln_fits) broadcast to the normalized shape X[axis:]
- * (nd dims, cols values) in full, or p itself when it already has cols values in that shape. */
-static const float *ln_expand(const opt_array *a, const float *p, const int64_t *nd_dims, int nd,
-                              int64_t cols, float **tmp)
+/* p (the values of a, with broadcast b from ln_bcast) in full over the cols normalized values,
+ * or p itself when a already has that many. */
+static const float *ln_expand(const opt_array *a, const float *p, const opt_bcast *b, int64_t cols,
+                              float **tmp)
 {
     *tmp = NULL;
-    int an;
-    const int64_t *ad = ln_dims(a, nd, &an);
-    if ((int64_t)opt_array_numel(a) == cols) return p; /* every dim of a is X's (or 1 in both) */
+    if ((int64_t)opt_array_numel(a) == cols) return p;
     float *e = malloc((size_t)cols * sizeof *e);
     if (!e) return NULL;
-    int64_t str[OPT_MAX_DIMS], s = 1; /* a's strides along the normalized dims (0 broadcasts) */
-    for (int i = nd - 1; i >= 0; i--) {
-        int ai = i - (nd - an);
-        str[i] = ai >= 0 && ad[ai] != 1 ? s : 0;
-        if (ai >= 0) s *= ad[ai];
-    }
-    for (int64_t o = 0; o < cols; o++) {
-        int64_t r = o, off = 0;
-        for (int i = nd - 1; i >= 0; i--) {
-            off += r % nd_dims[i] * str[i];
-            r /= nd_dims[i];
-        }
-        e[o] = p[off];
-    }
+    ln_fill f = {p, e};
+    opt_bcast_walk(b, 0, (uint64_t)cols, ln_fill_run, &f);
     *tmp = e;
     return e;
 }
@@ -305,9 +295,11 @@ static opt_status ln_run(opt_kctx *k, opt_error *err)
         if (i < axis) rows *= X->dims[i];
         else cols *= X->dims[i];
     }
-    if (!ln_fits(k->in[1], X->dims + axis, X->ndim - (int)axis) ||
-        (opt_kctx_has(k, 2) && !ln_fits(k->in[2], X->dims + axis, X->ndim - (int)axis)))
-        return opt_kerr(k, err, OPT_ERR_INVALID, "Scale/B do not broadcast to the normalized shape");
+    opt_array nshape = {.dtype = X->dtype, .ndim = X->ndim - (int)axis};
+    memcpy(nshape.dims, X->dims + axis, sizeof *nshape.dims * (size_t)nshape.ndim);
+    opt_bcast wb, bb;
+    OPT_TRY(ln_bcast(k, k->in[1], &nshape, cols, &wb, err));
+    if (opt_kctx_has(k, 2)) OPT_TRY(ln_bcast(k, k->in[2], &nshape, cols, &bb, err));
     OPT_TRY(opt_kctx_output(k, 0, X->dtype, X->ndim, X->dims, err));
     int64_t rdims[OPT_MAX_DIMS];
     for (int i = 0; i < X->ndim; i++) rdims[i] = i < axis ? X->dims[i] : 1;
@@ -322,9 +314,8 @@ static opt_status ln_run(opt_kctx *k, opt_error *err)
     float *t[8] = {0};
     const float *x = nn_f32_in(X, &t[0]), *w = nn_f32_in(k->in[1], &t[1]);
     const float *b = opt_kctx_has(k, 2) ? nn_f32_in(k->in[2], &t[2]) : NULL;
-    int nd = X->ndim - (int)axis;
-    if (w) w = ln_expand(k->in[1], w, X->dims + axis, nd, cols, &t[6]);
-    if (b) b = ln_expand(k->in[2], b, X->dims + axis, nd, cols, &t[7]);
+    if (w) w = ln_expand(k->in[1], w, &wb, cols, &t[6]);
+    if (b) b = ln_expand(k->in[2], b, &bb, cols, &t[7]);
     float *y = nn_f32_out(&k->out[0], &t[3]);
     float *mean = has_out[1] ? nn_f32_out(&k->out[1], &t[4]) : NULL;
     float *inv = has_out[2] ? nn_f32_out(&k->out[2], &t[5]) : NULL;
