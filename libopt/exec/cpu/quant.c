@@ -177,6 +177,44 @@ static NN_VEC void quantize_f32_u8(const float *restrict x, uint64_t n, float s,
     }
 }
 
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#include <immintrin.h>
+#define QUANT_512 1
+/* quantize_f32_u8 on 16 values a step with AVX-512F, the same bytes: the division as vdivps, NaN
+ * to 0 under an ordered-compare mask, vrndscaleps rounding half to even (exact at any magnitude,
+ * so no +-512 clamp), the zero point added, min/max to [lo, hi], then narrowed (vpmovdb) with a
+ * masked store for the last values. The compiler's own vectorisation of the loop above spent
+ * most of its time moving compare masks between registers (BERT-base int8: 3.6 ms in
+ * QuantizeLinear). */
+static __attribute__((target("avx512f"))) void quantize_f32_u8_avx512(const float *x, uint64_t n, float s, float zp,
+                                                                     float lo, float hi, uint8_t *y)
+{
+    const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(zp), vlo = _mm512_set1_ps(lo), vhi = _mm512_set1_ps(hi);
+    for (uint64_t i = 0; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - i)) - 1);
+        __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(k, x + i), vs);
+        v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, v, _CMP_ORD_Q), v);
+        v = _mm512_add_ps(_mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), vz);
+        v = _mm512_min_ps(_mm512_max_ps(v, vlo), vhi);
+        _mm512_mask_cvtepi32_storeu_epi8(y + i, k, _mm512_cvtps_epi32(v));
+    }
+}
+
+static bool quant_has_avx512(void)
+{
+    static int has = -1;
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("avx512f");
+        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#else
+#define QUANT_512 0
+#endif
+
 static NN_VEC void dequantize_u8_f32(const uint8_t *restrict x, uint64_t n, float s, int32_t zp, bool is_signed,
                                      float *restrict y)
 {
@@ -196,6 +234,12 @@ typedef struct qdq_job {
 static void qdq_chunk(void *ctx, size_t b, size_t e)
 {
     const qdq_job *j = ctx;
+#if QUANT_512
+    if (j->quantize && quant_has_avx512()) {
+        quantize_f32_u8_avx512((const float *)j->x + b, e - b, j->s, j->zp, j->lo, j->hi, (uint8_t *)j->y + b);
+        return;
+    }
+#endif
     if (j->quantize)
         quantize_f32_u8((const float *)j->x + b, e - b, j->s, j->zp, j->lo, j->hi, (uint8_t *)j->y + b, j->is_signed);
     else
