@@ -910,8 +910,10 @@ void opt_exec_explain(const opt_exec *e, char *buf, size_t len)
              e->qdq->n_conv, e->qdq->n_matmul, e->qdq->n_gemm, e->qdq->n_add, e->qdq->n_passthrough, e->qdq->n_act,
              e->qdq->n_clamp);
     if (e->fused)
-        EMIT("fused at load: %zu Conv chains (%zu BatchNormalization folded, %zu Add, %zu activations)\n",
-             e->fused->n_own_nodes, e->fused->n_bn, e->fused->n_add, e->fused->n_act);
+        EMIT("fused at load: %zu Conv chains (%zu BatchNormalization folded, %zu Add, %zu activations), %zu Gelu "
+             "(%zu with their bias Add)\n",
+             e->fused->n_conv, e->fused->n_bn, e->fused->n_add, e->fused->n_act, e->fused->n_gelu,
+             e->fused->n_gelu_bias);
     else
         EMIT("fused at load: nothing%s\n", e->o.no_fuse ? " (fusion off)" : e->o.observe ? " (observed run)" : "");
     prev = (opt_device)-1;

@@ -3,6 +3,7 @@
  */
 #include "libopt/exec/fuse.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -190,6 +191,135 @@ static opt_status fuse_conv(fz *f, opt_fuse_view *v, size_t ci, opt_error *err)
     return OPT_OK;
 }
 
+/* ---- Gelu ------------------------------------------------------------------------------------ */
+
+/* The value of a one-element float initializer called name, in *v. */
+static bool scalar_init(const fz *f, const char *name, double *v)
+{
+    const opt_tensor *t = finit(f, name);
+    uint64_t k;
+    float x;
+    opt_error e = {0};
+    if (!t || opt_tensor_is_external(t) || !opt_tensor_numel(t, &k) || k != 1 || opt_tensor_to_f32(t, &x, &e) != OPT_OK)
+        return false;
+    *v = x;
+    return true;
+}
+
+/* n is a binary node of ONNX type op with one operand a one-element initializer within a relative
+ * 1e-6 of want (exactly want when want is 0.5 or 1) and the other operand value; when value is
+ * NULL the other operand is returned in *other instead. */
+static bool binary_with(const fz *f, const opt_node *n, const char *op, double want, const char *value,
+                        const char **other)
+{
+    if (!is_op(n, op) || n->n_inputs != 2 || !single_output(n) || f->opset < 7) return false;
+    bool exact = want == 0.5 || want == 1.0;
+    for (int side = 0; side < 2; side++) {
+        double c;
+        if (strcmp(op, "Div") == 0 && side == 0) continue; /* x / c only */
+        const char *k = n->inputs[side], *o = n->inputs[1 - side];
+        if (!named(o) || !scalar_init(f, k, &c)) continue;
+        if (exact ? c != want : fabs(c - want) > 1e-6 * want) continue;
+        if (value && strcmp(o, value) != 0) continue;
+        if (other) *other = o;
+        return true;
+    }
+    return false;
+}
+
+/* n is a Mul of u and w, in either order. */
+static bool mul_of(const opt_node *n, const char *u, const char *w)
+{
+    return is_op(n, "Mul") && n->n_inputs == 2 && single_output(n) && named(n->inputs[0]) && named(n->inputs[1]) &&
+           ((strcmp(n->inputs[0], u) == 0 && strcmp(n->inputs[1], w) == 0) ||
+            (strcmp(n->inputs[0], w) == 0 && strcmp(n->inputs[1], u) == 0));
+}
+
+/* The Gelu of erf as exporters write it, y = 0.5 * x * (1 + erf(x / sqrt(2))):
+ *   Div(x, sqrt 2) or Mul(x, 1/sqrt 2) -> Erf -> Add(1) -> a, then y from a, x and 0.5 by two
+ *   Muls in any of the three groupings ((a * x) * 0.5, (a * 0.5) * x, a * (x * 0.5)),
+ * and, when x is Add(x0, B) with B a float32 vector initializer read by nothing else, that Add
+ * too. Starts at node di (the Div or Mul by 1/sqrt 2). */
+static opt_status fuse_gelu(fz *f, opt_fuse_view *v, size_t di, opt_error *err)
+{
+    const opt_node *d = f->g->nodes[di];
+    const char *x = NULL;
+    if (!binary_with(f, d, "Div", sqrt(2.0), NULL, &x) && !binary_with(f, d, "Mul", sqrt(0.5), NULL, &x))
+        return OPT_OK;
+    long e = sole_consumer(f, d->outputs[0]);
+    if (e < 0 || !is_op(f->g->nodes[e], "Erf") || !single_output(f->g->nodes[e])) return OPT_OK;
+    long a = sole_consumer(f, f->g->nodes[e]->outputs[0]);
+    if (a < 0 || !binary_with(f, f->g->nodes[a], "Add", 1.0, f->g->nodes[e]->outputs[0], NULL)) return OPT_OK;
+    const char *av = f->g->nodes[a]->outputs[0];
+    long m1 = sole_consumer(f, av), m2 = -1, h = -1; /* h: Mul(x, 0.5) in the third grouping */
+    if (m1 < 0 || !is_op(f->g->nodes[m1], "Mul") || f->g->nodes[m1]->n_inputs != 2 || !single_output(f->g->nodes[m1]) ||
+        reads(f->g->nodes[m1], av) != 1)
+        return OPT_OK;
+    const opt_node *mn = f->g->nodes[m1];
+    const char *mo = strcmp(mn->inputs[0], av) == 0 ? mn->inputs[1] : mn->inputs[0]; /* a's partner */
+    long xm;                                                                          /* the Mul that reads x */
+    if (strcmp(mo, x) == 0) { /* (a * x) * 0.5 */
+        m2 = sole_consumer(f, mn->outputs[0]);
+        if (m2 < 0 || !binary_with(f, f->g->nodes[m2], "Mul", 0.5, mn->outputs[0], NULL)) return OPT_OK;
+        xm = m1;
+    } else if (binary_with(f, mn, "Mul", 0.5, av, NULL)) { /* (a * 0.5) * x */
+        m2 = sole_consumer(f, mn->outputs[0]);
+        if (m2 < 0 || !mul_of(f->g->nodes[m2], mn->outputs[0], x)) return OPT_OK;
+        xm = m2;
+    } else { /* a * (x * 0.5) */
+        h = opt_graph_producer(f->ix, mo);
+        if (h < 0 || f->dead[h] || f->repl[h] || !binary_with(f, f->g->nodes[h], "Mul", 0.5, x, NULL) ||
+            sole_consumer(f, mo) != m1)
+            return OPT_OK;
+        xm = h;
+    }
+    const char *y = f->g->nodes[m2 >= 0 ? m2 : m1]->outputs[0];
+
+    /* x's producer, an Add of a bias vector, when nothing but the chain reads x */
+    const char *ins[2] = {x, ""};
+    long bias = opt_graph_producer(f->ix, x);
+    size_t nx;
+    const size_t *cx = opt_graph_consumers(f->ix, x, &nx);
+    const opt_node *p = bias >= 0 ? f->g->nodes[bias] : NULL;
+    if (!p || f->dead[bias] || f->repl[bias] || opt_graph_is_output(f->ix, x) || nx != 2 ||
+        !((cx[0] == di && (long)cx[1] == xm) || ((long)cx[0] == xm && cx[1] == di)) || !is_op(p, "Add") ||
+        p->n_inputs != 2 || !single_output(p))
+        bias = -1;
+    for (int side = 0; bias >= 0 && side < 2; side++) {
+        const opt_tensor *b = opt_graph_initializer(f->g, p->inputs[side]);
+        size_t nb;
+        opt_graph_consumers(f->ix, p->inputs[side], &nb);
+        if (b && b->data_type == OPT_DT_FLOAT && !opt_tensor_is_external(b) && b->n_dims == 1 && nb == 1 &&
+            named(p->inputs[1 - side]) && !opt_graph_initializer(f->g, p->inputs[1 - side])) {
+            ins[0] = p->inputs[1 - side];
+            ins[1] = p->inputs[side];
+            break;
+        }
+        if (side == 1) bias = -1;
+    }
+
+    opt_node *n = opt_node_make("Gelu", f->g->nodes[m2 >= 0 ? m2 : m1]->name, ins, bias >= 0 ? 2 : 1, &y, 1);
+    if (!n) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_node **own = realloc(v->own_nodes, (v->n_own_nodes + 1) * sizeof *own);
+    if (!own) {
+        opt_node_free(n);
+        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    }
+    v->own_nodes = own;
+    own[v->n_own_nodes++] = n;
+    n->domain = opt_strdup(OPT_FUSE_DOMAIN);
+    if (!n->domain) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    v->n_gelu++;
+    if (bias >= 0) v->n_gelu_bias++;
+    /* The fused node takes the place of the chain's last node, which every reader of y follows. */
+    f->repl[m2 >= 0 ? m2 : m1] = n;
+    f->dead[di] = f->dead[e] = f->dead[a] = true;
+    if (m2 >= 0) f->dead[m1] = true;
+    if (h >= 0) f->dead[h] = true;
+    if (bias >= 0) f->dead[bias] = true;
+    return OPT_OK;
+}
+
 void opt_fuse_view_free(opt_fuse_view *v)
 {
     if (!v) return;
@@ -221,6 +351,10 @@ opt_status opt_fuse(const opt_model *m, opt_fuse_view **out, opt_error *err)
     if (s != OPT_OK) goto done;
     for (size_t i = 0; i < g->n_nodes && s == OPT_OK; i++)
         if (!f.dead[i] && !f.repl[i] && is_op(g->nodes[i], "Conv")) s = fuse_conv(&f, v, i, err);
+    v->n_conv = v->n_own_nodes;
+    for (size_t i = 0; i < g->n_nodes && s == OPT_OK; i++)
+        if (!f.dead[i] && !f.repl[i] && (is_op(g->nodes[i], "Div") || is_op(g->nodes[i], "Mul")))
+            s = fuse_gelu(&f, v, i, err);
     if (s != OPT_OK || v->n_own_nodes == 0) goto done;
 
     v->model = *m;

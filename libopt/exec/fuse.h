@@ -17,6 +17,15 @@
  * BatchNormalization's), "activation" ("Relu", "Clip" or "LeakyRelu"; absent: none), "min" and
  * "max" (Clip), "alpha" (LeakyRelu).
  *
+ * The erf Gelu, as exporters write it before opset 20 (Div(x, sqrt 2) or Mul(x, 1/sqrt 2), Erf,
+ * Add(1), then times x and 0.5 by two Muls in any grouping), becomes one node Gelu of the same
+ * domain, computed by the Gelu kernel (libopt/exec/cpu/elementwise.c) in one pass instead of five;
+ * a bias Add that produces x, with a float32 vector initializer read by nothing else, is taken in
+ * as Gelu's second input (y = Gelu(x + B)). The constants must be within a relative 1e-6 of
+ * sqrt 2 or 1/sqrt 2, and exactly 1 and 0.5; each intermediate value read only by the next node
+ * and not a graph output. The Gelu kernel evaluates 0.5 x (1 + erf(x / sqrt 2)) with its own
+ * rounding: the result differs from the five nodes' by a few units in the last place.
+ *
  * float16 and bfloat16 chains (`mopt amp` models) fuse the same way: the kernel computes the
  * chain in float32 from the half inputs and rounds once at the fused output, where the nodes run
  * one by one round after each. (ONNX Runtime's CPU goes further on the same files: it runs the
@@ -51,10 +60,12 @@ typedef struct opt_fuse_view {
     opt_opset *opsets;    /* the original's opset imports plus OPT_FUSE_DOMAIN (array owned) */
     opt_node **own_nodes; /* the fused nodes (owned) */
     size_t n_own_nodes;
-    size_t n_bn, n_add, n_act; /* what was folded in */
+    size_t n_conv;             /* FusedConv nodes (the first n_conv of own_nodes) */
+    size_t n_bn, n_add, n_act; /* what was folded into them */
+    size_t n_gelu, n_gelu_bias; /* Gelu nodes, and how many took their bias Add */
 } opt_fuse_view;
 
-/* Fuses m's Conv chains. *out receives a view the caller frees with opt_fuse_view_free, or NULL
+/* Fuses m's Conv chains and Gelus. *out receives a view the caller frees with opt_fuse_view_free, or NULL
  * when nothing matched (plan m itself then). m is not modified. */
 opt_status opt_fuse(const opt_model *m, opt_fuse_view **out, opt_error *err);
 

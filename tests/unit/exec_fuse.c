@@ -2,7 +2,8 @@
  * tests/unit/exec_fuse.c — load-time fusion (libopt/exec/fuse.c) and the packed SGEMM behind it
  * (libopt/exec/cpu/sgemm.c): a fused Conv chain computes what the same nodes compute one by one
  * (opt_exec_opts.no_fuse), within KT_FUSE_REL; values that others read are never fused away;
- * results are bit-identical run after run and across thread counts.
+ * results are bit-identical run after run and across thread counts; the erf Gelu written out as
+ * five nodes (and its bias Add) becomes one node that computes what they compute.
  */
 #include "libopt/exec/cpu/nn.h"
 #include "tests/unit/kernels_util.h"
@@ -263,6 +264,131 @@ Test(fuse, results_are_bit_identical_across_runs_and_thread_counts)
     opt_array_free(&a), opt_array_free(&b), opt_array_free(&t2);
     free(x), free(z);
     opt_model_free(m);
+}
+
+/* ---- Gelu ------------------------------------------------------------------------------------ */
+
+typedef struct gelu_case {
+    int group;        /* 0: (a * x) * 0.5, 1: (a * 0.5) * x, 2: a * (x * 0.5) */
+    bool mul_form;    /* Mul(x, 1/sqrt 2) instead of Div(x, sqrt 2) */
+    bool bias;        /* x = Add(x0, B) */
+    int64_t blen;     /* B's length (rows' length or 1) */
+    float sqrt2;      /* the constant written for sqrt 2 (or its inverse in the Mul form) */
+    bool erf_out;     /* the Erf's output is also a graph output */
+    bool x_out;       /* x (the bias Add's output) is also a graph output */
+    int64_t last;     /* x0's last dim (131, or 1 to broadcast it against B) */
+} gelu_case;
+
+/* x0 [3, 97, last] (-> Add(B) -> x) -> the erf Gelu written out -> y. Rows of 131 values and more
+ * than 32K of them, so two threads split the work inside a row. */
+static opt_model *gelu_model(const gelu_case *c, kt_rng *r)
+{
+    opt_model *m = kt_model_empty(17, 8, "gelu");
+    opt_graph *g = m->graph;
+    int64_t xd[3] = {3, 97, c->last};
+    g->inputs = calloc(1, sizeof *g->inputs);
+    g->inputs[g->n_inputs++] = kt_vi("x0", OPT_DT_FLOAT, 3, xd);
+    float k = c->sqrt2, one = 1.0f, half = 0.5f;
+    kt_add_init(g, "k", NULL, 0, &k);
+    kt_add_init(g, "one", NULL, 0, &one);
+    kt_add_init(g, "half", NULL, 0, &half);
+    const char *x = "x0";
+    if (c->bias) {
+        float *b = kt_randf(r, (size_t)c->blen);
+        kt_add_init(g, "B", &c->blen, 1, b);
+        free(b);
+        kt_add_node(g, "Add", "bias", (const char *[]){"B", "x0"}, 2, "x");
+        x = "x";
+    }
+    kt_add_node(g, c->mul_form ? "Mul" : "Div", "scale", (const char *[]){x, "k"}, 2, "d");
+    kt_add_node(g, "Erf", "erf", (const char *[]){"d"}, 1, "e");
+    kt_add_node(g, "Add", "plus1", (const char *[]){"one", "e"}, 2, "a");
+    if (c->group == 0) {
+        kt_add_node(g, "Mul", "times_x", (const char *[]){x, "a"}, 2, "m");
+        kt_add_node(g, "Mul", "gelu", (const char *[]){"m", "half"}, 2, "y");
+    } else if (c->group == 1) {
+        kt_add_node(g, "Mul", "times_half", (const char *[]){"a", "half"}, 2, "m");
+        kt_add_node(g, "Mul", "gelu", (const char *[]){x, "m"}, 2, "y");
+    } else {
+        kt_add_node(g, "Mul", "half_x", (const char *[]){"half", x}, 2, "h");
+        kt_add_node(g, "Mul", "gelu", (const char *[]){"a", "h"}, 2, "y");
+    }
+    g->outputs = calloc(3, sizeof *g->outputs);
+    g->outputs[g->n_outputs++] = kt_vi("y", OPT_DT_FLOAT, -1, NULL);
+    if (c->erf_out) g->outputs[g->n_outputs++] = kt_vi("e", OPT_DT_FLOAT, -1, NULL);
+    if (c->x_out) g->outputs[g->n_outputs++] = kt_vi("x", OPT_DT_FLOAT, -1, NULL);
+    return m;
+}
+
+/* Runs m on x0 with fusion on or off; y receives the first output, ex the plan. */
+static void run_gelu(const opt_model *m, const float *x0, int64_t last, bool no_fuse, int threads, opt_array *y,
+                     char *ex, size_t elen)
+{
+    opt_exec_opts o = {.threads = threads, .no_fuse = no_fuse};
+    opt_exec *e = NULL;
+    opt_error err = {0};
+    cr_assert_eq(opt_exec_new(m, &o, &e, &err), OPT_OK, "load: %s", err.msg);
+    opt_array in = {OPT_DT_FLOAT, 3, {3, 97, last}, (void *)x0, (size_t)(3 * 97 * last) * sizeof(float)};
+    opt_array outs[3] = {{0}};
+    size_t n_out = opt_exec_n_outputs(e);
+    cr_assert_eq(opt_exec_run(e, &in, 1, outs, n_out, &err), OPT_OK, "run: %s", err.msg);
+    *y = outs[0];
+    for (size_t i = 1; i < n_out; i++) opt_array_free(&outs[i]);
+    if (ex) opt_exec_explain(e, ex, elen);
+    opt_exec_free(e);
+}
+
+/* Fused (when want_gelu; two threads) and unfused runs agree within 4e-7 of the output's scale; the plan
+ * reports want_gelu Gelus, want_bias of them with their bias (or nothing fused). */
+static void check_gelu(const gelu_case *c, int want_gelu, int want_bias, const char *what)
+{
+    kt_rng r = {0x5eed0100};
+    opt_model *m = gelu_model(c, &r);
+    size_t n = (size_t)(3 * 97 * c->last);
+    float *x0 = kt_randf(&r, n);
+    for (size_t i = 0; i < n; i++) x0[i] *= 4.0f; /* erf's whole range, both branches */
+    opt_array yf = {0}, yu = {0};
+    char ex[4096], want[96];
+    run_gelu(m, x0, c->last, false, 2, &yf, ex, sizeof ex);
+    run_gelu(m, x0, c->last, true, 1, &yu, NULL, 0);
+    if (want_gelu) snprintf(want, sizeof want, "%d Gelu (%d with their bias Add)", want_gelu, want_bias);
+    else snprintf(want, sizeof want, "fused at load: nothing");
+    cr_assert(strstr(ex, want), "%s: want '%s' in the plan:\n%s", what, want, ex);
+    cr_assert_eq(yf.nbytes, yu.nbytes, "%s", what);
+    double e = kt_max_rel(yf.data, yu.data, yf.nbytes / sizeof(float));
+    cr_assert_leq(e, 4e-7, "%s: fused and unfused differ by %g", what, e);
+    opt_array_free(&yf), opt_array_free(&yu);
+    free(x0);
+    opt_model_free(m);
+}
+
+Test(fuse, the_erf_gelu_written_out_becomes_one_node_in_every_form)
+{
+    const float s2 = 1.41421353816986083984375f, r2 = 0.707106769084930419921875f;
+    for (int grp = 0; grp < 3; grp++)
+        for (int mul = 0; mul < 2; mul++)
+            for (int bias = 0; bias < 2; bias++) {
+                gelu_case c = {.group = grp, .mul_form = mul, .bias = bias, .blen = 131, .sqrt2 = mul ? r2 : s2,
+                               .last = 131};
+                char what[64];
+                snprintf(what, sizeof what, "grouping %d, %s, bias %d", grp, mul ? "Mul" : "Div", bias);
+                check_gelu(&c, 1, bias, what);
+            }
+    gelu_case one = {.group = 0, .bias = true, .blen = 1, .sqrt2 = s2, .last = 131};
+    check_gelu(&one, 1, 1, "a bias of one value");
+    gelu_case wide = {.group = 1, .bias = true, .blen = 131, .sqrt2 = s2, .last = 1};
+    check_gelu(&wide, 1, 1, "x0's last dim of 1 broadcast against the bias");
+}
+
+Test(fuse, a_gelu_is_left_alone_when_a_constant_is_off_or_a_value_is_read_elsewhere)
+{
+    const float s2 = 1.41421353816986083984375f;
+    gelu_case off = {.group = 0, .sqrt2 = 1.4142f, .last = 131};
+    check_gelu(&off, 0, 0, "sqrt 2 written as 1.4142");
+    gelu_case seen = {.group = 1, .sqrt2 = s2, .erf_out = true, .last = 131};
+    check_gelu(&seen, 0, 0, "the Erf's output is a graph output");
+    gelu_case xo = {.group = 2, .bias = true, .blen = 131, .sqrt2 = s2, .x_out = true, .last = 131};
+    check_gelu(&xo, 1, 0, "x is a graph output: the Gelu fuses, its bias Add stays");
 }
 
 /* ---- the packed SGEMM on its own ------------------------------------------------------------- */

@@ -17,6 +17,7 @@
 #include "libopt/exec/cpu/convert.h"
 #include "libopt/exec/cpu/nn.h"
 #include "libopt/exec/cpu/vmath.h"
+#include "libopt/exec/fuse.h"
 
 #include <string.h>
 #include <tgmath.h>
@@ -288,6 +289,57 @@ static opt_status unary_run(opt_kctx *k, opt_error *err)
     OPT_TRY(opt_kctx_output_inplace(k, 0, 0, x->dtype, x->ndim, x->dims, err));
     j.y = k->out[0].data;
     par(k, opt_array_numel(x), ujob_run, &j);
+    return OPT_OK;
+}
+
+/* Gelu of the executor's domain, made at load by libopt/exec/fuse.c from the erf form written out
+ * as Div, Erf, Add, Mul, Mul: one input, it is the Gelu above; two, y = Gelu(x + B) with B a float32
+ * vector along x's last axis (the bias Add before the chain folded in), broadcast as Add does. */
+static NN_VEC void gelu_bias_f32(const float *x, const float *b, float *y, size_t n, size_t xs, size_t bs)
+{
+    for (size_t i = 0; i < n; i++) {
+        float v = x[i * xs] + b[i * bs];
+        y[i] = F_GELU_ERF(float);
+    }
+}
+
+typedef struct gbjob {
+    const float *x, *b;
+    float *y;
+    size_t cols, xs, bs; /* output row length; x and B strides along it (0: broadcast) */
+} gbjob;
+
+static void gelu_bias_run(void *ctx, size_t b, size_t e)
+{
+    const gbjob *j = ctx;
+    for (size_t i = b; i < e;) {
+        size_t r = i / j->cols, c = i % j->cols, n = j->cols - c < e - i ? j->cols - c : e - i;
+        gelu_bias_f32(j->x + (j->xs ? i : r), j->b + c * j->bs, j->y + i, n, j->xs, j->bs);
+        i += n;
+    }
+}
+
+static opt_status fused_gelu_run(opt_kctx *k, opt_error *err)
+{
+    if (k->n_in < 2 || !opt_kctx_has(k, 1)) return unary_run(k, err);
+    const opt_array *x = k->in[0], *b = k->in[1];
+    if (x->dtype != OPT_DT_FLOAT || b->dtype != OPT_DT_FLOAT || b->ndim != 1)
+        return opt_kerr(k, err, OPT_ERR_UNSUPPORTED, "bias Gelu of %s and %s", opt_dtype_short(x->dtype),
+                        opt_dtype_short(b->dtype));
+    int64_t cx = x->ndim ? x->dims[x->ndim - 1] : 1, L = b->dims[0];
+    if (cx != L && cx != 1 && L != 1)
+        return opt_kerr(k, err, OPT_ERR_INVALID, "bias of %lld values along a last axis of %lld", (long long)L,
+                        (long long)cx);
+    int64_t dims[OPT_MAX_DIMS];
+    int nd = x->ndim ? x->ndim : 1;
+    for (int i = 0; i < nd; i++) dims[i] = x->ndim ? x->dims[i] : 1;
+    dims[nd - 1] = cx > L ? cx : L;
+    if (cx == dims[nd - 1]) OPT_TRY(opt_kctx_output_inplace(k, 0, 0, OPT_DT_FLOAT, nd, dims, err));
+    else OPT_TRY(opt_kctx_output(k, 0, OPT_DT_FLOAT, nd, dims, err));
+    gbjob j = {.x = x->data, .b = b->data, .y = k->out[0].data, .cols = (size_t)dims[nd - 1],
+               .xs = cx == 1 && dims[nd - 1] > 1 ? 0 : 1, .bs = L == 1 ? 0 : 1};
+    if (j.cols == 0) return OPT_OK;
+    par(k, opt_array_numel(&k->out[0]), gelu_bias_run, &j);
     return OPT_OK;
 }
 
@@ -965,6 +1017,7 @@ const opt_kernel opt_kernels_elementwise[] = {
     K("Tanh", 1, FL, unary_run),
     K("Erf", 9, FL, unary_run),
     K("Gelu", 20, FL, unary_run),
+    {OPT_FUSE_DOMAIN, "Gelu", 1, INT_MAX, FL, 0, OPT_DEVICE_CPU, NULL, NULL, fused_gelu_run, NULL},
     K("Sqrt", 1, FL, unary_run),
     K("Exp", 1, FL, unary_run),
     K("Log", 1, FL, unary_run),
