@@ -547,12 +547,16 @@ Test(qlinearmatmul, batched_activation_operands_equal_the_integer_reference)
     qlmm_batched_case(clamp);
 }
 
+/* Many exact .5 ties, a length that leaves a partial last vector, and NaN (the zero point),
+ * infinities, huge, tiny and negative zero values. */
 Test(quantize_linear, per_tensor_loop_equals_the_onnx_formula)
 {
-    enum { n = 40000 };
+    enum { n = 40007 };
     static float x[n];
     kt_rng r = {3};
-    for (int i = 0; i < n; i++) x[i] = (float)kt_int(&r, -4000, 4000) * 0.0625f; /* many exact .5 ties */
+    for (int i = 0; i < n; i++) x[i] = (float)kt_int(&r, -4000, 4000) * 0.0625f;
+    const float odd[] = {NAN, INFINITY, -INFINITY, 3e38f, -3e38f, 1e-30f, -1e-30f, -0.0f, 1e9f};
+    for (int i = 0; i < (int)(sizeof odd / sizeof odd[0]); i++) x[100 + 37 * i] = x[n - 1 - i] = odd[i];
     float s = 0.125f;
     for (int sg = 0; sg < 2; sg++) {
         uint8_t zu = 100;
@@ -567,7 +571,7 @@ Test(quantize_linear, per_tensor_loop_equals_the_onnx_formula)
         opt_array y = {0};
         kt_run(m, 2, in, 3, &y, 1);
         for (int i = 0; i < n; i++) {
-            float v = nearbyintf(x[i] / s) + (sg ? zs : zu);
+            float q = x[i] / s, v = (q == q ? nearbyintf(q) : 0.0f) + (sg ? zs : zu);
             float lo = sg ? -128 : 0, hi = sg ? 127 : 255;
             v = v < lo ? lo : v > hi ? hi : v;
             int got = sg ? ((int8_t *)y.data)[i] : ((uint8_t *)y.data)[i];
