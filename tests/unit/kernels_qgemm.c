@@ -495,23 +495,26 @@ Test(qlinearmatmul, int8_a_and_uint8_b_with_per_column_zero_points_equal_the_int
 }
 
 /* Both operands activations, B batched and broadcast (attention's Q x K^T): each batch's
- * matrices go through the integer GEMM with B packed at run time. A [2,3,M,K] int8, B [1,3,K,N]
- * uint8 (broadcast along the first dim), per-tensor zero points. */
-static void qlmm_batched_case(const int32_t *clamp)
+ * matrices go through the integer GEMM with B packed at run time. A [2,3,M,K] int8 (copied with
+ * the sign flip and padded to 4) or uint8 with K a multiple of 4 (read in place, its row sums
+ * taken there), B [1,3,K,N] uint8 (broadcast along the first dim), per-tensor zero points. */
+static void qlmm_batched_case(const int32_t *clamp, bool a_u8)
 {
     kt_rng r = {17};
-    enum { D0 = 2, D1 = 3, M = 9, K = 21, N = 35 };
-    static int8_t a[D0 * D1 * M * K];
-    static uint8_t b[D1 * K * N];
-    for (size_t i = 0; i < sizeof a; i++) a[i] = (int8_t)kt_int(&r, -128, 127);
+    enum { D0 = 2, D1 = 3, M = 9, KMAX = 24, N = 35 };
+    const int K = a_u8 ? 24 : 21;
+    static uint8_t a[D0 * D1 * M * KMAX];
+    static uint8_t b[D1 * KMAX * N];
+    for (size_t i = 0; i < sizeof a; i++) a[i] = (uint8_t)kt_int(&r, 0, 255);
     for (size_t i = 0; i < sizeof b; i++) b[i] = (uint8_t)kt_int(&r, 0, 255);
-    int8_t az = -3;
+    uint8_t az = a_u8 ? 130 : (uint8_t)(int8_t)-3;
     uint8_t bz = 121, yz = 100;
     float as = 0.02f, bs = 0.004f, ys = 0.25f;
+    int adt = a_u8 ? OPT_DT_UINT8 : OPT_DT_INT8;
     kt_operand in[8] = {
-        {"a", OPT_DT_INT8, 4, {D0, D1, M, K}, a, false},
+        {"a", adt, 4, {D0, D1, M, K}, a, false},
         {"as", OPT_DT_FLOAT, 0, {0}, &as, true},
-        {"az", OPT_DT_INT8, 0, {0}, &az, true},
+        {"az", adt, 0, {0}, &az, true},
         {"b", OPT_DT_UINT8, 4, {1, D1, K, N}, b, false},
         {"bs", OPT_DT_FLOAT, 0, {0}, &bs, true},
         {"bz", OPT_DT_UINT8, 0, {0}, &bz, true},
@@ -526,15 +529,18 @@ static void qlmm_batched_case(const int32_t *clamp)
     kt_run(m, 2, in, 8, &y, 1);
     cr_assert(y.ndim == 4 && y.dims[0] == D0 && y.dims[1] == D1 && y.dims[2] == M && y.dims[3] == N);
     const uint8_t *yv = y.data;
+    int32_t azv = a_u8 ? az : (int8_t)az;
     for (int t = 0; t < D0 * D1; t++)
         for (int i = 0; i < M; i++)
             for (int n = 0; n < N; n++) {
                 int32_t acc = 0;
-                for (int k = 0; k < K; k++)
-                    acc += (a[(t * M + i) * K + k] - az) * (b[((t % D1) * K + k) * N + n] - bz);
+                for (int k = 0; k < K; k++) {
+                    uint8_t av = a[(t * M + i) * K + k];
+                    acc += ((a_u8 ? av : (int8_t)av) - azv) * (b[((t % D1) * K + k) * N + n] - bz);
+                }
                 uint8_t want = (uint8_t)ort_requant(acc, as * bs / ys, yz, lo, hi);
-                cr_assert_eq(yv[(t * M + i) * N + n], want, "batch %d: y[%d,%d] = %d, want %d", t, i, n,
-                             yv[(t * M + i) * N + n], want);
+                cr_assert_eq(yv[(t * M + i) * N + n], want, "%s A, batch %d: y[%d,%d] = %d, want %d",
+                             a_u8 ? "uint8" : "int8", t, i, n, yv[(t * M + i) * N + n], want);
             }
     opt_array_free(&y);
     opt_model_free(m);
@@ -542,9 +548,11 @@ static void qlmm_batched_case(const int32_t *clamp)
 
 Test(qlinearmatmul, batched_activation_operands_equal_the_integer_reference)
 {
-    qlmm_batched_case(NULL);
     const int32_t clamp[2] = {90, 200};
-    qlmm_batched_case(clamp);
+    for (int u8 = 0; u8 < 2; u8++) {
+        qlmm_batched_case(NULL, u8);
+        qlmm_batched_case(clamp, u8);
+    }
 }
 
 /* Many exact .5 ties, a length that leaves a partial last vector, and NaN (the zero point),

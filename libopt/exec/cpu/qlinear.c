@@ -139,6 +139,42 @@ nn_qweights *nn_qweights_conv(const opt_array *w, const opt_array *wz)
     return q;
 }
 
+/* sum[n] += the int8 value of (src[k][n] ^ flip) over K rows of N bytes (B's column sums). */
+static NN_VEC void colsum_i8(const uint8_t *restrict src, int64_t K, int64_t N, uint8_t flip, int32_t *restrict sum)
+{
+    for (int64_t k = 0; k < K; k++)
+        for (int64_t n = 0; n < N; n++) sum[n] += (int8_t)(src[k * N + n] ^ flip);
+}
+
+/* The sum of n bytes as unsigned values. */
+static NN_VEC int32_t bytesum_u8(const uint8_t *restrict s, int64_t n)
+{
+    int32_t t = 0;
+    for (int64_t i = 0; i < n; i++) t += s[i];
+    return t;
+}
+
+/* d[i] = s[i] ^ flip for i < n. */
+static NN_VEC void copy_xor(const uint8_t *restrict s, uint8_t *restrict d, int64_t n, uint8_t flip)
+{
+    for (int64_t i = 0; i < n; i++) d[i] = s[i] ^ flip;
+}
+
+/* The GEMM's S from rows of K bytes at x: into xs (rows of Kp bytes, each byte ^ flip, zero
+ * padded) when xs is set, and the row sums of what S holds into rsum when that is set. */
+static void s_rows(const uint8_t *x, int64_t rows, int64_t K, int64_t Kp, uint8_t flip, uint8_t *xs, int32_t *rsum)
+{
+    for (int64_t i = 0; i < rows && (xs || rsum); i++) {
+        const uint8_t *r = x + i * K;
+        if (xs) {
+            copy_xor(r, xs + i * Kp, K, flip);
+            memset(xs + i * Kp + K, 0, (size_t)(Kp - K));
+            r = xs + i * Kp;
+        }
+        if (rsum) rsum[i] = bytesum_u8(r, K);
+    }
+}
+
 nn_qweights *nn_qweights_matmul(const opt_array *b, const opt_array *bz)
 {
     if (!is8(b) || b->ndim != 2 || b->dims[0] < 1 || b->dims[1] < 1) return NULL;
@@ -147,9 +183,7 @@ nn_qweights *nn_qweights_matmul(const opt_array *b, const opt_array *bz)
     if (!q) return NULL;
     uint8_t flip = b->dtype == OPT_DT_UINT8 ? 0x80 : 0;
     nn_qpack(b->data, N, K, N, flip, q->w);
-    const uint8_t *src = b->data;
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t n = 0; n < N; n++) q->sum[n] += (int8_t)(src[k * N + n] ^ flip);
+    colsum_i8(b->data, K, N, flip, q->sum);
     qw_zp(q, b, bz);
     return q;
 }
@@ -486,13 +520,13 @@ static void qhwc_transpose(void *ctx, size_t b, size_t e)
 }
 
 /* The few-images Gemm-as-conv: y[n][m] over S = x's image rows (copied when they need the
- * sign flip, padding to 4 bytes or row sums) and V = pw->vt. */
+ * sign flip or padding to 4 bytes; row sums read in place) and V = pw->vt. */
 static opt_status qconv_rows(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, int64_t K, int64_t M,
                              uint8_t flip, const int32_t *rbias, const int32_t *negzp, const float *rmul,
                              opt_error *err)
 {
     int64_t N = o->x->dims[0], Kp = pw->Kp;
-    bool copy = flip || Kp != K || pw->any_zp;
+    bool copy = flip || Kp != K;
     uint8_t *xs = copy ? malloc((size_t)(N * Kp) + 1) : NULL;
     int32_t *rsum = pw->any_zp ? malloc((size_t)N * sizeof *rsum + 1) : NULL;
     if ((copy && !xs) || (pw->any_zp && !rsum)) {
@@ -501,17 +535,7 @@ static opt_status qconv_rows(opt_kctx *k, const nn_qop *o, const nn_qweights *pw
         return opt_kerr(k, err, OPT_ERR_NOMEM, "out of memory");
     }
     const uint8_t *x = o->x->data;
-    if (copy)
-        for (int64_t i = 0; i < N; i++) {
-            uint8_t *d = xs + i * Kp;
-            int32_t s = 0;
-            for (int64_t q = 0; q < K; q++) {
-                d[q] = x[i * K + q] ^ flip;
-                s += d[q];
-            }
-            memset(d + K, 0, (size_t)(Kp - K));
-            if (rsum) rsum[i] = s;
-        }
+    s_rows(x, N, K, Kp, flip, xs, rsum);
     nn_qepi ep = {.cbias = rbias, .rfac = rsum, .cfac = rsum ? negzp : NULL, .cmul = o->ys ? rmul : NULL,
                   .zp = ival(o->yz, 0), .out_dt = o->y->dtype, .clamp = o->yclamp, .lo = o->ylo, .hi = o->yhi};
     nn_qgemm_args a = {.M = N, .N = M, .K = K, .s_unsigned = true, .s = copy ? xs : x, .lds = copy ? Kp : K,
@@ -662,7 +686,7 @@ opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_e
     uint8_t flip = A->dtype == OPT_DT_INT8 ? 0x80 : 0;
     int32_t az = ival(o->xz, 0) + (flip ? 128 : 0);
     int64_t Kp = pw->Kp;
-    bool copy = flip || Kp != K || pw->any_zp;
+    bool copy = flip || Kp != K;
     uint8_t *as = copy ? malloc((size_t)(rows * Kp) + 1) : NULL;
     int32_t *rsum = pw->any_zp ? malloc((size_t)rows * sizeof *rsum + 1) : NULL;
     int32_t *cbias = malloc((size_t)N * sizeof *cbias), *cfac = malloc((size_t)N * sizeof *cfac);
@@ -673,17 +697,7 @@ opt_status nn_qmatmul(opt_kctx *k, const nn_qop *o, const nn_qweights *pw, opt_e
         goto done;
     }
     const uint8_t *a = A->data;
-    if (copy)
-        for (int64_t i = 0; i < rows; i++) {
-            uint8_t *d = as + i * Kp;
-            int32_t s = 0;
-            for (int64_t q = 0; q < K; q++) {
-                d[q] = a[i * K + q] ^ flip;
-                s += d[q];
-            }
-            memset(d + K, 0, (size_t)(Kp - K));
-            if (rsum) rsum[i] = s;
-        }
+    s_rows(a, rows, K, Kp, flip, as, rsum);
     for (int64_t n = 0; n < N; n++) {
         uint32_t v = 0u - (uint32_t)az * (uint32_t)pw->sum[n];
         v += (uint32_t)K * (uint32_t)az * (uint32_t)pw->zp[n];
