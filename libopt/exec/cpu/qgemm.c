@@ -140,12 +140,13 @@ static void tile_c(bool su, int mr, int nc, const uint8_t *const *s, const uint8
 }
 
 #if QG_X86
-/* The epilogue of a tile written straight from its accumulators, when it is simple (per-row or
- * per-tensor multiplier, row bias only, 8-bit output, the tile's columns inside one image):
- * row r goes to dst + r * ldo. */
+/* The epilogue of a tile written straight from its accumulators (8-bit output, the tile's
+ * columns inside one image): row r goes to dst + r * ldo. Row arrays start at the tile's first
+ * row, column arrays at its first column; NULL: the term is absent. */
 typedef struct qg_fuse {
-    const int32_t *rbias; /* NULL: none */
-    const float *rmul;    /* NULL: mul */
+    const int32_t *rbias, *cbias;
+    const int32_t *rfac, *cfac; /* both or neither */
+    const float *rmul, *cmul;   /* at most one; neither: mul */
     float mul;
     int32_t zp, lo, hi;
     uint8_t *dst;
@@ -187,15 +188,20 @@ tile_vnni_mr(const int mr, const int nv, const bool su, const uint8_t *const *s,
     const __m512i zp = _mm512_set1_epi32(fz->zp);
     int rest = nc - 16 * (nv - 1);
     __mmask16 last = rest >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << rest) - 1);
-#pragma GCC unroll 8
-    for (int r = 0; r < mr; r++) {
-        __m512i rb = _mm512_set1_epi32(fz->rbias ? fz->rbias[r] : 0);
-        __m512 m = _mm512_set1_ps(fz->rmul ? fz->rmul[r] : fz->mul);
-        uint8_t *d = fz->dst + r * fz->ldo;
+    /* the same sum and requantisation as epi_row_avx512, column vector by column vector */
 #pragma GCC unroll 3
-        for (int c = 0; c < nv; c++) {
-            __m512i q8 = nn_qrequant16(_mm512_add_epi32(acc[r][c], rb), m, flo, fhi, zp);
-            _mm512_mask_cvtepi32_storeu_epi8(d + 16 * c, c == nv - 1 ? last : (__mmask16)0xffff, q8);
+    for (int c = 0; c < nv; c++) {
+        __mmask16 k = c == nv - 1 ? last : (__mmask16)0xffff;
+        __m512i cb = fz->cbias ? _mm512_maskz_loadu_epi32(k, fz->cbias + 16 * c) : _mm512_setzero_si512();
+        __m512i cf = fz->cfac ? _mm512_maskz_loadu_epi32(k, fz->cfac + 16 * c) : _mm512_setzero_si512();
+        __m512 cm = fz->cmul ? _mm512_maskz_loadu_ps(k, fz->cmul + 16 * c) : _mm512_set1_ps(fz->mul);
+#pragma GCC unroll 8
+        for (int r = 0; r < mr; r++) {
+            __m512i v = _mm512_add_epi32(acc[r][c], cb);
+            if (fz->rbias) v = _mm512_add_epi32(v, _mm512_set1_epi32(fz->rbias[r]));
+            if (fz->cfac) v = _mm512_add_epi32(v, _mm512_mullo_epi32(_mm512_set1_epi32(fz->rfac[r]), cf));
+            __m512 m = fz->rmul ? _mm512_set1_ps(fz->rmul[r]) : cm;
+            _mm512_mask_cvtepi32_storeu_epi8(fz->dst + r * fz->ldo + 16 * c, k, nn_qrequant16(v, m, flo, fhi, zp));
         }
     }
 }
@@ -436,10 +442,11 @@ static void qg_chunk(void *ctx, size_t begin, size_t end)
 #if QG_X86
         /* the epilogue inside the tile kernel when it can be (qg_fuse) */
         const nn_qepi *ep = a->ep;
-        bool fuse = jb->isa == NN_QISA_VNNI && ep->out_dt != OPT_DT_INT32 && !ep->cbias && !ep->rfac && !ep->cmul &&
-                    j0 / a->P == (j0 + nc - 1) / a->P;
+        bool fuse = jb->isa == NN_QISA_VNNI && ep->out_dt != OPT_DT_INT32 && j0 / a->P == (j0 + nc - 1) / a->P;
         qg_vnni_fn fn = fuse ? tile_vnni_pick(a->s_unsigned, (int)nc) : NULL;
-        qg_fuse fz = {.mul = ep->mul, .zp = ep->zp, .ldo = a->ldo};
+        const int32_t *cfac = a->pack_colsum ? colsum : ep->cfac ? ep->cfac + j0 : NULL;
+        qg_fuse fz = {.cbias = ep->cbias ? ep->cbias + j0 : NULL, .cfac = ep->rfac ? cfac : NULL,
+                      .cmul = ep->cmul ? ep->cmul + j0 : NULL, .mul = ep->mul, .zp = ep->zp, .ldo = a->ldo};
         nn_qrange(ep->out_dt, ep->clamp, ep->lo, ep->hi, &fz.lo, &fz.hi);
 #endif
         for (int64_t rb = rb0; rb < rb1; rb++) {
@@ -450,6 +457,7 @@ static void qg_chunk(void *ctx, size_t begin, size_t end)
 #if QG_X86
             if (fuse) {
                 fz.rbias = ep->rbias ? ep->rbias + i0 : NULL;
+                fz.rfac = fz.cfac ? ep->rfac + i0 : NULL;
                 fz.rmul = ep->rmul ? ep->rmul + i0 : NULL;
                 fz.dst = (uint8_t *)a->out + (j0 / a->P) * a->img_stride + i0 * a->ldo + j0 % a->P;
                 fn(mr, s, panel, kq, tile, &fz, (int)nc);
