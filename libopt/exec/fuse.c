@@ -101,6 +101,24 @@ static opt_status copy_attrs(const opt_node *n, opt_node *d, opt_error *err)
     return OPT_OK;
 }
 
+/* A new node of OPT_FUSE_DOMAIN (op, name, inputs ins[n_in], one output out), owned by v. */
+static opt_status own_node(opt_fuse_view *v, const char *op, const char *name, const char *const *ins, size_t n_in,
+                           const char *out, opt_node **made, opt_error *err)
+{
+    opt_node *n = opt_node_make(op, name, ins, n_in, &out, 1);
+    if (!n) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_node **p = realloc(v->own_nodes, (v->n_own_nodes + 1) * sizeof *p);
+    if (!p) {
+        opt_node_free(n);
+        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    }
+    v->own_nodes = p;
+    p[v->n_own_nodes++] = n;
+    *made = n;
+    n->domain = opt_strdup(OPT_FUSE_DOMAIN);
+    return n->domain ? OPT_OK : opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+}
+
 /* Tries to fuse the chain that starts at Conv node ci; *made receives the fused node or NULL. */
 static opt_status fuse_conv(fz *f, opt_fuse_view *v, size_t ci, opt_error *err)
 {
@@ -158,17 +176,8 @@ static opt_status fuse_conv(fz *f, opt_fuse_view *v, size_t ci, opt_error *err)
     const char *ins[8] = {conv->inputs[0], conv->inputs[1], has_b ? conv->inputs[2] : "",
                           bnn ? bnn->inputs[1] : "", bnn ? bnn->inputs[2] : "",
                           bnn ? bnn->inputs[3] : "", bnn ? bnn->inputs[4] : "", z ? z : ""};
-    opt_node *n = opt_node_make("FusedConv", conv->name, ins, z ? 8 : 7, &cur, 1);
-    if (!n) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    opt_node **p = realloc(v->own_nodes, (v->n_own_nodes + 1) * sizeof *p);
-    if (!p) {
-        opt_node_free(n);
-        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    }
-    v->own_nodes = p;
-    p[v->n_own_nodes++] = n;
-    n->domain = opt_strdup(OPT_FUSE_DOMAIN);
-    if (!n->domain) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_node *n;
+    OPT_TRY(own_node(v, "FusedConv", conv->name, ins, z ? 8 : 7, cur, &n, err));
     OPT_TRY(copy_attrs(conv, n, err));
     if (bnn) {
         OPT_TRY(opt_node_set_attr_float(n, "epsilon", opt_node_attr_float(bnn, "epsilon", 1e-5f), err));
@@ -298,17 +307,8 @@ static opt_status fuse_gelu(fz *f, opt_fuse_view *v, size_t di, opt_error *err)
         if (side == 1) bias = -1;
     }
 
-    opt_node *n = opt_node_make("Gelu", f->g->nodes[m2 >= 0 ? m2 : m1]->name, ins, bias >= 0 ? 2 : 1, &y, 1);
-    if (!n) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    opt_node **own = realloc(v->own_nodes, (v->n_own_nodes + 1) * sizeof *own);
-    if (!own) {
-        opt_node_free(n);
-        return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
-    }
-    v->own_nodes = own;
-    own[v->n_own_nodes++] = n;
-    n->domain = opt_strdup(OPT_FUSE_DOMAIN);
-    if (!n->domain) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
+    opt_node *n;
+    OPT_TRY(own_node(v, "Gelu", f->g->nodes[m2 >= 0 ? m2 : m1]->name, ins, bias >= 0 ? 2 : 1, y, &n, err));
     v->n_gelu++;
     if (bias >= 0) v->n_gelu_bias++;
     /* The fused node takes the place of the chain's last node, which every reader of y follows. */
