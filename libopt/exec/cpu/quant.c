@@ -200,13 +200,15 @@ static __attribute__((target("avx512f"))) void quantize_f32_u8_avx512(const floa
     }
 }
 
-static bool quant_has_avx512(void)
+/* Whether this CPU runs AVX-512F, BW and VL (the QuantizeLinear and QLinearAdd loops), asked once. */
+static bool has_avx512(void)
 {
     static int has = -1;
     int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
     if (h < 0) {
         __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f");
+        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+            __builtin_cpu_supports("avx512vl");
         __atomic_store_n(&has, h, __ATOMIC_RELAXED);
     }
     return h;
@@ -235,7 +237,7 @@ static void qdq_chunk(void *ctx, size_t b, size_t e)
 {
     const qdq_job *j = ctx;
 #if QUANT_512
-    if (j->quantize && quant_has_avx512()) {
+    if (j->quantize && has_avx512()) {
         quantize_f32_u8_avx512((const float *)j->x + b, e - b, j->s, j->zp, j->lo, j->hi, (uint8_t *)j->y + b);
         return;
     }
@@ -920,20 +922,6 @@ qadd_avx512(const qadd_job *j, const uint8_t *a, const uint8_t *b, uint8_t *y, u
 #define QADD_512 0
 #endif
 
-#if QADD_512
-static bool qadd_has_avx512(void)
-{
-    static int has = -1;
-    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-            __builtin_cpu_supports("avx512vl");
-        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
-    }
-    return h;
-}
-#endif
 
 static void qadd_run_fn(void *ctx, const int64_t *in, const int64_t *st, uint64_t out, uint64_t len)
 {
@@ -982,7 +970,7 @@ static opt_status qadd_run(opt_kctx *k, opt_error *err)
     /* qadd_avx512's division by multiply-adds is exact for scales within [2^-40, 2^40] */
     const float smin = 0x1p-40f, smax = 0x1p40f;
     j.vec512 = fabsf(j.as) >= smin && fabsf(j.as) <= smax && fabsf(j.bs) >= smin && fabsf(j.bs) <= smax &&
-               fabsf(j.cs) >= smin && fabsf(j.cs) <= smax && qadd_has_avx512();
+               fabsf(j.cs) >= smin && fabsf(j.cs) <= smax && has_avx512();
 #endif
     if (nn_threads(k) > 1 && bc.numel >= 32768)
         opt_parallel_for(k, (size_t)bc.numel, qadd_chunk, &j);
