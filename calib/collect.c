@@ -28,7 +28,9 @@
  *
  * After batch 0 a batch runs in pieces of `chunk` samples (the same pieces whatever the thread
  * count), small enough that a node's output is still in the core's cache when the next node
- * reads it. That assumes the model treats samples independently, as inference graphs do: a
+ * reads it (not for big models: their executor reads the weights in place and packs them per
+ * run, opt_exec_opts.no_prepack, which a piece would repeat; BERT-base's weights are 340 MB of
+ * fresh pages packed at load, more time than 16 sequences' forward passes on 2 cores). That assumes the model treats samples independently, as inference graphs do: a
  * tensor whose size does not follow a piece's sample count (a value computed from the batch as
  * a whole, e.g. a mean over the batch axis), or a piece that fails to run (a Reshape to a fixed
  * batch size), starts the collection again from the start with whole batches.
@@ -103,7 +105,8 @@ static opt_status check_inputs(opt_exec *e, const opt_feed *f, input_info *in, s
 #define MIN_RANGE 0x1p-100
 /* Models with this many bytes of weights (default of opt_collect_opts.shared_above) run on one
  * executor with all the threads inside it: an executor per thread would hold a packed copy of
- * the weights each (BERT-base: 435 MB, of 1.99 GB peak at 2 threads; 1.21 GB shared). */
+ * the weights each (BERT-base: 435 MB, of 1.99 GB peak at 2 threads; 1.21 GB shared). That
+ * executor packs no copy at all (no_prepack) and runs whole batches. */
 #define BIG_WEIGHTS (64u << 20)
 /* Pieces whose largest activation takes about half of a core's L2 cache. */
 #define CHUNK_BYTES (512 * 1024)
@@ -161,6 +164,7 @@ struct par {
     size_t bs;
     int nw;                /* workers, each an executor running whole batches */
     int intra;             /* threads inside each executor (1, or all of them for one worker) */
+    bool big;              /* at least shared_above bytes of weights */
     worker *w;
     ref *refs;             /* thread 0's tensors after batch 0 */
     size_t n_refs;
@@ -412,7 +416,8 @@ static void run_batch(worker *w)
  * that runs the graph, one node after another). */
 static opt_status plan_worker(par *p, worker *w, opt_error *err)
 {
-    opt_exec_opts eo = {.threads = p->intra, .observe = observe_cb, .observe_ctx = w};
+    opt_exec_opts eo = {.threads = p->intra, .observe = observe_cb, .observe_ctx = w,
+                        .no_prepack = p->big};
     return opt_exec_new(p->m, &eo, &w->e, err);
 }
 
@@ -646,11 +651,14 @@ opt_status opt_calib_collect_feed(const opt_model *m, const opt_feed *f, const o
     }
     size_t bs = o->batch ? o->batch : 64;
     int nw = o->threads > 0 ? o->threads : cpu_count(), intra = 1;
-    if (nw > 1 && weight_bytes(m) >= (o->shared_above ? o->shared_above : BIG_WEIGHTS)) intra = nw, nw = 1;
+    bool big = weight_bytes(m) >= (o->shared_above ? o->shared_above : BIG_WEIGHTS);
+    if (nw > 1 && big) intra = nw, nw = 1;
     opt_status s = OPT_OK;
-    for (int attempt = 0; attempt < 2; attempt++) {
+    /* A big model's batches run whole: its executor packs the weights in every run (no_prepack),
+     * and each piece would pack them again. */
+    for (int attempt = big ? 1 : 0; attempt < 2; attempt++) {
         par p = {.m = m, .f = f, .st = st, .only = &only, .filter = filter, .o = o, .bs = bs,
-                 .nw = nw, .intra = intra};
+                 .nw = nw, .intra = intra, .big = big};
         bool restart = false;
         s = collect_pass(&p, attempt == 0, &restart, err);
         if (s != OPT_OK || !restart) break;

@@ -44,7 +44,8 @@ void opt_array_free(opt_array *a)
     a->nbytes = 0;
 }
 
-opt_status opt_array_from_tensor(const opt_tensor *t, opt_array *a, opt_error *err)
+/* Checks t and fills a's dtype and dims (no data). */
+static opt_status array_head(const opt_tensor *t, opt_array *a, opt_error *err)
 {
     const char *nm = t->name ? t->name : "";
     memset(a, 0, sizeof *a);
@@ -61,6 +62,32 @@ opt_status opt_array_from_tensor(const opt_tensor *t, opt_array *a, opt_error *e
     a->dtype = dt;
     a->ndim = (int)t->n_dims;
     for (size_t i = 0; i < t->n_dims; i++) a->dims[i] = t->dims[i];
+    return OPT_OK;
+}
+
+opt_status opt_array_view_tensor(const opt_tensor *t, opt_array *a, bool *borrowed, opt_error *err)
+{
+    *borrowed = false;
+    OPT_TRY(array_head(t, a, err));
+    uint64_t n = opt_array_numel(a), bytes;
+    size_t len = 0;
+    const void *p = opt_tensor_data(t, &len);
+    /* raw_data, or a typed field of the dtype's own width; 16-byte aligned (libc's malloc, which
+     * protobuf-c's unpacking uses) so that every kernel may read it as its element type. */
+    if (p && len && opt_dtype_raw_bytes(a->dtype, n, &bytes) && bytes == len && (uintptr_t)p % 16 == 0) {
+        a->data = (void *)p;
+        a->nbytes = len;
+        *borrowed = true;
+        return OPT_OK;
+    }
+    return opt_array_from_tensor(t, a, err);
+}
+
+opt_status opt_array_from_tensor(const opt_tensor *t, opt_array *a, opt_error *err)
+{
+    const char *nm = t->name ? t->name : "";
+    OPT_TRY(array_head(t, a, err));
+    int dt = a->dtype;
     if (!opt_array_alloc(a))
         return opt_error_set(err, OPT_ERR_NOMEM, "tensor '%s': out of memory", nm);
     uint64_t n = 0;

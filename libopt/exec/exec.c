@@ -45,7 +45,9 @@ typedef struct evalue {
     const char *name;
     int kind;
     int dtype;
-    opt_array arr;   /* V_CONST: owned data; otherwise the current run's view */
+    opt_array arr;   /* V_CONST: owned data (or the model's, if borrowed); otherwise the
+                      * current run's view */
+    bool borrowed;   /* V_CONST whose data is the initializer's own bytes (not freed here) */
     ebuf *buf;       /* V_ACT while live */
     int uses;        /* readers (input slots) + 1 per graph output slot */
     int left;        /* uses left in the current run */
@@ -437,6 +439,14 @@ static opt_status run_node(opt_exec *e, size_t i, opt_error *err)
     return OPT_OK;
 }
 
+/* Drops a constant's data (freed unless it is the model's). */
+static void const_free(evalue *v)
+{
+    if (v->borrowed) memset(&v->arr, 0, sizeof v->arr);
+    else opt_array_free(&v->arr);
+    v->borrowed = false;
+}
+
 /* Turns the outputs of node i (just run at load) into owned constants. */
 static opt_status freeze_outputs(opt_exec *e, size_t i, opt_error *err)
 {
@@ -451,6 +461,7 @@ static opt_status freeze_outputs(opt_exec *e, size_t i, opt_error *err)
         v->buf = NULL;
         v->arr.data = copy;
         v->kind = V_CONST;
+        v->borrowed = false;
     }
     return OPT_OK;
 }
@@ -483,6 +494,12 @@ static size_t required_inputs(const opt_node *n)
     return 1;
 }
 
+/* The no_prepack option of the executor whose plan() runs on this thread (prepare() has no
+ * handle on the executor). */
+static __thread bool planning_no_prepack;
+
+bool opt_prepare_packs_weights(void) { return !planning_no_prepack; }
+
 static opt_status plan(opt_exec *e, opt_error *err)
 {
     const opt_model *m = e->m;
@@ -504,8 +521,10 @@ static opt_status plan(opt_exec *e, opt_error *err)
         size_t v = value_of(e, t->name);
         if (v == NO_VALUE) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         evalue *ev = &e->vals[v];
-        opt_array_free(&ev->arr);
-        OPT_TRY(opt_array_from_tensor(t, &ev->arr, err));
+        const_free(ev);
+        /* Read in place: the model outlives the executor, and a copy of every weight (BERT-base:
+         * 435 MB of fresh pages) cost more than planning the rest. */
+        OPT_TRY(opt_array_view_tensor(t, &ev->arr, &ev->borrowed, err));
         ev->kind = V_CONST;
         ev->dtype = t->data_type;
     }
@@ -523,7 +542,7 @@ static opt_status plan(opt_exec *e, opt_error *err)
                                "sparse initializer '%s' has the name of another initializer", t->name);
         else {
             evalue *ev = &e->vals[v];
-            opt_array_free(&ev->arr);
+            const_free(ev);
             if (!(st = opt_array_from_tensor(t, &ev->arr, err))) {
                 ev->kind = V_CONST;
                 ev->dtype = t->data_type;
@@ -783,7 +802,9 @@ opt_status opt_exec_new(const opt_model *m, const opt_exec_opts *opts, opt_exec 
         s = opt_fuse(e->m, &e->fused, err);
         if (e->fused) e->m = &e->fused->model;
     }
+    planning_no_prepack = e->o.no_prepack;
     if (s == OPT_OK) s = plan(e, err);
+    planning_no_prepack = false;
     if (s == OPT_OK) {
         e->pool = opt_tpool_new(e->threads);
         if (!e->pool) s = opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -812,7 +833,7 @@ void opt_exec_free(opt_exec *e)
     }
     /* A node that failed while planning is counted in n_nodes too (it was added first). */
     for (size_t i = 0; i < e->n_vals; i++) {
-        if (e->vals[i].kind == V_CONST) opt_array_free(&e->vals[i].arr);
+        if (e->vals[i].kind == V_CONST) const_free(&e->vals[i]);
         else if (e->vals[i].buf) pool_put(e, e->vals[i].buf);
     }
     pool_clear(e);

@@ -44,6 +44,10 @@ bool opt_array_alloc(opt_array *a);
 void opt_array_free(opt_array *a);
 /* Copies a tensor's data into a new array (caller frees with opt_array_free). */
 opt_status opt_array_from_tensor(const opt_tensor *t, opt_array *a, opt_error *err);
+/* Like opt_array_from_tensor, but points a->data at t's own bytes when they already have the
+ * array's layout and alignment (*borrowed true: t must outlive a, which must not be written or
+ * freed); copies otherwise (*borrowed false). */
+opt_status opt_array_view_tensor(const opt_tensor *t, opt_array *a, bool *borrowed, opt_error *err);
 
 /* Called after each node with every value it produced, in execution order. `a` is only valid
  * during the call. Used by calibration and by passes that look at activations. */
@@ -64,6 +68,10 @@ typedef struct opt_exec_opts {
     void *observe_ctx;
     size_t max_output_bytes;   /* 0: no limit; otherwise a node output larger than this fails
                                 * with OPT_ERR_LIMIT instead of being allocated (fuzzing) */
+    bool no_prepack;           /* read float32 MatMul/Gemm weights where they are and pack them
+                                * in every run, as activations are, instead of packing a copy at
+                                * load: saves start-up time and memory for a few runs of large
+                                * batches (calibration of big models), costs small runs time */
 } opt_exec_opts;
 
 typedef struct opt_exec opt_exec;

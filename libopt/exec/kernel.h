@@ -49,6 +49,7 @@ typedef struct opt_kernel {
      * *state. */
     opt_status (*prepare)(const opt_node *n, int opset, const opt_array *const *consts,
                           size_t n_in, void **state, opt_error *err);
+    /* (prepare() may ask opt_prepare_packs_weights() whether to pack weights at load.) */
     opt_status (*run)(opt_kctx *k, opt_error *err);
     void (*release)(void *state);
 } opt_kernel;
@@ -65,6 +66,10 @@ struct opt_kctx {
     void *exec;                 /* executor internals (NULL when a kernel is run outside one) */
     const int *out_dt;          /* planned dtype of each output (from infer), n_out entries */
 };
+
+/* Inside prepare(): false when the executor being planned was asked to leave weights unpacked
+ * (opt_exec_opts.no_prepack). */
+bool opt_prepare_packs_weights(void);
 
 /* Sets output i to dtype/dims and gives it a buffer (uninitialised, from the pool). */
 opt_status opt_kctx_output(opt_kctx *k, size_t i, int dtype, int ndim, const int64_t *dims,

@@ -169,6 +169,58 @@ Test(exec_planner, unsupported_dtype_fails_at_load_naming_opset_and_dtype)
     opt_model_free(m);
 }
 
+/* Initializers become constants without a copy when the tensor's bytes already have the array's
+ * layout and alignment (raw_data, a typed field of the dtype's width); otherwise they are copied:
+ * float16 carried one per int32, a misaligned buffer. A wrong size fails either way. */
+Test(exec_planner, initializers_are_read_in_place_when_their_layout_allows)
+{
+    opt_error err = {0};
+    float v[15];
+    for (int i = 0; i < 15; i++) v[i] = (float)i - 7.5f;
+    opt_tensor *t = opt_tensor_new();
+    t->name = opt_strdup("w");
+    cr_assert_eq(opt_tensor_set_dims(t, (int64_t[]){3, 5}, 2, &err), OPT_OK);
+    cr_assert_eq(opt_tensor_set_raw(t, OPT_DT_FLOAT, v, sizeof v, &err), OPT_OK);
+    opt_array a;
+    bool borrowed;
+    cr_assert_eq(opt_array_view_tensor(t, &a, &borrowed, &err), OPT_OK, "%s", err.msg);
+    cr_assert(borrowed && a.data == t->raw_data.data && a.nbytes == sizeof v, "raw_data is read in place");
+    cr_assert(a.dtype == OPT_DT_FLOAT && a.ndim == 2 && a.dims[0] == 3 && a.dims[1] == 5);
+
+    /* The same bytes one float off a 16-byte boundary: copied, equal. */
+    uint8_t *store = malloc(sizeof v + 16), *raw = t->raw_data.data;
+    size_t off = (16 - (uintptr_t)store % 16) % 16 + 4;
+    memcpy(store + off, v, sizeof v);
+    t->raw_data.data = store + off;
+    cr_assert_eq(opt_array_view_tensor(t, &a, &borrowed, &err), OPT_OK, "%s", err.msg);
+    cr_assert(!borrowed && a.data != store + off && memcmp(a.data, v, sizeof v) == 0, "misaligned: a copy");
+    opt_array_free(&a);
+
+    /* A wrong length: the error opt_array_from_tensor gives, nothing allocated. */
+    t->raw_data.len -= 4;
+    cr_assert_eq(opt_array_view_tensor(t, &a, &borrowed, &err), OPT_ERR_INVALID);
+    cr_assert(!borrowed && !a.data && strstr(err.msg, "'w'"), "%s", err.msg);
+    t->raw_data.len += 4;
+    t->raw_data.data = raw;
+    free(store);
+
+    /* float16 in int32_data: converted into a new array. */
+    opt_tensor *h = opt_tensor_new();
+    h->name = opt_strdup("h");
+    cr_assert_eq(opt_tensor_set_dims(h, (int64_t[]){4}, 1, &err), OPT_OK);
+    h->has_data_type = true;
+    h->data_type = OPT_DT_FLOAT16;
+    h->int32_data = malloc(4 * sizeof *h->int32_data);
+    h->n_int32_data = 4;
+    for (int i = 0; i < 4; i++) h->int32_data[i] = 0x3c00 + i; /* 1.0, then the next halves */
+    cr_assert_eq(opt_array_view_tensor(h, &a, &borrowed, &err), OPT_OK, "%s", err.msg);
+    cr_assert(!borrowed && a.nbytes == 8);
+    for (int i = 0; i < 4; i++) cr_assert_eq(((uint16_t *)a.data)[i], 0x3c00 + i);
+    opt_array_free(&a);
+    opt_tensor_free(h);
+    opt_tensor_free(t);
+}
+
 Test(exec_planner, constant_nodes_are_folded_at_load)
 {
     /* y = x + Constant(2.5) */

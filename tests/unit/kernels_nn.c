@@ -52,6 +52,60 @@ Test(matmul, batch_broadcasting_and_1d_operands_match_naive_loops)
     free(a), free(b);
 }
 
+/* Runs m's one input x with opts o; returns the output. */
+static opt_array run_opts(const opt_model *m, opt_exec_opts o, const opt_array *x)
+{
+    opt_exec *e = NULL;
+    opt_error err = {0};
+    cr_assert_eq(opt_exec_new(m, &o, &e, &err), OPT_OK, "load: %s", err.msg);
+    opt_array y = {0};
+    cr_assert_eq(opt_exec_run(e, x, 1, &y, 1, &err), OPT_OK, "run: %s", err.msg);
+    opt_exec_free(e);
+    return y;
+}
+
+/* no_prepack (calibration of big models): constant weights read where the model keeps them and
+ * packed in every run give the bits that weights packed at load give, for MatMul and for Gemm
+ * with and without transB (transposed weights are still packed at load), on 1 and 2 threads
+ * and over several column panels and row blocks. */
+Test(matmul, weights_packed_per_run_equal_weights_packed_at_load)
+{
+    const int64_t M = 45, K = 70, N = 100;
+    kt_rng r = {21};
+    float *a = kt_randf(&r, M * K), *b = kt_randf(&r, K * N);
+    opt_array x = {.dtype = OPT_DT_FLOAT, .ndim = 2, .dims = {M, K}, .data = a, .nbytes = M * K * 4};
+    for (int v = 0; v < 3; v++) {
+        bool tb = v == 2;
+        kt_operand in[2] = {
+            {"a", OPT_DT_FLOAT, 2, {M, K}, a, false},
+            {"b", OPT_DT_FLOAT, 2, {tb ? N : K, tb ? K : N}, b, true},
+        };
+        int odt = OPT_DT_FLOAT;
+        opt_model *m = kt_model(v == 0 ? "MatMul" : "Gemm", 13, in, 2, &odt, 1);
+        if (tb) kt_attr_int(m, "transB", 1);
+        opt_array y0 = run_opts(m, (opt_exec_opts){.threads = 1}, &x);
+        cr_assert(y0.ndim == 2 && y0.dims[0] == M && y0.dims[1] == N);
+        double worst = 0;
+        for (int64_t i = 0; i < M; i++)
+            for (int64_t j = 0; j < N; j++) {
+                double s = 0;
+                for (int64_t t = 0; t < K; t++) s += (double)a[i * K + t] * b[tb ? j * K + t : t * N + j];
+                double d = fabs(((float *)y0.data)[i * N + j] - s) / (fabs(s) + 1);
+                if (d > worst) worst = d;
+            }
+        cr_assert_leq(worst, KT_F32_REL, "variant %d", v);
+        for (int th = 1; th <= 2; th++) {
+            opt_array y1 = run_opts(m, (opt_exec_opts){.threads = th, .no_prepack = true}, &x);
+            cr_assert(y1.nbytes == y0.nbytes && memcmp(y1.data, y0.data, y0.nbytes) == 0,
+                      "variant %d, %d threads: packed per run differs from packed at load", v, th);
+            opt_array_free(&y1);
+        }
+        opt_array_free(&y0);
+        opt_model_free(m);
+    }
+    free(a), free(b);
+}
+
 Test(gemm, transposes_alpha_beta_and_column_bias_match_naive_loops)
 {
     kt_rng r = {12};

@@ -40,14 +40,16 @@ static opt_status mm_prepare(const opt_node *n, int opset, const opt_array *cons
         const float *v = nn_f32_in(consts[i], &s->c[i]);
         if (!v) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
     }
-    /* A constant 2-D B (weights) is packed once. Gemm's transB decides its layout. */
+    /* A constant 2-D B (weights) is packed once. Gemm's transB decides its layout. An executor
+     * with no_prepack packs row-major weights per run instead (a row copy per k); transposed
+     * ones, a gather of single floats per run, are still packed here. */
     if (n_in > 1 && consts[1] && consts[1]->ndim == 2 && nn_sgemm_fast()) {
         const float *b = s->c[1] ? s->c[1] : (const float *)consts[1]->data;
         bool gemm = strcmp(n->op_type, "Gemm") == 0;
         bool tb = gemm && opt_node_attr_int(n, "transB", 0) != 0;
         int64_t r = consts[1]->dims[0], c = consts[1]->dims[1];
         int64_t K = tb ? c : r, N = tb ? r : c;
-        if (K > 0 && N > 0) {
+        if (K > 0 && N > 0 && (tb || opt_prepare_packs_weights())) {
             s->pb = aligned_alloc(64, (nn_pack_b_floats(K, N) * sizeof *s->pb + 63) & ~(size_t)63);
             if (!s->pb) return opt_node_err(n, err, OPT_ERR_NOMEM, "out of memory");
             nn_pack_b(b, tb ? 1 : c, tb ? c : 1, K, 0, N, s->pb);
