@@ -233,7 +233,9 @@ static int load_exec(const run_opts *o, const char *path, opt_model **m, opt_exe
     t.in = path;
     int rc = tool_load(&t, NULL, m);
     if (rc) return rc;
-    opt_exec_opts eo = {.threads = o->threads};
+    /* One run (or one per test-data set): weights packed at load would be packed for one use,
+     * into fresh memory, so each run packs them instead (no_prepack). */
+    opt_exec_opts eo = {.threads = o->threads, .no_prepack = true};
     opt_error err = {0};
     if (opt_exec_new(*m, &eo, e, &err) != OPT_OK) {
         opt_model_free(*m);
