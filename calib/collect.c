@@ -28,9 +28,10 @@
  *
  * After batch 0 a batch runs in pieces of `chunk` samples (the same pieces whatever the thread
  * count), small enough that a node's output is still in the core's cache when the next node
- * reads it (not for big models: their executor reads the weights in place and packs them per
- * run, opt_exec_opts.no_prepack, which a piece would repeat; BERT-base's weights are 340 MB of
- * fresh pages packed at load, more time than 16 sequences' forward passes on 2 cores). That assumes the model treats samples independently, as inference graphs do: a
+ * reads it. (Not for big models: their executor reads the weights in place and packs them per
+ * run, opt_exec_opts.no_prepack, which each piece would repeat. Packing BERT-base's weights at
+ * load filled 340 MB of fresh pages, which took longer than 16 sequences' forward passes on 2
+ * cores.) Pieces assume the model treats samples independently, as inference graphs do: a
  * tensor whose size does not follow a piece's sample count (a value computed from the batch as
  * a whole, e.g. a mean over the batch axis), or a piece that fails to run (a Reshape to a fixed
  * batch size), starts the collection again from the start with whole batches.

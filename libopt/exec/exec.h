@@ -76,7 +76,8 @@ typedef struct opt_exec_opts {
 
 typedef struct opt_exec opt_exec;
 
-/* Plans m (which must outlive the executor). On failure err names the node that cannot run. */
+/* Plans m, which must outlive the executor and keep its initializers unchanged while it exists
+ * (they are read in place, not copied). On failure err names the node that cannot run. */
 opt_status opt_exec_new(const opt_model *m, const opt_exec_opts *opts, opt_exec **out,
                         opt_error *err);
 void opt_exec_free(opt_exec *e);
