@@ -164,7 +164,7 @@ void nn_epilogue_rows(const nn_epilogue *ep, float *c, int64_t ldc, int64_t row0
 
 #ifdef NN_HAVE_AVX512
 
-#define AVX512 __attribute__((target("avx512f,avx512dq,fma"), optimize("O3")))
+#define AVX512 __attribute__((target("avx512f,avx512dq,fma,popcnt"), optimize("O3")))
 
 static AVX512 inline __m512 vact(const nn_epilogue *ep, __m512 v)
 {
@@ -355,8 +355,11 @@ static inline __mmask16 lanes_below(int64_t n)
     return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1);
 }
 
-/* The tile of columns [cc, cc + nr) (nr <= 32) for a plain product, or for a shifted B (bs). */
-static void tile_cols_init(tile_cols *t, int64_t cc, int nr, const nn_bshift *bs)
+/* The tile of columns [cc, cc + nr) (nr <= 32) for a plain product, or for a shifted B (bs).
+ * Runs once per panel and call (a small conv calls once per image), so the kept lanes are built
+ * a row of the wide grid at a time (lanes whose column mod wrap is below keep), not lane by
+ * lane. */
+static AVX512 void tile_cols_init(tile_cols *t, int64_t cc, int nr, const nn_bshift *bs)
 {
     t->col0 = cc;
     t->l0 = lanes_below(nr);
@@ -368,18 +371,18 @@ static void tile_cols_init(tile_cols *t, int64_t cc, int nr, const nn_bshift *bs
         t->d1 = cc + 16;
         return;
     }
-    uint32_t kept = 0;
-    int64_t row = cc / bs->wrap, r = cc % bs->wrap;
-    for (int l = 0; l < nr; l++) {
-        if (r < bs->keep) kept |= 1u << l;
-        if (++r == bs->wrap) r = 0;
+    int64_t row = cc / bs->wrap, r = cc - row * bs->wrap;
+    uint64_t kept = 0;
+    /* Lane l0 is the start of a grid row (l0 <= 0 for the row lane 0 lies in). */
+    for (int64_t l0 = -r; l0 < nr; l0 += bs->wrap) {
+        int64_t lo = l0 < 0 ? 0 : l0, hi = l0 + bs->keep < nr ? l0 + bs->keep : nr;
+        if (hi > lo) kept |= (((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1);
     }
     t->k0 = (__mmask16)(kept & 0xFFFF);
     t->k1 = (__mmask16)(kept >> 16);
     int n0 = __builtin_popcount(t->k0);
     t->s0 = lanes_below(n0);
     t->s1 = lanes_below(__builtin_popcount(t->k1));
-    r = cc % bs->wrap;
     t->d0 = row * bs->keep + (r < bs->keep ? r : bs->keep);
     t->d1 = t->d0 + n0;
 }
