@@ -210,6 +210,55 @@ Test(pool, max_pool_vector_rows_are_bit_identical_to_the_n_d_loop)
     }
 }
 
+/* 2x2 windows with stride 2 and no pads (their own AVX-512 kernel, which runs an even-height
+ * batch as one tall plane) give the running maximum m = v > m ? v : m over the taps in row-major
+ * order, from m = -inf, bit for bit: NaN taps skipped, the first of +0 and -0 kept, -inf and
+ * +inf as values. Even and odd heights and widths (floor mode drops the last row or column),
+ * rows of 4 to 40 outputs, 1 and 2 threads (planes split between them). */
+Test(pool, max_pool_2x2_stride_2_is_the_running_maximum_bit_for_bit)
+{
+    kt_rng r = {23};
+    const int64_t cases[][2] = {{8, 8}, {24, 24}, {7, 45}, {6, 66}, {5, 9}, {12, 80}};
+    const float special[] = {NAN, 0.0f, -0.0f, -INFINITY, INFINITY};
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        int64_t H = cases[t][0], W = cases[t][1], P = 2 * 3, OH = H / 2, OW = W / 2;
+        float *x = kt_randf(&r, (size_t)(P * H * W));
+        for (int64_t i = 0; i < P * H * W; i++) {
+            int64_t u = kt_int(&r, 0, 15);
+            if (u < 5) x[i] = special[u];
+            else if (u < 9) x[i] = u % 2 ? 0.0f : -0.0f; /* ties between signed zeros */
+        }
+        float *want = malloc((size_t)(P * OH * OW) * sizeof *want);
+        for (int64_t p = 0; p < P; p++)
+            for (int64_t oh = 0; oh < OH; oh++)
+                for (int64_t ow = 0; ow < OW; ow++) {
+                    float m = -INFINITY;
+                    for (int64_t a = 0; a < 2; a++)
+                        for (int64_t b = 0; b < 2; b++) {
+                            float v = x[(p * H + 2 * oh + a) * W + 2 * ow + b];
+                            m = v > m ? v : m;
+                        }
+                    want[(p * OH + oh) * OW + ow] = m;
+                }
+        int odt = OPT_DT_FLOAT;
+        kt_operand in = {"x", OPT_DT_FLOAT, 4, {2, 3, H, W}, x, false};
+        for (int th = 1; th <= 2; th++) {
+            opt_model *m = kt_model("MaxPool", 12, &in, 1, &odt, 1);
+            kt_attr_ints(m, "kernel_shape", (int64_t[]){2, 2}, 2);
+            kt_attr_ints(m, "strides", (int64_t[]){2, 2}, 2);
+            opt_array y = {0};
+            kt_run(m, th, &in, 1, &y, 1);
+            cr_assert_eq(opt_array_numel(&y), P * OH * OW, "case %zu", t);
+            cr_assert_eq(memcmp(y.data, want, y.nbytes), 0, "case %zu (%lld x %lld), %d threads", t,
+                         (long long)H, (long long)W, th);
+            opt_array_free(&y);
+            opt_model_free(m);
+        }
+        free(want);
+        free(x);
+    }
+}
+
 /* int8/uint8 MaxPool (run on the bytes where the CPU has AVX-512 VBMI) gives exactly the float
  * MaxPool of the same values: strides 1 and 2, rows of one, two and three vectors, pads,
  * dilations, ceil_mode, 1-D; byte extremes included. */
