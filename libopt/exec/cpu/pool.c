@@ -5,9 +5,11 @@
  * must start inside the input or its leading padding), count_include_pad (padding counts, but
  * not the extra cells ceil_mode adds), MaxPool's optional Indices output in row-major or
  * column-major (storage_order 1) flattening. 1-D and 2-D windows take a loop with precomputed
- * bounds; 3-D and up a generic one. int8/uint8 MaxPool without Indices, 1-D/2-D with strides
- * 1-2 along the last axis, runs on the bytes (AVX-512 VBMI); other int8/uint8 cases and the
- * float16/bfloat16/double types compute in float32, which is exact for the integers.
+ * bounds; 3-D and up a generic one. float MaxPool without Indices runs on AVX-512: 2x2 windows
+ * with stride 2 and no pads on a kernel of their own, other 1-D/2-D windows with strides 1-2
+ * along the last axis on a masked-tap kernel. int8/uint8 MaxPool without Indices, 1-D/2-D with
+ * strides 1-2 along the last axis, runs on the bytes (AVX-512 VBMI); other int8/uint8 cases and
+ * the float16/bfloat16/double types compute in float32, which is exact for the integers.
  */
 #include "libopt/exec/cpu/nn.h"
 
