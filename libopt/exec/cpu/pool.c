@@ -108,7 +108,7 @@ static bool maxpool_plane_avx512(const nn_conv_geom *g, const float *xp, float *
  * columns by permutes. The taps are combined as the scalar loop's running maximum would take
  * them (t00, t01 on the first row, t10, t11 on the second: a later tap wins only when greater,
  * so NaN taps are skipped and the first of equal values, +0 or -0, is kept), so the bits are
- * maxpool_plane_avx512's. About 12 instructions per 16 outputs, where the general kernel spends
+ * maxpool_plane_avx512's. About 16 instructions per 16 outputs, where the general kernel spends
  * four masked taps with their mask arithmetic; on small planes (8 x 8 in LeNet's second pool)
  * it was a quarter of a batch's forward pass. False (nothing done) for other geometries. */
 __attribute__((target("avx512f"), optimize("O3")))
