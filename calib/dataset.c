@@ -40,9 +40,7 @@ struct opt_dataset {
     float scale;
     int out_dtype;            /* dtype of the batches: float32, or an integer type (set_dtype) */
     char *input;              /* the model input an integer dataset feeds (messages) */
-    void *raw;  size_t raw_cap;
-    float *tmp; size_t tmp_cap;
-    float *buf; size_t buf_cap;
+    opt_dataset_buf own;      /* opt_dataset_next_batch's batch */
     void *lraw; size_t lraw_cap;
 };
 
@@ -133,9 +131,7 @@ void opt_dataset_free(opt_dataset *ds)
     free(ds->name);
     free(ds->xpath);
     free(ds->ypath);
-    free(ds->raw);
-    free(ds->tmp);
-    free(ds->buf);
+    opt_dataset_buf_free(&ds->own);
     free(ds->lraw);
     free(ds->input);
     free(ds);
@@ -511,7 +507,7 @@ static void int_range(int dtype, int64_t *lo, int64_t *hi)
 }
 
 /* Raw records -> ds->out_dtype, exactly: every value must be an integer in the type's range. */
-static opt_status to_int(const opt_dataset *ds, const void *raw, size_t b, void *dst, opt_error *err)
+static opt_status to_int(const opt_dataset *ds, const void *raw, size_t first, size_t b, void *dst, opt_error *err)
 {
     size_t rv = ds->rec_vals, per = ds->per;
     size_t es = (size_t)opt_dtype_bits(ds->src_dtype) / 8, os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
@@ -529,7 +525,7 @@ static opt_status to_int(const opt_dataset *ds, const void *raw, size_t b, void 
                 if (whole) snprintf(num, sizeof num, "%lld", (long long)v);
                 else snprintf(num, sizeof num, "%.9g", raw_get(ds->src_dtype, p));
                 return opt_error_set(err, OPT_ERR_DATA, "%s: sample %zu, value %zu is %s, not %s (input '%s' is %s)",
-                                     ds->xpath, ds->pos + i, j, num,
+                                     ds->xpath, first + i, j, num,
                                      whole || floor(raw_get(ds->src_dtype, p)) == raw_get(ds->src_dtype, p)
                                          ? "in the type's range" : "a whole number",
                                      ds->input ? ds->input : "?", opt_dtype_short(ds->out_dtype));
@@ -574,39 +570,86 @@ static VEC_FN bool all_finite(const float *x, size_t n)
     return !bad;
 }
 
-opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs,
-                                  int32_t *labels, size_t *got, opt_error *err)
+void opt_dataset_buf_free(opt_dataset_buf *b)
+{
+    if (!b) return;
+    free(b->raw);
+    free(b->tmp);
+    free(b->out);
+    memset(b, 0, sizeof *b);
+}
+
+bool opt_dataset_random_access(const opt_dataset *ds)
+{
+    return opt_tstream_random_access(ds->x);
+}
+
+/* Records of the delivered dtype that need no column dropped nor transposed are read straight
+ * into the batch. */
+static bool direct_read(const opt_dataset *ds)
+{
+    return ds->src_dtype == ds->out_dtype && ds->rec_vals == ds->per && !ds->transpose;
+}
+
+/* Sizes b's buffers for n samples (no raw records where they are read into the batch). */
+static opt_status buf_grow(const opt_dataset *ds, opt_dataset_buf *b, size_t n, opt_error *err)
+{
+    size_t es = (size_t)opt_dtype_bits(ds->src_dtype) / 8, os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
+    if ((!direct_read(ds) && !grow(&b->raw, &b->raw_cap, n * ds->rec_vals * es)) ||
+        !grow(&b->out, &b->out_cap, n * ds->per * os) ||
+        (ds->transpose && !grow((void **)&b->tmp, &b->tmp_cap, n * ds->per * sizeof(float))))
+        return opt_error_set(err, OPT_ERR_NOMEM, "%s: out of memory for a batch of %zu", ds->name, n);
+    return OPT_OK;
+}
+
+opt_status opt_dataset_take(opt_dataset *ds, size_t max, opt_dataset_buf *b, size_t *got, opt_error *err)
 {
     *got = 0;
-    memset(inputs, 0, sizeof *inputs);
+    b->first = ds->pos;
+    b->n = 0;
     if (max == 0) return opt_error_set(err, OPT_ERR_USAGE, "batch size must be at least 1");
-    size_t b = ds->count - ds->pos < max ? ds->count - ds->pos : max;
+    size_t n = ds->count - ds->pos < max ? ds->count - ds->pos : max;
+    if (n == 0) return OPT_OK;
+    if (!opt_tstream_random_access(ds->x)) {
+        OPT_TRY(buf_grow(ds, b, n, err));
+        OPT_TRY(opt_tstream_read(ds->x, n, direct_read(ds) ? b->out : b->raw, err));
+    }
+    b->n = n;
+    ds->pos += n;
+    *got = n;
+    return OPT_OK;
+}
+
+opt_status opt_dataset_fill(const opt_dataset *ds, opt_dataset_buf *bf, opt_array *inputs, opt_error *err)
+{
+    size_t b = bf->n, first = bf->first;
+    memset(inputs, 0, sizeof *inputs);
     inputs->dtype = ds->out_dtype;
     inputs->ndim = ds->ndim + 1;
     inputs->dims[0] = (int64_t)b;
     for (int i = 0; i < ds->ndim; i++) inputs->dims[i + 1] = ds->dims[i];
     if (b == 0) return OPT_OK;
-    size_t es = (size_t)opt_dtype_bits(ds->src_dtype) / 8, per = ds->per;
-    size_t os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
-    if (!grow(&ds->raw, &ds->raw_cap, b * ds->rec_vals * es) ||
-        !grow((void **)&ds->buf, &ds->buf_cap, b * per * os) ||
-        (ds->transpose && !grow((void **)&ds->tmp, &ds->tmp_cap, b * per * sizeof(float))))
-        return opt_error_set(err, OPT_ERR_NOMEM, "%s: out of memory for a batch of %zu", ds->name, b);
-    float *dst = ds->buf;
-    /* records of the delivered dtype that need no column dropped or transposed are read in place */
-    bool direct = ds->src_dtype == ds->out_dtype && ds->rec_vals == per && !ds->transpose;
-    OPT_TRY(opt_tstream_read(ds->x, b, direct ? (void *)dst : ds->raw, err));
+    size_t per = ds->per, os = (size_t)opt_dtype_bits(ds->out_dtype) / 8;
+    bool direct = direct_read(ds);
+    if (opt_tstream_random_access(ds->x)) {
+        if (first > ds->count || b > ds->count - first)
+            return opt_error_set(err, OPT_ERR_USAGE, "%s: samples %zu to %zu of %zu asked for", ds->name, first,
+                                 first + b, ds->count);
+        OPT_TRY(buf_grow(ds, bf, b, err));
+        OPT_TRY(opt_tstream_read_at(ds->x, first, b, direct ? bf->out : bf->raw, err));
+    }
+    void *dst = bf->out;
     if (ds->out_dtype != OPT_DT_FLOAT) {
         /* integer inputs: the values as stored, no scaling (set_dtype refused the rest) */
-        if (!direct) OPT_TRY(to_int(ds, ds->raw, b, dst, err));
-        goto labels;
+        if (!direct) OPT_TRY(to_int(ds, bf->raw, first, b, dst, err));
+        goto done;
     }
-    if (!direct) to_float(ds, ds->raw, b, ds->transpose ? ds->tmp : dst);
+    if (!direct) to_float(ds, bf->raw, b, ds->transpose ? bf->tmp : dst);
     if (ds->transpose) {
         size_t H = (size_t)ds->th, W = (size_t)ds->tw, C = (size_t)ds->tc;
         for (size_t i = 0; i < b; i++) {
-            const float *s = ds->tmp + i * per;
-            float *d = dst + i * per;
+            const float *s = bf->tmp + i * per;
+            float *d = (float *)dst + i * per;
             for (size_t h = 0; h < H; h++)
                 for (size_t w = 0; w < W; w++)
                     for (size_t c = 0; c < C; c++) {
@@ -635,7 +678,7 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
         if (all_finite(dst, b * per)) nscale = 0;
     }
     for (size_t i = 0; i < nscale; i++) {
-        float *d = dst + i * per;
+        float *d = (float *)dst + i * per;
         for (size_t j = 0; j < per; j++) {
             float v = d[j] * sc;
             if (ds->o.n_norm) {
@@ -644,18 +687,33 @@ opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs
             }
             if (!ds->o.allow_nonfinite && !isfinite(v))
                 return opt_error_set(err, OPT_ERR_DATA, "%s: sample %zu, value %zu is %s%s", ds->xpath,
-                                     ds->pos + i, j, isnan(v) ? "NaN" : "Inf",
+                                     first + i, j, isnan(v) ? "NaN" : "Inf",
                                      isfinite(d[j]) ? " after scaling/normalisation" : "");
             d[j] = v;
         }
     }
-labels:
+done:
+    inputs->data = dst;
+    inputs->nbytes = b * per * os;
+    return OPT_OK;
+}
+
+opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs,
+                                  int32_t *labels, size_t *got, opt_error *err)
+{
+    *got = 0;
+    memset(inputs, 0, sizeof *inputs);
+    size_t b;
+    OPT_TRY(opt_dataset_take(ds, max, &ds->own, &b, err));
+    OPT_TRY(opt_dataset_fill(ds, &ds->own, inputs, err));
+    if (b == 0) return OPT_OK;
+    size_t per = ds->per, first = ds->own.first, es = (size_t)opt_dtype_bits(ds->src_dtype) / 8;
     if (labels) {
         if (ds->label_last) {
             for (size_t i = 0; i < b; i++)
-                if (!label_at(ds->src_dtype, ds->raw, i * ds->rec_vals + per, es, &labels[i]))
+                if (!label_at(ds->src_dtype, ds->own.raw, i * ds->rec_vals + per, es, &labels[i]))
                     return opt_error_set(err, OPT_ERR_DATA, "%s: label of sample %zu (last column) is not an integer",
-                                         ds->xpath, ds->pos + i);
+                                         ds->xpath, first + i);
         } else if (ds->y) {
             int ydt = opt_tstream_dtype(ds->y);
             size_t yes = (size_t)opt_dtype_bits(ydt) / 8;
@@ -665,7 +723,7 @@ labels:
             for (size_t i = 0; i < b; i++)
                 if (!label_at(ydt, ds->lraw, i, yes, &labels[i]))
                     return opt_error_set(err, OPT_ERR_DATA, "%s: label of sample %zu is not an integer in int32 range",
-                                         ds->ypath, ds->pos + i);
+                                         ds->ypath, first + i);
         } else {
             for (size_t i = 0; i < b; i++) labels[i] = -1;
         }
@@ -676,9 +734,6 @@ labels:
         if (!grow(&ds->lraw, &ds->lraw_cap, b * yes)) return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
         OPT_TRY(opt_tstream_read(ds->y, b, ds->lraw, err));
     }
-    inputs->data = dst;
-    inputs->nbytes = b * per * os;
-    ds->pos += b;
     *got = b;
     return OPT_OK;
 }

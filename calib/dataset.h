@@ -24,7 +24,9 @@
  *
  * Streaming: memory does not grow with the number of samples. IDX and .gz files are read
  * incrementally (gzread), .npy by seeking, CSV row by row (the CSV file is scanned once at
- * open to count and check rows). The only buffers are one batch of inputs, owned by the dataset.
+ * open to count and check rows). The only buffers are one batch of inputs, owned by the dataset
+ * (opt_dataset_next_batch), or the callers' own (opt_dataset_take / opt_dataset_fill, which read
+ * a plain .npy or IDX file at any sample with pread, from several threads at once).
  *
  * Validation: a missing file, a malformed header, a size that does not match the header, a
  * label count that differs from the sample count, an empty dataset, NaN or Inf in the data
@@ -108,6 +110,32 @@ size_t opt_dataset_pos(const opt_dataset *ds);
  * error). Errors: I/O or a truncated file, a label outside int32, NaN/Inf (unless allowed). */
 opt_status opt_dataset_next_batch(opt_dataset *ds, size_t max, opt_array *inputs,
                                   int32_t *labels, size_t *got, opt_error *err);
+
+/* The same in two steps, for threads that share one dataset: opt_dataset_take hands out the
+ * next samples (under the callers' lock), and each thread then makes its batch with
+ * opt_dataset_fill, in buffers of its own, at the same time as the others fill theirs.
+ *
+ * A dataset whose records can be read in any order (opt_dataset_random_access: plain .npy and
+ * IDX files, through pread) reads nothing in take, so only the hand-out is serial; a .gz or
+ * CSV source reads its records in take (the stream is sequential) and converts them in fill.
+ * Labels are not read (opt_dataset_next_batch reads them). */
+typedef struct opt_dataset_buf {
+    void *raw;  size_t raw_cap;   /* the records as stored */
+    float *tmp; size_t tmp_cap;   /* before a transpose */
+    void *out;  size_t out_cap;   /* the batch */
+    size_t first, n;              /* the samples taken: their numbers in the dataset (from
+                                   * opt_dataset_take; for a random-access dataset the caller
+                                   * may set any range within opt_dataset_count instead) */
+} opt_dataset_buf;
+void opt_dataset_buf_free(opt_dataset_buf *b);
+bool opt_dataset_random_access(const opt_dataset *ds);
+/* Takes the next (up to) max samples into b (*got 0 at the end of the stream). Not
+ * thread-safe. */
+opt_status opt_dataset_take(opt_dataset *ds, size_t max, opt_dataset_buf *b, size_t *got, opt_error *err);
+/* Makes the batch of the samples b holds (reading them first from a random-access dataset):
+ * *inputs points into b->out. Changes nothing in ds: threads may fill their own buffers at
+ * once. The errors of opt_dataset_next_batch, naming samples by their number in the dataset. */
+opt_status opt_dataset_fill(const opt_dataset *ds, opt_dataset_buf *b, opt_array *inputs, opt_error *err);
 
 /* Starts the stream again from the first sample. */
 opt_status opt_dataset_rewind(opt_dataset *ds, opt_error *err);

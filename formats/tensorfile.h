@@ -101,6 +101,12 @@ opt_tfmt opt_tstream_format(const opt_tstream *s);
  * stored dtype). Fails with "PATH: truncated: ..." when the file ends early; reading past the
  * count is an error too. */
 opt_status opt_tstream_read(opt_tstream *s, uint64_t n, void *dst, opt_error *err);
+/* Whether opt_tstream_read_at works: a plain (uncompressed) NPY or IDX regular file. */
+bool opt_tstream_random_access(const opt_tstream *s);
+/* Reads records [first, first + n) into dst as opt_tstream_read does, with pread on a
+ * descriptor of its own: it leaves the stream's position alone, and several threads may call it
+ * at once. OPT_ERR_USAGE where !opt_tstream_random_access(s). */
+opt_status opt_tstream_read_at(const opt_tstream *s, uint64_t first, uint64_t n, void *dst, opt_error *err);
 /* Goes back to the first record. */
 opt_status opt_tstream_rewind(opt_tstream *s, opt_error *err);
 

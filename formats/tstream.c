@@ -10,12 +10,14 @@
 #include "formats/tensorfile_int.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <zlib.h>
 
 #define CSV_CHUNK 65536
@@ -31,6 +33,7 @@ struct opt_tstream {
     /* NPY, IDX */
     gzFile gz;
     z_off_t data_off;
+    int fd;             /* a plain regular file, opened again for opt_tstream_read_at; else -1 */
     /* CSV */
     FILE *f;
     opt_tf_csv *csv;
@@ -66,6 +69,7 @@ void opt_tstream_close(opt_tstream *s)
 {
     if (!s) return;
     if (s->gz) gzclose(s->gz);
+    if (s->fd >= 0) close(s->fd);
     if (s->f) fclose(s->f);
     opt_tf_csv_free(s->csv);
     free(s->pend);
@@ -174,6 +178,7 @@ static opt_status open_binary(opt_tstream *s, opt_error *err)
             if ((uint64_t)st.st_size > want)
                 return serr(s, err, OPT_ERR_DATA, "%llu bytes after the data the header describes",
                             (unsigned long long)((uint64_t)st.st_size - want));
+            s->fd = open(s->path, O_RDONLY | O_CLOEXEC); /* -1: sequential reads only */
         }
     }
     if (gzseek(s->gz, s->data_off, SEEK_SET) < 0) return serr(s, err, OPT_ERR_IO, "seek failed");
@@ -303,6 +308,7 @@ opt_status opt_tstream_open(const char *path, opt_tfmt fmt, opt_tstream **out, o
 {
     *out = NULL;
     opt_tstream *s = calloc(1, sizeof *s);
+    if (s) s->fd = -1;
     if (!s || !(s->path = opt_strdup(path))) {
         free(s);
         return opt_error_set(err, OPT_ERR_NOMEM, "out of memory");
@@ -363,6 +369,34 @@ opt_status opt_tstream_read(opt_tstream *s, uint64_t n, void *dst, opt_error *er
         if (r > 0) return serr(s, err, OPT_ERR_DATA, "more data than the header's %llu records",
                                (unsigned long long)s->count);
     }
+    return OPT_OK;
+}
+
+bool opt_tstream_random_access(const opt_tstream *s)
+{
+    return s->fd >= 0;
+}
+
+opt_status opt_tstream_read_at(const opt_tstream *s, uint64_t first, uint64_t n, void *dst, opt_error *err)
+{
+    if (s->fd < 0) return serr(s, err, OPT_ERR_USAGE, "records cannot be read out of order");
+    if (first > s->count || n > s->count - first)
+        return serr(s, err, OPT_ERR_USAGE, "asked for %llu records at %llu of %llu", (unsigned long long)n,
+                    (unsigned long long)first, (unsigned long long)s->count);
+    uint8_t *p = dst;
+    size_t len = (size_t)n * s->rec_bytes, got = 0;
+    off_t off = (off_t)s->data_off + (off_t)(first * s->rec_bytes);
+    while (got < len) {
+        ssize_t r = pread(s->fd, p + got, len - got, off + (off_t)got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return serr(s, err, OPT_ERR_IO, "read failed: %s", strerror(errno));
+        if (r == 0) /* the file shrank after it was opened */
+            return serr(s, err, OPT_ERR_DATA, "truncated: data ends in record %llu of %llu",
+                        (unsigned long long)(first + got / (s->rec_bytes ? s->rec_bytes : 1) + 1),
+                        (unsigned long long)s->count);
+        got += (size_t)r;
+    }
+    if (s->swap) opt_tf_swap(dst, len / s->elem, s->elem);
     return OPT_OK;
 }
 

@@ -454,3 +454,88 @@ Test(dataset, a_feed_binds_named_specs_then_plain_ones_in_input_order)
     cr_assert_eq(opt_feed_open(specs, 2, inputs, 3, &o, &f, &e), OPT_OK, "%s", e.msg);
     opt_feed_free(&f);
 }
+
+/* Batches of 3 made with opt_dataset_take + opt_dataset_fill, filled last first, hold the bytes
+ * opt_dataset_next_batch gives in order; plain .npy and IDX read in any order (the caller sets
+ * the ranges), .gz and CSV hand out their records in take; a NaN is named by its sample number
+ * wherever its batch is filled. */
+Test(dataset, take_and_fill_in_any_order_give_next_batchs_bytes)
+{
+    enum { N = 11, F = 6, B = 3, NB = (N + B - 1) / B };
+    float v[N * F];
+    uint8_t u[N * F];
+    for (int i = 0; i < N * F; i++) {
+        v[i] = (float)(i * 37 % 101) / 7.0f - 5.0f;
+        u[i] = (uint8_t)(i * 53 + 7);
+    }
+    int64_t d[] = {N, F}, d3[] = {N, 2, 3};
+    write_array("f.npy", OPT_DT_FLOAT, 2, d, v);
+    write_array("u.idx", OPT_DT_UINT8, 3, d3, u);
+    write_array("f.csv", OPT_DT_FLOAT, 2, d, v);
+    uint8_t *raw;
+    size_t len;
+    opt_error e;
+    opt_array a = {.dtype = OPT_DT_UINT8, .ndim = 3, .dims = {N, 2, 3}, .data = u, .nbytes = sizeof u};
+    cr_assert_eq(opt_tensorfile_serialize(&a, OPT_TFMT_IDX, NULL, &raw, &len, &e), OPT_OK);
+    gzFile g = gzopen(path("u.idx.gz"), "wb");
+    gzwrite(g, raw, (unsigned)len);
+    gzclose(g);
+    free(raw);
+    const char *specs[] = {"npy:%s/f.npy", "idx:%s/u.idx", "idx:%s/u.idx.gz", "csv:%s/f.csv"};
+    const bool random[] = {true, true, false, false};
+    for (int k = 0; k < 4; k++) {
+        char spec[256];
+        snprintf(spec, sizeof spec, specs[k], dir);
+        opt_dataset *ds, *ref;
+        cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+        cr_assert_eq(opt_dataset_open(spec, NULL, &ref, &e), OPT_OK, "%s", e.msg);
+        cr_assert_eq(opt_dataset_random_access(ds), random[k], "%s", spec);
+        float want[N * F];
+        size_t got, at = 0;
+        opt_array x;
+        while (opt_dataset_next_batch(ref, B, &x, NULL, &got, &e) == OPT_OK && got > 0) {
+            memcpy(want + at * F, x.data, x.nbytes);
+            at += got;
+        }
+        cr_assert_eq(at, N);
+        opt_dataset_buf bufs[NB] = {0};
+        for (int b = 0; b < NB; b++) {
+            if (random[k]) {
+                bufs[b].first = (size_t)b * B;
+                bufs[b].n = N - b * B < B ? N - b * B : B;
+            } else {
+                cr_assert_eq(opt_dataset_take(ds, B, &bufs[b], &got, &e), OPT_OK, "%s", e.msg);
+                cr_assert_eq(bufs[b].first, (size_t)b * B);
+                cr_assert_eq(got, bufs[b].n);
+            }
+        }
+        for (int b = NB - 1; b >= 0; b--) {
+            cr_assert_eq(opt_dataset_fill(ds, &bufs[b], &x, &e), OPT_OK, "%s: %s", spec, e.msg);
+            cr_assert_eq(x.dims[0], (int64_t)bufs[b].n);
+            cr_assert(memcmp(x.data, want + (size_t)b * B * F, x.nbytes) == 0, "%s batch %d", spec, b);
+        }
+        if (random[k]) { /* a range past the end is refused */
+            opt_dataset_buf past = {.first = N - 1, .n = 2};
+            cr_assert_neq(opt_dataset_fill(ds, &past, &x, &e), OPT_OK, "%s", spec);
+            opt_dataset_buf_free(&past);
+        }
+        for (int b = 0; b < NB; b++) opt_dataset_buf_free(&bufs[b]);
+        opt_dataset_free(ds);
+        opt_dataset_free(ref);
+    }
+    /* NaN in sample 7 (batch 2): filling batch 2 names it, before or after the others. */
+    v[7 * F + 4] = NAN;
+    write_array("nan2.npy", OPT_DT_FLOAT, 2, d, v);
+    char spec[256];
+    snprintf(spec, sizeof spec, "npy:%s/nan2.npy", dir);
+    opt_dataset *ds;
+    cr_assert_eq(opt_dataset_open(spec, NULL, &ds, &e), OPT_OK, "%s", e.msg);
+    opt_dataset_buf b2 = {.first = 6, .n = 3}, b0 = {.first = 0, .n = 3};
+    opt_array x;
+    cr_assert_eq(opt_dataset_fill(ds, &b2, &x, &e), OPT_ERR_DATA);
+    cr_assert(strstr(e.msg, "nan2.npy: sample 7, value 4 is NaN"), "%s", e.msg);
+    cr_assert_eq(opt_dataset_fill(ds, &b0, &x, &e), OPT_OK, "%s", e.msg);
+    opt_dataset_buf_free(&b2);
+    opt_dataset_buf_free(&b0);
+    opt_dataset_free(ds);
+}
