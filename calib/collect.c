@@ -4,9 +4,10 @@
  * Threads take whole batches: with W threads, W executors of one thread each run the batches
  * as they come (a model with big weights runs one executor of W threads instead, see
  * BIG_WEIGHTS; the observer then still sees one node's outputs at a time, in graph order). A
- * thread reads its next batch itself, under a lock, into a buffer of its own,
- * and nothing waits for anything else until the end, when thread 0 merges what each thread
- * gathered. (This file used to split every batch between the threads, which then met twice a
+ * thread takes its next batch and reads it itself, into buffers of its own (take() below: from
+ * a plain .npy or IDX file with no lock at all), and nothing waits for anything else until the
+ * end, when thread 0 merges what each thread gathered. The executors share thread 0's packed
+ * weights. (This file used to split every batch between the threads, which then met twice a
  * batch; on lenet300, whose batches of 100 take a tenth of a millisecond, the meetings and the
  * reader thread cost about what the second thread gave.) The result does not depend on the
  * thread count or on which thread ran which batch:
@@ -140,8 +141,7 @@ typedef struct worker {
     bool started;
     opt_exec *e;
     opt_array *outs;
-    void *buf[MAX_INPUTS]; /* this thread's copy of its batch, per input */
-    size_t cap[MAX_INPUTS];
+    opt_dataset_buf dbuf[MAX_INPUTS]; /* this thread's batch, per input */
     opt_array view[MAX_INPUTS]; /* the batch, fitted to each input */
     size_t b, samples;     /* its number and samples */
     size_t pieces;         /* pieces it runs in */
@@ -176,6 +176,8 @@ struct par {
     pthread_cond_t cv;
     bool ready;            /* batch 0 is done: refs and chunk are set */
     size_t next_b, done_n, total;
+    bool random;           /* every input reads in any order: batches are handed out by next_ab */
+    atomic_size_t next_ab;
     bool eof;
     bool restart;          /* a piece misbehaved: collect again with whole batches */
     atomic_bool abort;     /* stop taking batches (and observing) */
@@ -330,52 +332,83 @@ static void observe_cb(void *ctx, const char *name, const opt_node *producer, co
     observe_rec(ctx, name, a);
 }
 
-/* Takes the next batch into w's buffer; false at the end of the data or after a failure. */
+/* Under p->mu: hands out the next batch from the inputs' streams (a .gz or CSV source reads
+ * its records here) into w's buffers; false at the end of the data or after a failure. */
+static bool take_locked(worker *w, size_t *got_out, opt_error *e)
+{
+    par *p = w->p;
+    if (p->eof || atomic_load(&p->abort)) return false;
+    size_t got = 0;
+    opt_status s = OPT_OK;
+    /* Every part holds the same number of samples (opt_feed_open), so each gives `got`. */
+    for (size_t k = 0; k < p->n_in && s == OPT_OK; k++) {
+        size_t g = 0;
+        s = opt_dataset_take(p->in[k].ds, p->bs, &w->dbuf[k], &g, e);
+        if (s == OPT_OK && k > 0 && g != got)
+            s = opt_error_set(e, OPT_ERR_DATA, "%s: ran out of samples before the other inputs' data",
+                              opt_dataset_name(p->in[k].ds));
+        got = g;
+    }
+    if (s != OPT_OK) {
+        fail_locked(p, p->next_b, s, e);
+        return false;
+    }
+    if (got == 0) {
+        p->eof = true;
+        return false;
+    }
+    w->b = p->next_b++;
+    w->samples = got;
+    p->done_n += got;
+    if (p->o->progress) p->o->progress(p->o->progress_ctx, p->done_n, p->total);
+    *got_out = got;
+    return true;
+}
+
+/* Takes the next batch and makes it in w's buffers; false at the end of the data or after a
+ * failure. From random-access files (plain .npy and IDX: opt_dataset_random_access) batch b is
+ * samples [b * bs, (b + 1) * bs), handed out by an atomic counter, and each thread reads and
+ * converts its own. A .gz or CSV stream hands out its batches under the lock, where its records
+ * are read (in order: the stream is sequential), and the thread converts them after it. The
+ * lowest-numbered batch's failure is the one kept: every batch below a failing one was handed out
+ * before it, and its thread goes on to make it. */
 static bool take(worker *w)
 {
     par *p = w->p;
     bool ok = false;
-    pthread_mutex_lock(&p->mu);
-    if (!p->eof && !atomic_load(&p->abort)) {
-        size_t got = 0;
-        opt_error e = {0};
-        opt_status s = OPT_OK;
-        /* Every part holds the same number of samples (opt_feed_open), so each gives `got`. */
-        for (size_t k = 0; k < p->n_in && s == OPT_OK; k++) {
-            const input_info *in = &p->in[k];
-            opt_array batch;
-            size_t g = 0;
-            s = opt_dataset_next_batch(in->ds, p->bs, &batch, NULL, &g, &e);
-            if (s == OPT_OK && k > 0 && g != got)
-                s = opt_error_set(&e, OPT_ERR_DATA, "%s: ran out of samples before the other inputs' data",
-                                  opt_dataset_name(in->ds));
-            got = g;
-            if (s == OPT_OK && got > 0)
-                s = opt_batch_fit(&batch, opt_dataset_name(in->ds), in->name, in->ndim, in->dims, &w->view[k], &e);
-            if (s == OPT_OK && got > 0 && w->view[k].nbytes > w->cap[k]) {
-                void *d = realloc(w->buf[k], w->view[k].nbytes);
-                if (!d) s = opt_error_set(&e, OPT_ERR_NOMEM, "out of memory for a batch of %zu", got);
-                else w->buf[k] = d, w->cap[k] = w->view[k].nbytes;
-            }
-            if (s == OPT_OK && got > 0) {
-                memcpy(w->buf[k], w->view[k].data, w->view[k].nbytes);
-                w->view[k].data = w->buf[k];
-            }
-        }
-        if (s != OPT_OK) {
-            fail_locked(p, p->next_b, s, &e);
-        } else if (got == 0) {
-            p->eof = true;
-        } else {
-            w->b = p->next_b++;
-            w->samples = got;
+    size_t got = 0;
+    opt_error e = {0};
+    opt_status s = OPT_OK;
+    if (p->random) { /* batch b is samples [b * bs, (b + 1) * bs): no lock */
+        size_t b = atomic_fetch_add(&p->next_ab, 1), first = b * p->bs;
+        if (first >= p->total) return false;
+        got = p->total - first < p->bs ? p->total - first : p->bs;
+        for (size_t k = 0; k < p->n_in; k++) w->dbuf[k].first = first, w->dbuf[k].n = got;
+        w->b = b;
+        w->samples = got;
+        ok = true;
+        if (p->o->progress) {
+            pthread_mutex_lock(&p->mu);
             p->done_n += got;
-            if (p->o->progress) p->o->progress(p->o->progress_ctx, p->done_n, p->total);
-            ok = true;
+            p->o->progress(p->o->progress_ctx, p->done_n, p->total);
+            pthread_mutex_unlock(&p->mu);
+        }
+    } else {
+        pthread_mutex_lock(&p->mu);
+        ok = take_locked(w, &got, &e);
+        pthread_mutex_unlock(&p->mu);
+    }
+    for (size_t k = 0; k < p->n_in && ok; k++) {
+        const input_info *in = &p->in[k];
+        opt_array batch;
+        s = opt_dataset_fill(in->ds, &w->dbuf[k], &batch, &e);
+        if (s == OPT_OK) s = opt_batch_fit(&batch, opt_dataset_name(in->ds), in->name, in->ndim, in->dims, &w->view[k], &e);
+        if (s != OPT_OK) {
+            fail(p, w->b, s, &e);
+            ok = false;
         }
     }
-    pthread_mutex_unlock(&p->mu);
-    return ok;
+    return ok && !atomic_load(&p->abort);
 }
 
 /* Runs w's batch: whole, or in pieces of p->chunk samples after batch 0. */
@@ -414,11 +447,14 @@ static void run_batch(worker *w)
 }
 
 /* w's executor: p->intra threads, every produced value handed to observe_rec (by the thread
- * that runs the graph, one node after another). */
+ * that runs the graph, one node after another). Thread 0's executor packs the weights; the
+ * others read its packed copy (opt_exec_opts.share): on 16 cores, 15 more copies of lenet300's
+ * packed weights, each a megabyte of fresh pages, took as long to plan as two batches, and slowed
+ * batch 0, which thread 0 runs meanwhile, from 1 to 3.6 ms. */
 static opt_status plan_worker(par *p, worker *w, opt_error *err)
 {
     opt_exec_opts eo = {.threads = p->intra, .observe = observe_cb, .observe_ctx = w,
-                        .no_prepack = p->big};
+                        .no_prepack = p->big, .share = w == &p->w[0] ? NULL : p->w[0].e};
     return opt_exec_new(p->m, &eo, &w->e, err);
 }
 
@@ -578,6 +614,9 @@ static opt_status collect_pass(par *p, bool chunking, bool *restart, opt_error *
         if (in->ndim > 0 && in->dims[0] > 0) p->bs = (size_t)in->dims[0];
     }
     p->total = opt_dataset_count(p->in[0].ds);
+    p->random = p->total > 0;
+    for (size_t k = 0; k < p->n_in; k++) p->random &= opt_dataset_random_access(p->in[k].ds);
+    atomic_init(&p->next_ab, 0);
     if (p->total > 0) { /* no more threads than batches */
         size_t batches = (p->total + p->bs - 1) / p->bs;
         if ((size_t)p->nw > batches) p->nw = (int)batches;
@@ -611,11 +650,11 @@ static opt_status collect_pass(par *p, bool chunking, bool *restart, opt_error *
     }
     s = merge(p, err);
 done:
-    for (int i = 0; i < p->nw && p->w; i++) {
+    for (int i = p->nw - 1; i >= 0 && p->w; i--) { /* thread 0's executor last: the others read it */
         worker *w = &p->w[i];
         for (size_t k = 0; k < w->n_recs; k++) free(w->recs[k].xh);
         free(w->recs);
-        for (size_t k = 0; k < MAX_INPUTS; k++) free(w->buf[k]);
+        for (size_t k = 0; k < MAX_INPUTS; k++) opt_dataset_buf_free(&w->dbuf[k]);
         free(w->outs);
         opt_exec_free(w->e);
     }

@@ -62,6 +62,7 @@ typedef struct enode {
     int *out_dt;
     void *state;
     bool prepared;
+    bool borrowed;   /* state is opt_exec_opts.share's (not released here) */
 } enode;
 
 struct opt_exec {
@@ -500,6 +501,17 @@ static __thread bool planning_no_prepack;
 
 bool opt_prepare_packs_weights(void) { return !planning_no_prepack; }
 
+/* The node of opt_exec_opts.share that the i-th planned node n (kernel k) can take its prepared
+ * state from: the same node of the same model, planned with the same kernel; NULL if none. A
+ * Constant node is evaluated at load and its state released, so it never borrows. */
+static const enode *shared_node(const opt_exec *e, size_t i, const opt_node *n, const opt_kernel *k)
+{
+    const opt_exec *sh = e->o.share;
+    if (!sh || i >= sh->n_nodes || (opt_node_is_onnx(n) && strcmp(n->op_type, "Constant") == 0)) return NULL;
+    const enode *se = &sh->nodes[i];
+    return se->prepared && se->node == n && se->k == k ? se : NULL;
+}
+
 static opt_status plan(opt_exec *e, opt_error *err)
 {
     const opt_model *m = e->m;
@@ -693,7 +705,11 @@ static opt_status plan(opt_exec *e, opt_error *err)
         if (s != OPT_OK) break;
         if (n->n_inputs > e->max_in) e->max_in = n->n_inputs;
         if (n->n_outputs > e->max_out) e->max_out = n->n_outputs;
-        if (en->k->prepare) {
+        const enode *se = shared_node(e, e->n_nodes - 1, n, en->k);
+        if (se) {
+            en->state = se->state;
+            en->borrowed = true;
+        } else if (en->k->prepare) {
             /* Point at the constants only now: registering the outputs above may have moved
              * e->vals (value_of grows it), which would leave earlier pointers dangling. */
             for (size_t j = 0; j < n->n_inputs; j++)
@@ -826,7 +842,7 @@ void opt_exec_free(opt_exec *e)
     if (!e) return;
     for (size_t i = 0; i < e->n_nodes; i++) {
         enode *en = &e->nodes[i];
-        if (en->prepared && en->k && en->k->release) en->k->release(en->state);
+        if (en->prepared && !en->borrowed && en->k && en->k->release) en->k->release(en->state);
         free(en->in);
         free(en->out);
         free(en->out_dt);

@@ -72,6 +72,13 @@ typedef struct opt_exec_opts {
                                 * in every run, as activations are, instead of packing a copy at
                                 * load: saves start-up time and memory for a few runs of large
                                 * batches (calibration of big models), costs small runs time */
+    const struct opt_exec *share; /* optional: an executor planned from the same model with the
+                                * same options, whose kernels' prepared state (packed weights)
+                                * this one reads instead of preparing its own: several
+                                * executors, one copy. It must outlive this executor. Kernels only
+                                * read their state in run(), so both may run at once. Only an
+                                * unfused plan shares (observe or no_fuse): each executor fuses
+                                * a view of its own, whose nodes another's states do not match. */
 } opt_exec_opts;
 
 typedef struct opt_exec opt_exec;

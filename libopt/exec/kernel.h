@@ -49,7 +49,9 @@ typedef struct opt_kernel {
      * *state. */
     opt_status (*prepare)(const opt_node *n, int opset, const opt_array *const *consts,
                           size_t n_in, void **state, opt_error *err);
-    /* (prepare() may ask opt_prepare_packs_weights() whether to pack weights at load.) */
+    /* (prepare() may ask opt_prepare_packs_weights() whether to pack weights at load.) run()
+     * only reads the state: executors planned with opt_exec_opts.share run one state from
+     * several threads at once. */
     opt_status (*run)(opt_kctx *k, opt_error *err);
     void (*release)(void *state);
 } opt_kernel;

@@ -124,6 +124,12 @@ bad() {
 }
 bad "wrong sample shape" 'samples \[3,32,32\] \(3072 values\) do not fit input .input.' "$L5" --data "npy:$T/g/wrongshape.npy"
 bad "NaN in the data" 'sample 5, .*NaN' "$L5" --data "npy:$T/g/nan.npy"
+# Threads read a plain .npy's batches in parallel: whichever batch is read first, the message
+# names the first bad sample (130, batch 1 of 5), as one thread reading in order does.
+"$PY" -c "import numpy as np, sys; x = np.zeros((500, 1, 28, 28), np.float32); x[470, 0, 3, 4] = np.inf; x[130, 0, 5, 6] = np.nan; np.save(sys.argv[1], x)" "$T/g/nan2.npy"
+for th in 1 2 4; do
+    bad "NaN in two batches, $th threads" 'nan2.npy: sample 130, value 146 is NaN' "$L5" --data "npy:$T/g/nan2.npy" --batch 100 --threads $th
+done
 bad "empty dataset" 'empty' "$L5" --data "npy:$T/g/empty.npy"
 bad "fractions for an int64 input" "good.npy: sample 0, value 0 is .*, not a whole number \(input 'ids' is int64\)" \
     "$T/g/intinput.onnx" --data "npy:$T/g/good.npy"

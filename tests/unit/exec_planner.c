@@ -2,9 +2,12 @@
  * tests/unit/exec_planner.c — the executor's planner (libopt/exec/exec.c): buffers return to the
  * pool after their last reader so peak memory stays near the largest live set; an op or dtype
  * without a kernel fails at load naming the node; runs are bit-identical; aliases (Reshape)
- * share buffers safely; Constant nodes are folded at load; CUDA says why it is unavailable.
+ * share buffers safely; Constant nodes are folded at load; CUDA says why it is unavailable; an
+ * executor that reads another's prepared weights (opt_exec_opts.share) computes the same bits.
  */
 #include "kernels_util.h"
+
+#include "formats/onnx.h"
 
 #include "libopt/exec/kernel.h"
 
@@ -305,4 +308,58 @@ Test(exec_planner, cuda_request_without_cuda_says_why)
     char why[128] = "";
     cr_assert_not(opt_cuda_available(why, sizeof why));
     cr_assert(why[0], "a reason is given");
+}
+
+/* lenet5's Convs and Gemms read executor a's packed weights in b (opt_exec_opts.share, unfused
+ * plans as calibration makes them), and c is planned with the share of another model (lenet5
+ * again, its weights halved: the same kernels at the same places, but other nodes, so c prepares
+ * its own): b and c give a's outputs bit for bit. b is freed before a. */
+Test(exec_planner, an_executor_sharing_another_s_weights_gives_the_same_bits)
+{
+    opt_model *m, *other;
+    opt_error e = {0};
+    cr_assert_eq(opt_onnx_load("../datasets/lenet5.onnx", NULL, &m, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_onnx_load("../datasets/lenet5.onnx", NULL, &other, &e), OPT_OK, "%s", e.msg);
+    for (size_t i = 0; i < other->graph->n_initializers; i++) {
+        opt_tensor *t = other->graph->initializers[i];
+        float *v;
+        uint64_t nv;
+        cr_assert_eq(opt_tensor_to_f32_alloc(t, &v, &nv, &e), OPT_OK, "%s", e.msg);
+        for (uint64_t j = 0; j < nv; j++) v[j] *= 0.5f;
+        cr_assert_eq(opt_tensor_set_f32(t, OPT_DT_FLOAT, v, nv, &e), OPT_OK, "%s", e.msg);
+        free(v);
+    }
+    opt_exec_opts o = {.threads = 1, .no_fuse = true};
+    opt_exec *a, *b, *c, *x;
+    cr_assert_eq(opt_exec_new(m, &o, &a, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_exec_new(other, &o, &x, &e), OPT_OK, "%s", e.msg);
+    opt_exec_opts ob = o, oc = o;
+    ob.share = a;
+    oc.share = x;
+    cr_assert_eq(opt_exec_new(m, &ob, &b, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_exec_new(m, &oc, &c, &e), OPT_OK, "%s", e.msg);
+    kt_rng r = {11};
+    const size_t n = 7 * 28 * 28;
+    float *img = kt_randf(&r, n);
+    opt_array in = {.dtype = OPT_DT_FLOAT, .ndim = 4, .dims = {7, 1, 28, 28}, .data = img, .nbytes = n * 4};
+    opt_array ya = {0}, yb = {0}, yc = {0};
+    cr_assert_eq(opt_exec_run(a, &in, 1, &ya, 1, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_exec_run(b, &in, 1, &yb, 1, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(opt_exec_run(c, &in, 1, &yc, 1, &e), OPT_OK, "%s", e.msg);
+    cr_assert_eq(ya.nbytes, 7 * 10 * 4);
+    cr_assert(memcmp(ya.data, yb.data, ya.nbytes) == 0, "sharing a's weights changed the output");
+    cr_assert(memcmp(ya.data, yc.data, ya.nbytes) == 0, "a share from another model changed the output");
+    opt_exec_free(b);
+    opt_array_free(&yb);
+    cr_assert_eq(opt_exec_run(a, &in, 1, &yb, 1, &e), OPT_OK, "%s", e.msg); /* a keeps its state */
+    cr_assert(memcmp(ya.data, yb.data, ya.nbytes) == 0);
+    opt_array_free(&ya);
+    opt_array_free(&yb);
+    opt_array_free(&yc);
+    opt_exec_free(c);
+    opt_exec_free(a);
+    opt_exec_free(x);
+    opt_model_free(m);
+    opt_model_free(other);
+    free(img);
 }
