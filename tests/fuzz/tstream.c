@@ -2,8 +2,9 @@
  * tests/fuzz/tstream.c — fuzz target: the record streams datasets read (formats/tstream.c), for
  * NPY, IDX (plain or gzip) and CSV files. The first input byte picks the format; the rest is the
  * file. Properties: open fails with a one-line message or gives a shape whose records can all be
- * read, in two uneven batches, then again after a rewind with the same bytes; reading past the
- * end fails cleanly; no descriptor leaks.
+ * read, in two uneven batches, then again after a rewind with the same bytes, and (a plain NPY
+ * or IDX file) once more at their positions with opt_tstream_read_at; reading past the end fails
+ * cleanly; no descriptor leaks.
  */
 #include "fuzz_util.h"
 #include "formats/tensorfile.h"
@@ -47,6 +48,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 FUZZ_REQUIRE(opt_tstream_rewind(s, &err) == OPT_OK, "rewind: %s", err.msg);
                 FUZZ_REQUIRE(opt_tstream_read(s, count, b, &err) == OPT_OK, "second read: %s", err.msg);
                 FUZZ_REQUIRE(rec * count == 0 || memcmp(a, b, rec * count) == 0, "reread differs");
+                if (opt_tstream_random_access(s)) { /* the two parts again, last first, with pread */
+                    FUZZ_REQUIRE(opt_tstream_read_at(s, first, count - first, b + rec * first, &err) == OPT_OK &&
+                                     opt_tstream_read_at(s, 0, first, b, &err) == OPT_OK,
+                                 "read_at: %s", err.msg);
+                    FUZZ_REQUIRE(rec * count == 0 || memcmp(a, b, rec * count) == 0, "read_at differs");
+                    FUZZ_REQUIRE(opt_tstream_read_at(s, count, 1, b, &err) != OPT_OK, "read_at past the end succeeded");
+                    FUZZ_REQUIRE_MSG(err);
+                }
             } else {
                 FUZZ_REQUIRE_MSG(err); /* a truncated file is found while reading */
             }
